@@ -1,0 +1,1 @@
+"""Implementation of the tracelab CLI (standard library only)."""

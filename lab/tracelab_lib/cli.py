@@ -1,0 +1,114 @@
+"""Command line of tracelab."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from . import image, inventory, profiles, vm
+from .errors import LabError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tracelab",
+        description="Throwaway real-kernel VMs (qemu) for tracefleet.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="fetch the kernel and build the boot images")
+    build.add_argument("--image", choices=sorted(image.IMAGES) + ["all"], default="all")
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+
+    up = sub.add_parser("up", help="boot a VM and wait until SSH answers")
+    up.add_argument("--name", default="lab")
+    up.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
+    up.add_argument("--kvm", action="store_true", help="use KVM instead of TCG")
+    up.add_argument("--memory", type=int, default=1536, help="MiB (default 1536)")
+    up.add_argument("--smp", type=int, default=min(2, os.cpu_count() or 1),
+                    help="virtual CPUs (default: 2, or fewer host cores)")
+    up.add_argument("--timeout", type=float, default=None,
+                    help="seconds to wait for SSH (default 300 under TCG, 120 with KVM)")
+
+    down = sub.add_parser("down", help="stop VMs and remove their state")
+    target = down.add_mutually_exclusive_group(required=True)
+    target.add_argument("--name")
+    target.add_argument("--all", action="store_true")
+
+    status = sub.add_parser("status", help="list the VMs")
+    status.add_argument("--json", action="store_true")
+
+    sub.add_parser("inventory", help="print a YAML Ansible inventory of the ready VMs")
+    sub.add_parser("profiles", help="list the VM profiles")
+
+    ssh = sub.add_parser("ssh", help="run a command in a VM (or a shell)")
+    ssh.add_argument("name")
+    ssh.add_argument("remote", nargs=argparse.REMAINDER, help="command and arguments")
+    return parser
+
+
+def _status(as_json: bool) -> int:
+    rows = []
+    for machine in vm.all_vms():
+        rows.append({
+            "name": machine.name, "profile": machine.profile, "port": machine.port,
+            "pid": machine.pid(), "state": ("ready" if machine.ready() else
+                      "booting" if machine.running() else "stopped"),
+            "accel": machine.accel, "uptime_s": int(time.time() - machine.started),
+            "console": str(machine.console),
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no VMs")
+        return 0
+    print("%-20s %-12s %-6s %-8s %-8s %-5s %s" % ("NAME", "PROFILE", "PORT", "PID", "STATE",
+                                                  "ACCEL", "UPTIME"))
+    for row in rows:
+        print("%-20s %-12s %-6d %-8s %-8s %-5s %ds" % (
+            row["name"], row["profile"], row["port"], row["pid"] or "-", row["state"],
+            row["accel"], row["uptime_s"]))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            names = sorted(image.IMAGES) if args.image == "all" else [args.image]
+            for name in names:
+                image.build(name, force=args.force)
+        elif args.command == "up":
+            timeout = args.timeout or (120.0 if args.kvm else 300.0)
+            vm.up(args.name, args.profile, args.kvm, args.memory, args.smp, timeout)
+        elif args.command == "down":
+            names = [m.name for m in vm.all_vms()] if args.all else [args.name]
+            for name in names:
+                if vm.down(name):
+                    print("tracelab: %s is down" % name)
+                elif not args.all:
+                    print("tracelab: no VM named %s" % name)
+        elif args.command == "status":
+            return _status(args.json)
+        elif args.command == "inventory":
+            inventory.write([m for m in vm.all_vms() if m.ready()])
+        elif args.command == "profiles":
+            for profile in profiles.PROFILES.values():
+                print("%-12s %s" % (profile.name, profile.description))
+        elif args.command == "ssh":
+            vm.validate_name(args.name)
+            machine = vm.load(args.name)
+            if machine is None or not machine.running():
+                raise LabError("no running VM named %s" % args.name)
+            remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
+            cmd = machine.ssh_command(remote)
+            if remote:
+                cmd.insert(1, "-T")
+            os.execvp(cmd[0], cmd)
+    except LabError as exc:
+        print("tracelab: error: %s" % exc, file=sys.stderr)
+        return 1
+    return 0

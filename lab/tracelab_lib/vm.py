@@ -1,0 +1,271 @@
+"""Run lab VMs: one state directory per VM, qemu daemonised, SSH on a loopback port."""
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import image, paths, profiles
+from .errors import LabError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+FIRST_PORT = 10022
+LAST_PORT = 10999
+
+
+@dataclass
+class VM:
+    name: str
+    profile: str
+    port: int
+    accel: str
+    memory: int
+    smp: int
+    started: float
+
+    @property
+    def dir(self) -> Path:
+        return vm_dir(self.name)
+
+    @property
+    def key(self) -> Path:
+        return self.dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    @property
+    def console(self) -> Path:
+        return self.dir / "console.log"
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.dir / "qemu.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        """True when the recorded pid is alive and really is this VM's qemu."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            cmdline = Path("/proc/%d/cmdline" % pid).read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return ("tracelab-" + self.name).encode() in cmdline
+
+    def ssh_options(self) -> list[str]:
+        """OpenSSH options shared by `tracelab ssh`, the boot wait and the inventory."""
+        return [
+            "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "UserKnownHostsFile=%s" % self.known_hosts,
+            "-o", "IdentitiesOnly=yes",
+            "-o", "LogLevel=ERROR",
+        ]
+
+    def ssh_command(self, command: list[str] | None = None) -> list[str]:
+        cmd = ["ssh"] + self.ssh_options() + [
+            "-i", str(self.key), "-p", str(self.port), "root@127.0.0.1",
+        ]
+        return cmd + (command or [])
+
+    def ready(self) -> bool:
+        """Running, and SSH answered once (written by `up` after the boot wait)."""
+        return self.running() and (self.dir / "ready").exists()
+
+    def console_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.console.read_text(errors="replace")
+        except OSError:
+            return "(no console output)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise LabError(
+            "invalid VM name %r: use 1-40 lowercase letters, digits and '-', "
+            "starting with a letter or digit" % name
+        )
+    return name
+
+
+def vm_dir(name: str) -> Path:
+    return paths.state_dir() / "vms" / name
+
+
+@contextlib.contextmanager
+def _state_lock():
+    """Serialises port allocation and state changes between concurrent tracelab runs."""
+    root = paths.state_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load(name: str) -> VM | None:
+    try:
+        data = json.loads((vm_dir(name) / "vm.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return VM(**data)
+
+
+def all_vms() -> list[VM]:
+    root = paths.state_dir() / "vms"
+    if not root.is_dir():
+        return []
+    found = (load(entry.name) for entry in sorted(root.iterdir()))
+    return [vm for vm in found if vm is not None]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def allocate_port(taken: set[int]) -> int:
+    for port in range(FIRST_PORT, LAST_PORT + 1):
+        if port not in taken and _port_free(port):
+            return port
+    raise LabError("no free loopback port in %d-%d" % (FIRST_PORT, LAST_PORT))
+
+
+def kernel_cmdline(vm: VM, profile: profiles.Profile) -> str:
+    pubkey = (vm.key.with_suffix(".pub")).read_text().strip()
+    words = ["console=ttyS0", "panic=-1", "loglevel=4", "rdinit=" + profile.init]
+    words += list(profile.cmdline)
+    words += ["tracelab.hostname=" + vm.name,
+              "tracelab.key=" + base64.b64encode(pubkey.encode()).decode()]
+    return " ".join(words)
+
+
+def qemu_command(vm: VM, profile: profiles.Profile, image_dir: Path) -> list[str]:
+    if vm.accel == "kvm":
+        accel = ["-accel", "kvm", "-cpu", "host"]
+    else:
+        accel = ["-accel", "tcg", "-cpu", "max"]
+    return ["qemu-system-x86_64", "-name", "tracelab-" + vm.name] + accel + [
+        "-m", str(vm.memory), "-smp", str(vm.smp),
+        "-kernel", str(image_dir / "vmlinuz"),
+        "-initrd", str(image_dir / "initrd.img"),
+        "-append", kernel_cmdline(vm, profile),
+        "-display", "none", "-vga", "none", "-monitor", "none",
+        "-serial", "file:" + str(vm.console),
+        "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % vm.port,
+        "-device", "virtio-net-pci,netdev=n0",
+        "-device", "virtio-rng-pci",
+        "-no-reboot",
+        "-daemonize", "-pidfile", str(vm.dir / "qemu.pid"),
+    ]
+
+
+def _stop(vm: VM) -> None:
+    if vm.running():
+        pid = vm.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while vm.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if vm.running():
+            os.kill(pid, signal.SIGKILL)
+
+
+def _wait_for_ssh(vm: VM, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    probe = vm.ssh_command(["true"])
+    probe[1:1] = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+    while time.monotonic() < deadline:
+        if not vm.running():
+            raise LabError("VM %s stopped while booting; console tail:\n%s"
+                           % (vm.name, vm.console_tail()))
+        result = subprocess.run(probe, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=30, check=False)
+        if result.returncode == 0:
+            return
+        time.sleep(1)
+    raise LabError("VM %s: SSH on 127.0.0.1:%d did not answer within %ds; console tail:\n%s"
+                   % (vm.name, vm.port, timeout, vm.console_tail()))
+
+
+def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int,
+       timeout: float) -> VM:
+    validate_name(name)
+    try:
+        profile = profiles.get(profile_name)
+    except ValueError as exc:
+        raise LabError(str(exc)) from None
+    if kvm and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        raise LabError("--kvm needs read/write access to /dev/kvm")
+    if shutil.which("qemu-system-x86_64") is None:
+        raise LabError("qemu-system-x86_64 is not installed (try `make deps`)")
+    image_dir = image.ensure(profile.image)
+
+    with _state_lock():
+        existing = load(name)
+        if existing is not None and existing.running():
+            if existing.profile != profile.name:
+                raise LabError("VM %s is already running with profile %s"
+                               % (name, existing.profile))
+            print("tracelab: %s is already running (port %d)" % (name, existing.port))
+            return existing
+        if vm_dir(name).exists():
+            shutil.rmtree(vm_dir(name))
+        taken = {vm.port for vm in all_vms() if vm.running()}
+        vm = VM(name=name, profile=profile.name, port=allocate_port(taken),
+                accel="kvm" if kvm else "tcg", memory=memory, smp=smp, started=time.time())
+        vm.dir.mkdir(parents=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                        "tracelab-" + name, "-f", str(vm.key)], check=True)
+        (vm.dir / "vm.json").write_text(json.dumps(asdict(vm), indent=2) + "\n")
+        result = subprocess.run(qemu_command(vm, profile, image_dir), capture_output=True,
+                                text=True, check=False)
+        if result.returncode != 0:
+            raise LabError("qemu failed to start VM %s: %s" % (name, result.stderr.strip()))
+
+    print("tracelab: booting %s (profile %s, %s, port %d)..."
+          % (name, profile.name, vm.accel, vm.port), flush=True)
+    started = time.monotonic()
+    try:
+        _wait_for_ssh(vm, timeout)
+    except BaseException:
+        _stop(vm)
+        raise
+    (vm.dir / "ready").write_text("%d\n" % int(time.time()))
+    print("tracelab: %s is up after %.0fs (lab/tracelab ssh %s)"
+          % (name, time.monotonic() - started, name), flush=True)
+    return vm
+
+
+def down(name: str) -> bool:
+    """Stop VM `name` and remove its state; False when there was no such VM."""
+    validate_name(name)
+    with _state_lock():
+        vm = load(name)
+        if vm is None and not vm_dir(name).exists():
+            return False
+        if vm is not None:
+            _stop(vm)
+        shutil.rmtree(vm_dir(name), ignore_errors=True)
+    return True
