@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="list the VMs")
     status.add_argument("--json", action="store_true")
 
-    sub.add_parser("inventory", help="print a YAML Ansible inventory of the ready VMs")
+    inv = sub.add_parser("inventory", help="print a YAML Ansible inventory of the ready VMs")
+    inv.add_argument("--name", action="append", default=[],
+                     help="only this VM (repeatable); default: every ready VM")
     sub.add_parser("profiles", help="list the VM profiles")
 
     ssh = sub.add_parser("ssh", help="run a command in a VM (or a shell)")
@@ -94,7 +96,13 @@ def main(argv: list[str]) -> int:
         elif args.command == "status":
             return _status(args.json)
         elif args.command == "inventory":
-            inventory.write([m for m in vm.all_vms() if m.ready()])
+            for name in args.name:
+                vm.validate_name(name)
+            ready = [m for m in vm.all_vms() if m.ready()]
+            missing = sorted(set(args.name) - {m.name for m in ready})
+            if missing:
+                raise LabError("no ready VM named %s" % ", ".join(missing))
+            inventory.write([m for m in ready if not args.name or m.name in args.name])
         elif args.command == "profiles":
             for profile in profiles.PROFILES.values():
                 print("%-12s %s" % (profile.name, profile.description))

@@ -209,6 +209,25 @@ def _wait_for_ssh(vm: VM, timeout: float) -> None:
                    % (vm.name, vm.port, timeout, vm.console_tail()))
 
 
+def _start(name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, memory: int,
+           smp: int) -> VM:
+    """Start qemu for a new VM (called with the state lock held)."""
+    if vm_dir(name).exists():
+        shutil.rmtree(vm_dir(name))
+    taken = {other.port for other in all_vms() if other.running()}
+    vm = VM(name=name, profile=profile.name, port=allocate_port(taken),
+            accel="kvm" if kvm else "tcg", memory=memory, smp=smp, started=time.time())
+    vm.dir.mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                    "tracelab-" + name, "-f", str(vm.key)], check=True)
+    (vm.dir / "vm.json").write_text(json.dumps(asdict(vm), indent=2) + "\n")
+    result = subprocess.run(qemu_command(vm, profile, image_dir), capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise LabError("qemu failed to start VM %s: %s" % (name, result.stderr.strip()))
+    return vm
+
+
 def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int,
        timeout: float) -> VM:
     validate_name(name)
@@ -228,21 +247,12 @@ def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int,
             if existing.profile != profile.name:
                 raise LabError("VM %s is already running with profile %s"
                                % (name, existing.profile))
-            print("tracelab: %s is already running (port %d)" % (name, existing.port))
-            return existing
-        if vm_dir(name).exists():
-            shutil.rmtree(vm_dir(name))
-        taken = {vm.port for vm in all_vms() if vm.running()}
-        vm = VM(name=name, profile=profile.name, port=allocate_port(taken),
-                accel="kvm" if kvm else "tcg", memory=memory, smp=smp, started=time.time())
-        vm.dir.mkdir(parents=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                        "tracelab-" + name, "-f", str(vm.key)], check=True)
-        (vm.dir / "vm.json").write_text(json.dumps(asdict(vm), indent=2) + "\n")
-        result = subprocess.run(qemu_command(vm, profile, image_dir), capture_output=True,
-                                text=True, check=False)
-        if result.returncode != 0:
-            raise LabError("qemu failed to start VM %s: %s" % (name, result.stderr.strip()))
+            if existing.ready():
+                print("tracelab: %s is already up (port %d)" % (name, existing.port))
+                return existing
+            vm = existing  # an earlier `up` was interrupted while waiting: wait again
+        else:
+            vm = _start(name, profile, image_dir, kvm, memory, smp)
 
     print("tracelab: booting %s (profile %s, %s, port %d)..."
           % (name, profile.name, vm.accel, vm.port), flush=True)
