@@ -54,10 +54,13 @@ def _parser() -> argparse.ArgumentParser:
 def _status(as_json: bool) -> int:
     rows = []
     for machine in vm.all_vms():
+        if machine.ready():
+            state = "ready"
+        else:
+            state = "booting" if machine.running() else "stopped"
         rows.append({
             "name": machine.name, "profile": machine.profile, "port": machine.port,
-            "pid": machine.pid(), "state": ("ready" if machine.ready() else
-                      "booting" if machine.running() else "stopped"),
+            "pid": machine.pid(), "state": state,
             "accel": machine.accel, "uptime_s": int(time.time() - machine.started),
             "console": str(machine.console),
         })

@@ -19,7 +19,7 @@ description:
   - A directory C(/sys/kernel/tracing) can exist without tracefs mounted on it; this module
     reports what the mount table says, not what the directory tree suggests.
 author:
-  - tracefleet contributors
+  - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
   - tracefleet.ftrace.attributes.INFO_MODULE

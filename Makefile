@@ -1,0 +1,95 @@
+# tracefleet.ftrace — developer entry points.
+#
+#   make demo          boot a lab VM and run the demo playbook against it
+#   make test          lint + sanity + unit + integration (molecule on lab VMs)
+#
+# Both install what they need first: Debian packages (as root; otherwise they
+# say what is missing), a .venv with the pinned tools, the lab kernel and images.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+PYTHON ?= python3
+TRACELAB := $(ROOT)/lab/tracelab
+COLLECTIONS := $(ROOT)/build/collections
+LINK := $(COLLECTIONS)/ansible_collections/tracefleet/ftrace
+SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard extensions/molecule/*/molecule.yml))))
+DEMO_NAME ?= demo
+
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+
+.PHONY: help deps venv collection lab-image demo demo-down test lint sanity unit \
+        integration $(addprefix molecule-,$(SCENARIOS)) changelog docs clean
+
+help:
+	@echo "make demo         boot a lab VM ($(DEMO_NAME)) and report its tracefs facts"
+	@echo "make test         lint, sanity, unit and integration tests"
+	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
+	@echo "make deps | venv | lab-image | changelog | docs | clean"
+
+deps:
+	@$(ROOT)/tools/install-deps
+
+$(VENV)/.installed: requirements-dev.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# The collection must sit under ansible_collections/tracefleet/ftrace for ansible
+# to resolve tracefleet.ftrace.*: a symlink to this checkout.
+collection:
+	@mkdir -p $(dir $(LINK))
+	@test -L $(LINK) || ln -sfn ../../../.. $(LINK)
+
+lab-image: deps
+	$(TRACELAB) build
+
+demo: deps venv collection lab-image
+	$(TRACELAB) up --name $(DEMO_NAME) --profile default
+	$(TRACELAB) inventory --name $(DEMO_NAME) > build/demo-inventory.yml
+	ansible-playbook -i build/demo-inventory.yml playbooks/demo.yml; status=$$?; \
+	if [ -z "$${KEEP:-}" ]; then $(TRACELAB) down --name $(DEMO_NAME); \
+	else echo "VM kept: lab/tracelab ssh $(DEMO_NAME); make demo-down to stop it"; fi; \
+	exit $$status
+
+demo-down:
+	$(TRACELAB) down --name $(DEMO_NAME)
+
+test: lint sanity unit integration
+	@echo "make test: all tiers passed (lint, sanity, unit, integration)"
+
+lint: venv collection
+	ansible-lint --profile production roles/ playbooks/
+	antsibull-changelog lint
+
+sanity: deps venv
+	$(ROOT)/tools/sanity
+
+unit: venv collection
+	python -m pytest -q tests/unit
+
+integration: deps venv collection lab-image $(addprefix molecule-,$(SCENARIOS))
+
+$(addprefix molecule-,$(SCENARIOS)): molecule-%: deps venv collection lab-image
+	molecule test --scenario-name $*
+
+changelog: venv
+	antsibull-changelog release
+
+docs: venv collection
+	@mkdir -p build/docs
+	antsibull-docs collection --use-current --dest-dir build/docs tracefleet.ftrace
+	@echo "module docs rendered under build/docs"
+
+clean:
+	-$(TRACELAB) down --all
+	rm -rf build tests/output .pytest_cache
