@@ -68,7 +68,8 @@ test: lint sanity unit integration
 	@echo "make test: all tiers passed (lint, sanity, unit, integration)"
 
 lint: venv collection
-	ansible-lint --profile production roles/ playbooks/
+	@# ansible-lint installs the collection it lints into ANSIBLE_HOME: keep that out of ~/.ansible
+	ANSIBLE_HOME=$(ROOT)/build/ansible-home ansible-lint --profile production roles/ playbooks/
 	antsibull-changelog lint
 
 sanity: deps venv
