@@ -90,7 +90,7 @@ class VM:
             text = self.console.read_text(errors="replace")
         except OSError:
             return "(no console output)"
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(text.splitlines()[-lines:]) or "(no console output yet)"
 
 
 def validate_name(name: str) -> str:
@@ -205,8 +205,8 @@ def _wait_for_ssh(vm: VM, timeout: float) -> None:
         if result.returncode == 0:
             return
         time.sleep(1)
-    raise LabError("VM %s: SSH on 127.0.0.1:%d did not answer within %ds; console tail:\n%s"
-                   % (vm.name, vm.port, timeout, vm.console_tail()))
+    raise LabError("VM %s: SSH on 127.0.0.1:%d did not answer within %ds; console log %s ends:\n%s"
+                   % (vm.name, vm.port, timeout, vm.console, vm.console_tail()))
 
 
 def _start(name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, memory: int,
