@@ -8,9 +8,15 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import os
+import platform
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _kernel
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
     MountEntry,
     mounts_of_type,
+    read_filesystems,
+    read_mountinfo,
 )
 
 TRACEFS_MOUNT_POINT = "/sys/kernel/tracing"
@@ -49,3 +55,52 @@ def debugfs_state(mounts: list[MountEntry], filesystems: dict[str, bool],
         "mount_point_exists": mount_point_exists,
         "mountpoints": [entry.as_dict() for entry in debugfs_mounts],
     }
+
+
+class Host:
+    """Everything the mount-related modules read from a host, gathered in one pass."""
+
+    def __init__(self) -> None:
+        self.release = platform.release()
+        self.mounts = read_mountinfo()
+        self.filesystems = read_filesystems()
+        self.cmdline = _kernel.read_cmdline()
+        self.kconfig, self.kconfig_source = _kernel.read_kconfig(self.release)
+        self.lockdown, self.lockdown_source = _kernel.lockdown_mode(self.cmdline)
+        self.debugfs_mount_point_exists = os.path.isdir(DEBUGFS_MOUNT_POINT)
+        self.debugfs_policy = _kernel.debugfs_policy(
+            self.cmdline, self.kconfig, "debugfs" in self.filesystems)
+
+    def tracefs(self) -> dict:
+        return tracefs_state(self.mounts, self.filesystems)
+
+    def debugfs(self) -> dict:
+        state = debugfs_state(self.mounts, self.filesystems, self.debugfs_mount_point_exists)
+        allowed = self.debugfs_policy["mount_allowed"] and self.debugfs_mount_point_exists
+        state["mount_allowed"] = allowed
+        state["policy"] = self.debugfs_policy["mode"]
+        state["policy_source"] = self.debugfs_policy["source"]
+        return state
+
+    def debugfs_reason(self) -> str:
+        """Why debugfs may not be mounted, in the words of the evidence."""
+        policy = self.debugfs_policy
+        if policy["source"] == "cmdline":
+            return "debugfs=%s on the kernel command line" % policy["mode"]
+        if policy["source"] == "kconfig":
+            return "the kernel is built with debugfs mode '%s' (%s)" % (
+                policy["mode"], self.kconfig_source)
+        if policy["source"] == "filesystems":
+            return "debugfs is not registered in /proc/filesystems"
+        if not self.debugfs_mount_point_exists:
+            return "%s does not exist" % DEBUGFS_MOUNT_POINT
+        return "debugfs mounting is allowed"
+
+
+def usable(path: str | None) -> bool:
+    """tracefs can be used: its control files are there and readable. Under lockdown
+    confidentiality tracefs mounts but shows no files at all."""
+    if not path:
+        return False
+    trace = os.path.join(path, "trace")
+    return os.path.isfile(trace) and os.access(trace, os.R_OK)

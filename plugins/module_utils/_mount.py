@@ -1,0 +1,128 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""mount(2) and umount2(2) through libc, and the mount option vocabulary.
+
+Calling the system calls directly gives exact flags (no merging with fstab or the
+mount table, which mount(8) does on remount) and the kernel's own errno.
+Private to the collection: no compatibility promise outside tracefleet.ftrace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+
+# <linux/mount.h>
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+
+# Per-mount options tracefleet manages, and their flag bits.
+FLAG_OPTIONS = {
+    "ro": MS_RDONLY,
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+    "strictatime": MS_STRICTATIME,
+}
+# Options that only restate a default: accepted, no flag.
+NEUTRAL_OPTIONS = ("rw", "suid", "dev", "exec", "defaults")
+ATIME_OPTIONS = ("noatime", "relatime", "strictatime")
+# Security-relevant flags compared on every run; atime flags only when asked for.
+ALWAYS_COMPARED = ("ro", "nosuid", "nodev", "noexec")
+# Filesystem options with dedicated module options.
+DATA_OPTIONS = ("uid", "gid", "mode")
+
+
+class MountError(OSError):
+    """A failed mount(2)/umount2(2), with the operation spelled out."""
+
+    def __init__(self, operation: str, target: str, err: int) -> None:
+        super().__init__(err, os.strerror(err))
+        self.operation = operation
+        self.target = target
+
+    def __str__(self) -> str:
+        hint = ""
+        if self.errno == errno.EBUSY:
+            hint = " (something is mounted there already, or files in it are open)"
+        elif self.errno == errno.EPERM:
+            hint = " (needs root: use become)"
+        elif self.errno == errno.ENODEV:
+            hint = " (the kernel does not know this filesystem type)"
+        return "%s %s failed: [Errno %d] %s%s" % (self.operation, self.target, self.errno,
+                                                    self.strerror, hint)
+
+
+class OptionError(ValueError):
+    """A mount option tracefleet does not accept."""
+
+
+def split_options(options: list[str]) -> list[str]:
+    """Validate per-mount options; return them normalised (order kept, no duplicates)."""
+    result: list[str] = []
+    for option in options:
+        option = option.strip()
+        name = option.split("=", 1)[0]
+        if name in DATA_OPTIONS:
+            raise OptionError("%r belongs in the %s option, not in options" % (option, name))
+        if option not in FLAG_OPTIONS and option not in NEUTRAL_OPTIONS:
+            raise OptionError("unsupported mount option %r; supported: %s" % (
+                option, ", ".join(sorted(set(FLAG_OPTIONS) | set(NEUTRAL_OPTIONS)))))
+        if option not in result:
+            result.append(option)
+    if len([opt for opt in result if opt in ATIME_OPTIONS]) > 1:
+        raise OptionError("at most one of %s may be given" % ", ".join(ATIME_OPTIONS))
+    if "ro" in result and "rw" in result:
+        raise OptionError("'ro' and 'rw' contradict each other")
+    return result
+
+
+def flags_for(options: list[str]) -> int:
+    flags = 0
+    for option in options:
+        flags |= FLAG_OPTIONS.get(option, 0)
+    return flags
+
+
+def _libc():
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                           ctypes.c_ulong, ctypes.c_char_p)
+    libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+    return libc
+
+
+def _bytes(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    result = _libc().mount(_bytes(source), _bytes(target), _bytes(fstype), flags,
+                           _bytes(data) if data else None)
+    if result != 0:
+        raise MountError("mount -t %s" % fstype, target, ctypes.get_errno())
+
+
+def remount(target: str, flags: int, data: str) -> None:
+    result = _libc().mount(None, _bytes(target), None, flags | MS_REMOUNT,
+                           _bytes(data) if data else None)
+    if result != 0:
+        raise MountError("remount", target, ctypes.get_errno())
+
+
+def umount(target: str) -> None:
+    if _libc().umount2(_bytes(target), 0) != 0:
+        raise MountError("umount", target, ctypes.get_errno())

@@ -1,0 +1,263 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The tracefs mount policy: compare what is mounted with what is asked for, and
+plan the smallest set of actions (mkdir, mount, remount, umount) that closes the gap.
+
+Planning is pure: it takes the facts (mount table, registered filesystems, debugfs
+policy, ownership of mount points) and returns a plan; `apply_plan` carries it out.
+Private to the collection: no compatibility promise outside tracefleet.ftrace.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import (
+    DEBUGFS_MOUNT_POINT,
+    TRACEFS_MOUNT_POINT,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
+    MountEntry,
+    visible_mounts,
+)
+
+
+class PolicyError(Exception):
+    """The policy cannot be met on this host; nothing was changed."""
+
+
+class Policy:
+    """What the user asked for (already validated)."""
+
+    def __init__(self, state: str, path: str, options: list[str], gid: int | None,
+                 mode: int | None, legacy_debugfs: bool) -> None:
+        self.state = state
+        self.path = path
+        self.options = options
+        self.gid = gid
+        self.mode = mode
+        self.legacy_debugfs = legacy_debugfs
+
+
+class Facts:
+    """What the host looks like, as read from the kernel (see `gather_facts`)."""
+
+    def __init__(self, mounts: list[MountEntry], filesystems: dict[str, bool],
+                 debugfs_allowed: bool, debugfs_reason: str,
+                 is_dir=os.path.isdir, exists=os.path.lexists, owner=None) -> None:
+        self.mounts = visible_mounts(mounts)
+        self.filesystems = filesystems
+        self.debugfs_allowed = debugfs_allowed
+        self.debugfs_reason = debugfs_reason
+        self.is_dir = is_dir
+        self.exists = exists
+        self.owner = owner or _owner
+
+    def mount_at(self, path: str) -> MountEntry | None:
+        for entry in self.mounts:
+            if entry.mount_point == path:
+                return entry
+        return None
+
+    def mounts_of(self, fstype: str) -> list[MountEntry]:
+        return [entry for entry in self.mounts if entry.fstype == fstype]
+
+
+def _owner(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_gid, info.st_mode & 0o7777
+
+
+class Action:
+    """One step of a plan: mkdir, mount, remount or umount."""
+
+    def __init__(self, kind: str, target: str, fstype: str = "", flags: int = 0,
+                 data: str = "", reason: str = "") -> None:
+        self.kind = kind
+        self.target = target
+        self.fstype = fstype
+        self.flags = flags
+        self.data = data
+        self.reason = reason
+
+    def describe(self) -> str:
+        words = {"mkdir": "create directory %s" % self.target,
+                 "mount": "mount %s on %s" % (self.fstype, self.target),
+                 "remount": "remount %s" % self.target,
+                 "umount": "unmount %s" % self.target}[self.kind]
+        if self.data:
+            words += " (%s)" % self.data
+        return words + (": " + self.reason if self.reason else "")
+
+    def __repr__(self) -> str:
+        return "Action(%s)" % self.describe()
+
+
+class Plan:
+    def __init__(self, fstype: str, mount_point: str, tracing_path: str) -> None:
+        self.fstype = fstype
+        self.mount_point = mount_point
+        self.tracing_path = tracing_path
+        self.actions: list[Action] = []
+        self.before: dict = {}
+        self.after: dict = {}
+
+    @property
+    def via(self) -> str:
+        return self.fstype
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+
+def _mode_text(mode: int | None) -> str | None:
+    return None if mode is None else "%04o" % mode
+
+
+def _flag_options(entry: MountEntry) -> list[str]:
+    """The managed per-mount flags an existing mount has (from mountinfo)."""
+    return [opt for opt in entry.options if opt in _mount.FLAG_OPTIONS]
+
+
+def _describe(entry: MountEntry | None, gid: int | None, mode: int | None) -> dict:
+    if entry is None:
+        return {"mounted": False}
+    return {"mounted": True, "fstype": entry.fstype, "source": entry.source,
+            "options": sorted(_flag_options(entry)), "gid": gid, "mode": _mode_text(mode)}
+
+
+def observe(facts: Facts, fstype: str, mount_point: str) -> dict:
+    """The managed mount as the kernel shows it (the diff's `after` outside check mode)."""
+    entry = facts.mount_at(mount_point)
+    if entry is None or entry.fstype != fstype:
+        return {"mounted": False}
+    return _describe(entry, *facts.owner(mount_point))
+
+
+def flag_drift(wanted: list[str], entry: MountEntry) -> list[str]:
+    """Per-mount flags that differ between the policy and the mount, e.g. ['+noexec']."""
+    current = set(entry.options)
+    drift = []
+    for option in _mount.ALWAYS_COMPARED:
+        if option in wanted and option not in current:
+            drift.append("+" + option)
+        elif option not in wanted and option in current:
+            drift.append("-" + option)
+    for option in _mount.ATIME_OPTIONS:
+        if option in wanted and option not in current:
+            drift.append("+" + option)
+    return drift
+
+
+def _data(gid: int | None, mode: int | None) -> str:
+    parts = []
+    if gid is not None:
+        parts.append("gid=%d" % gid)
+    if mode is not None:
+        parts.append("mode=%o" % mode)
+    return ",".join(parts)
+
+
+def _target(policy: Policy, facts: Facts) -> tuple[str, str, str]:
+    """(fstype, mount point, tracing dir) the policy applies to on this host."""
+    tracefs_missing = ("tracefs" not in facts.filesystems
+                       or (policy.path == TRACEFS_MOUNT_POINT
+                           and not facts.exists(TRACEFS_MOUNT_POINT)))
+    if not tracefs_missing:
+        return "tracefs", policy.path, policy.path
+    why = ("the kernel has no tracefs filesystem" if "tracefs" not in facts.filesystems
+           else "%s does not exist" % TRACEFS_MOUNT_POINT)
+    if not policy.legacy_debugfs:
+        raise PolicyError(
+            "tracefs cannot be mounted here: %s (a kernel older than 4.1?). Set "
+            "legacy_debugfs=true to use <debugfs>/tracing instead." % why)
+    existing = facts.mounts_of("debugfs")
+    if existing:
+        mount_point = existing[0].mount_point
+        for entry in existing:
+            if entry.mount_point == DEBUGFS_MOUNT_POINT:
+                mount_point = entry.mount_point
+    elif facts.debugfs_allowed and facts.is_dir(DEBUGFS_MOUNT_POINT):
+        mount_point = DEBUGFS_MOUNT_POINT
+    else:
+        reason = facts.debugfs_reason
+        if facts.debugfs_allowed and not facts.is_dir(DEBUGFS_MOUNT_POINT):
+            reason = "%s does not exist" % DEBUGFS_MOUNT_POINT
+        raise PolicyError(
+            "no way to reach the tracing files: %s, and debugfs may not be mounted on "
+            "this host (%s)" % (why, reason))
+    return "debugfs", mount_point, os.path.join(mount_point, "tracing")
+
+
+def plan(policy: Policy, facts: Facts) -> Plan:
+    fstype, mount_point, tracing_path = _target(policy, facts)
+    result = Plan(fstype, mount_point, tracing_path)
+    entry = facts.mount_at(mount_point)
+    if entry is not None and entry.fstype != fstype:
+        raise PolicyError("%s already has a %s mount on it; not mounting %s over it"
+                          % (mount_point, entry.fstype, fstype))
+    if facts.exists(mount_point) and not facts.is_dir(mount_point):
+        raise PolicyError("%s exists and is not a directory" % mount_point)
+
+    current_gid = current_mode = None
+    if entry is not None:
+        current_gid, current_mode = facts.owner(mount_point)
+    result.before = _describe(entry, current_gid, current_mode)
+
+    if policy.state == "unmounted":
+        if entry is not None:
+            result.actions.append(Action("umount", mount_point, fstype))
+        result.after = {"mounted": False}
+        return result
+
+    flags = _mount.flags_for(policy.options)
+    if entry is None:
+        if not facts.exists(mount_point):
+            result.actions.append(Action("mkdir", mount_point, reason="mount point missing"))
+        result.actions.append(Action("mount", mount_point, fstype, flags,
+                                     _data(policy.gid, policy.mode)))
+        # Unmanaged gid/mode (None) on a fresh mount: whatever tracefs' single
+        # superblock ends up with; the module reports the real values afterwards.
+        after_gid = policy.gid
+        after_mode = policy.mode
+    else:
+        drift = flag_drift(policy.options, entry)
+        if policy.gid is not None and policy.gid != current_gid:
+            drift.append("gid %s -> %d" % (current_gid, policy.gid))
+        if policy.mode is not None and policy.mode != current_mode:
+            drift.append("mode %s -> %s" % (_mode_text(current_mode), _mode_text(policy.mode)))
+        after_gid = current_gid if policy.gid is None else policy.gid
+        after_mode = current_mode if policy.mode is None else policy.mode
+        if drift:
+            # Restate gid and mode so the remount cannot reset what the policy leaves alone.
+            result.actions.append(Action("remount", mount_point, fstype, flags,
+                                         _data(after_gid, after_mode), ", ".join(drift)))
+    kept_atime = [] if entry is None else [opt for opt in entry.options
+                                           if opt in _mount.ATIME_OPTIONS]
+    wanted_atime = [opt for opt in policy.options if opt in _mount.ATIME_OPTIONS]
+    after_options = [opt for opt in policy.options if opt in _mount.ALWAYS_COMPARED]
+    after_options += wanted_atime or kept_atime or (["relatime"] if entry is None else [])
+    result.after = {"mounted": True, "fstype": fstype,
+                    "source": entry.source if entry is not None else fstype,
+                    "options": sorted(after_options), "gid": after_gid,
+                    "mode": _mode_text(after_mode)}
+    return result
+
+
+def apply_plan(result: Plan) -> list[str]:
+    """Carry out the plan; return what was done. Raises MountError / OSError."""
+    done = []
+    for action in result.actions:
+        if action.kind == "mkdir":
+            os.makedirs(action.target, mode=0o755, exist_ok=True)
+        elif action.kind == "mount":
+            _mount.mount(action.fstype, action.target, action.fstype, action.flags, action.data)
+        elif action.kind == "remount":
+            _mount.remount(action.target, action.flags, action.data)
+        elif action.kind == "umount":
+            _mount.umount(action.target)
+        done.append(action.describe())
+    return done

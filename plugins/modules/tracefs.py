@@ -1,0 +1,443 @@
+#!/usr/bin/python
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: tracefs
+short_description: Ensure tracefs is mounted (or not) with the mount policy asked for
+version_added: 0.1.0
+description:
+  - Mounts tracefs at O(path) with the per-mount O(options) and the tracing-group
+    access O(gid)/O(mode), or unmounts it.
+  - Finds drift from C(/proc/self/mountinfo) and the mount point's ownership, and corrects
+    it with a remount, which reports RV(ignore:changed=true). A host that already matches
+    the policy (for example a systemd host, which mounts tracefs with C(nosuid,nodev,noexec))
+    reports no change.
+  - On kernels without tracefs (older than 4.1), O(legacy_debugfs=true) reaches the
+    tracing files under C(<debugfs>/tracing) instead, mounting debugfs only where the
+    kernel allows it. Where debugfs is disallowed (C(debugfs=off), C(debugfs=no-mount),
+    C(CONFIG_DEBUG_FS_DISALLOW_MOUNT)) and there is no other way, the module fails and says so.
+  - Under kernel lockdown C(confidentiality) tracefs still mounts but shows no files;
+    the module mounts it, returns RV(usable=false) and warns, naming lockdown.
+  - With O(persistent=true), the matching C(/etc/fstab) line is written (atomically,
+    optionally with a backup) so the policy survives a reboot.
+author:
+  - tracefleet contributors (@tracefleet)
+extends_documentation_fragment:
+  - tracefleet.ftrace.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Nothing is mounted, remounted, unmounted or written; RV(ignore:changed) is predicted.
+  diff_mode:
+    support: full
+    details:
+      - Shows the mount (mounted, options, gid, mode) and the fstab line before and after.
+  idempotent:
+    support: full
+options:
+  state:
+    description:
+      - V(mounted) mounts tracefs if needed and corrects drift in options, gid and mode.
+      - V(unmounted) unmounts tracefs from O(path) if it is mounted there.
+    type: str
+    choices: [mounted, unmounted]
+    default: mounted
+  path:
+    description:
+      - Mount point. It is created when missing (except under C(/sys), where the kernel
+        provides it).
+      - Every tracefs mount shows the same superblock, so O(gid) and O(mode) apply to all
+        of them.
+    type: path
+    default: /sys/kernel/tracing
+  options:
+    description:
+      - Per-mount options. The security flags C(ro), C(nosuid), C(nodev) and C(noexec)
+        are always compared, so leaving one out asks for it to be off. An atime option
+        (C(noatime), C(relatime), C(strictatime)) is compared only when given.
+      - C(uid=), C(gid=) and C(mode=) are not accepted here; use O(gid) and O(mode).
+    type: list
+    elements: str
+    default: [nosuid, nodev, noexec]
+  gid:
+    description:
+      - Group (name or number) that owns the tracing files. With O(mode) such as
+        V(0750), members of that group can read them (kernel 5.16 and newer apply it
+        to every file). Not managed when omitted.
+    type: raw
+  mode:
+    description:
+      - Permissions of the tracefs root directory, as an octal string such as V('0750').
+        Not managed when omitted. Quote it in YAML.
+    type: raw
+  persistent:
+    description:
+      - Also keep an entry for O(path) in O(fstab) that matches the policy
+        (V(state=mounted)) or remove it (V(state=unmounted)).
+      - When V(false), the fstab is not read or changed at all.
+    type: bool
+    default: false
+  fstab:
+    description: The file O(persistent) edits.
+    type: path
+    default: /etc/fstab
+  backup:
+    description: Keep a timestamped copy of O(fstab) before changing it.
+    type: bool
+    default: false
+  legacy_debugfs:
+    description:
+      - On kernels without tracefs or without C(/sys/kernel/tracing), use
+        C(<debugfs>/tracing), mounting debugfs at C(/sys/kernel/debug) (with O(options),
+        O(gid) and O(mode)) if it is not mounted and the kernel allows it.
+      - When V(false) such kernels fail with a message that suggests this option.
+    type: bool
+    default: false
+notes:
+  - Needs root (use become). The module calls C(mount(2)) and C(umount2(2)) directly, so
+    the options asked for are exactly the options set.
+  - Mounting tracefs a second time on the same path fails in the kernel with EBUSY; this
+    module never tries, it remounts instead.
+seealso:
+  - module: tracefleet.ftrace.tracefs_info
+  - name: Mount policy and debugfs-disallowed hosts
+    description: The guide in the collection's docs directory.
+    link: https://docs.kernel.org/trace/ftrace.html
+"""
+
+EXAMPLES = r"""
+- name: Mount tracefs the way systemd does
+  tracefleet.ftrace.tracefs:
+    path: /sys/kernel/tracing
+    options: [nosuid, nodev, noexec]
+
+- name: Let the tracing group read the tracing files, and keep it across reboots
+  tracefleet.ftrace.tracefs:
+    gid: tracing
+    mode: "0750"
+    persistent: true
+    backup: true
+
+- name: Reach the tracing files on an old kernel through debugfs if allowed
+  tracefleet.ftrace.tracefs:
+    legacy_debugfs: true
+  register: tracing
+
+- name: Use the path the module found
+  ansible.builtin.debug:
+    msg: "tracing files at {{ tracing.path }} (via {{ tracing.via }})"
+
+- name: Unmount tracefs and drop its fstab line
+  tracefleet.ftrace.tracefs:
+    state: unmounted
+    persistent: true
+"""
+
+RETURN = r"""
+path:
+  description: The directory holding the tracing files (the tracefs mount point, or C(<debugfs>/tracing)).
+  returned: always
+  type: str
+  sample: /sys/kernel/tracing
+mounted:
+  description: Whether the managed mount is mounted after the task (predicted in check mode).
+  returned: always
+  type: bool
+via:
+  description: Which filesystem provides RV(path).
+  returned: always
+  type: str
+  choices: [tracefs, debugfs]
+mount:
+  description: The managed mount as C(/proc/self/mountinfo) shows it after the task; V(null) when not mounted.
+  returned: always
+  type: dict
+  contains:
+    mount_point:
+      description: Where it is mounted.
+      type: str
+    source:
+      description: Mount source.
+      type: str
+    fstype:
+      description: C(tracefs) or C(debugfs).
+      type: str
+    options:
+      description: Per-mount options.
+      type: list
+      elements: str
+    super_options:
+      description: Superblock options (C(gid=), C(mode=) appear when not the defaults).
+      type: list
+      elements: str
+debugfs:
+  description: debugfs facts.
+  returned: always
+  type: dict
+  contains:
+    registered:
+      description: Listed in C(/proc/filesystems).
+      type: bool
+    mount_allowed:
+      description: Whether the kernel lets debugfs be mounted (boot parameter, build configuration, C(/sys/kernel/debug)).
+      type: bool
+    policy:
+      description: The debugfs mode in force, V(on), V(no-mount) or V(off).
+      type: str
+    policy_source:
+      description: Where RV(debugfs.policy) was read, V(cmdline), V(kconfig), V(filesystems) or V(default).
+      type: str
+    mounted:
+      description: Whether debugfs is mounted.
+      type: bool
+    mount_point_exists:
+      description: Whether C(/sys/kernel/debug) exists.
+      type: bool
+    mountpoints:
+      description: Every debugfs mount.
+      type: list
+      elements: dict
+lockdown:
+  description:
+    - Kernel lockdown mode, V(none), V(integrity) or V(confidentiality), or V(unknown)
+      when securityfs is not mounted and the command line does not say.
+  returned: always
+  type: str
+usable:
+  description:
+    - Whether the tracing files are there and readable. V(false) under lockdown
+      C(confidentiality). V(null) in check mode when nothing is mounted yet.
+  returned: always
+  type: bool
+actions:
+  description: What was done (or would be done in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["remount /sys/kernel/tracing (gid=1001,mode=750): gid 0 -> 1001, mode 0700 -> 0750"]
+fstab:
+  description: The O(fstab) entry for O(path) after the task, when O(persistent=true).
+  returned: when O(persistent=true)
+  type: str
+  sample: tracefs /sys/kernel/tracing tracefs nosuid,nodev,noexec,gid=1001,mode=0750 0 0
+backup_file:
+  description: The backup of O(fstab), when one was made.
+  returned: when O(backup=true) and O(fstab) changed
+  type: str
+"""
+
+import grp
+import os
+import re
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
+    Facts,
+    Plan,
+    Policy,
+    PolicyError,
+    apply_plan,
+    observe,
+    plan,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
+
+_OCTAL = re.compile(r"^0?[0-7]{3,4}$")
+
+
+class InputError(ValueError):
+    pass
+
+
+def parse_mode(value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InputError("mode=%r is not an octal mode like '0750'" % value)
+    if isinstance(value, int):
+        if not 0 <= value <= 0o7777:
+            raise InputError("mode=%r is out of range (0 to 07777)" % value)
+        return value
+    text = str(value).strip()
+    if not _OCTAL.match(text):
+        raise InputError("mode=%r is not an octal mode like '0750'" % value)
+    mode = int(text, 8)
+    if mode > 0o7777:
+        raise InputError("mode=%r is out of range (0 to 07777)" % value)
+    return mode
+
+
+def parse_gid(value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InputError("gid=%r is neither a group name nor a number" % value)
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    if not text:
+        raise InputError("gid='' is neither a group name nor a number")
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise InputError("gid=%r: no such group on this host" % text) from None
+
+
+def fstab_entry(result: Plan, options: list[str], gid: int | None,
+                mode: int | None) -> _fstab.FstabEntry:
+    fs_options = [opt for opt in options if opt not in ("defaults",)]
+    if gid is not None:
+        fs_options.append("gid=%d" % gid)
+    if mode is not None:
+        fs_options.append("mode=%04o" % mode)
+    return _fstab.FstabEntry(result.fstype, result.mount_point, result.fstype, fs_options)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", default="mounted", choices=["mounted", "unmounted"]),
+            path=dict(type="path", default="/sys/kernel/tracing"),
+            options=dict(type="list", elements="str", default=["nosuid", "nodev", "noexec"]),
+            gid=dict(type="raw"),
+            mode=dict(type="raw"),
+            persistent=dict(type="bool", default=False),
+            fstab=dict(type="path", default="/etc/fstab"),
+            backup=dict(type="bool", default=False),
+            legacy_debugfs=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    # RV(path) is the tracing directory; AnsibleModule would otherwise add that
+    # directory's owner/mode/size to the result, which reads like the mount policy.
+    module.add_path_info = lambda kwargs: kwargs
+    params = module.params
+    path = params["path"]
+    try:
+        if not os.path.isabs(path):
+            raise InputError("path=%r is not an absolute path" % path)
+        path = os.path.normpath(path)
+        options = _mount.split_options(params["options"])
+        gid = parse_gid(params["gid"])
+        mode = parse_mode(params["mode"])
+    except _mount.OptionError as exc:
+        module.fail_json(msg="options=%r: %s" % (params["options"], exc))
+    except InputError as exc:
+        module.fail_json(msg=str(exc))
+
+    try:
+        host = Host()
+    except (OSError, MountinfoError) as exc:
+        module.fail_json(msg="cannot read the kernel's mount facts: %s" % exc)
+    facts = Facts(host.mounts, host.filesystems,
+                  host.debugfs()["mount_allowed"], host.debugfs_reason())
+    policy = Policy(params["state"], path, options, gid, mode, params["legacy_debugfs"])
+    try:
+        result = plan(policy, facts)
+    except PolicyError as exc:
+        module.fail_json(msg="path=%s: %s" % (path, exc), lockdown=host.lockdown,
+                         debugfs=host.debugfs())
+    except OSError as exc:
+        module.fail_json(msg="path=%s: cannot inspect the mount point: %s" % (path, exc))
+
+    fstab_changed = False
+    fstab_text = new_fstab_text = None
+    wanted_line = None
+    if params["persistent"]:
+        wanted = (fstab_entry(result, options, gid, mode)
+                  if params["state"] == "mounted" else None)
+        wanted_line = wanted.render() if wanted is not None else None
+        try:
+            with open(params["fstab"], encoding="utf-8") as handle:
+                fstab_text = handle.read()
+        except FileNotFoundError:
+            fstab_text = ""
+        except OSError as exc:
+            module.fail_json(msg="fstab=%s: cannot read it: %s" % (params["fstab"], exc))
+        new_fstab_text, fstab_changed = _fstab.update(fstab_text, result.mount_point, wanted)
+        old = _fstab.entries_for(fstab_text, result.mount_point)
+        result.before["fstab"] = old[0].render() if old else None
+        result.after["fstab"] = wanted_line
+
+    changed = result.changed or fstab_changed
+    done = [action.describe() for action in result.actions]
+    extra = {}
+    if changed and not module.check_mode:
+        try:
+            done = apply_plan(result)
+        except OSError as exc:
+            module.fail_json(msg="path=%s: %s" % (path, exc), actions=done)
+        if fstab_changed:
+            if params["backup"] and os.path.exists(params["fstab"]):
+                extra["backup_file"] = module.backup_local(params["fstab"])
+            _write_atomically(module, params["fstab"], new_fstab_text)
+    if fstab_changed:
+        done.append("%s %s in %s" % ("write" if wanted_line else "remove",
+                                     wanted_line or "the entry for " + result.mount_point,
+                                     params["fstab"]))
+
+    after_host = host if module.check_mode else Host()
+    mount = None
+    for entry in after_host.mounts:
+        if entry.mount_point == result.mount_point and entry.fstype == result.fstype:
+            mount = entry.as_dict()
+    mounted = bool(mount) if not module.check_mode else result.after["mounted"]
+    if module.check_mode and not mount:
+        is_usable = None
+    else:
+        is_usable = usable(result.tracing_path) if mounted else False
+    if mounted and is_usable is False:
+        if after_host.lockdown == "confidentiality" or (
+                after_host.lockdown == "unknown" and mount is not None):
+            module.warn(
+                "%s is mounted but its tracing files are missing: kernel lockdown (%s) "
+                "restricts tracefs, so tracing is not usable on this host"
+                % (result.tracing_path, after_host.lockdown))
+    if not module.check_mode:
+        result.after = observe(Facts(after_host.mounts, after_host.filesystems, False, ""),
+                               result.fstype, result.mount_point)
+        if params["persistent"]:
+            result.after["fstab"] = wanted_line
+    output = dict(
+        changed=changed,
+        path=result.tracing_path,
+        mounted=mounted,
+        via=result.via,
+        mount=mount,
+        debugfs=after_host.debugfs(),
+        lockdown=after_host.lockdown,
+        usable=is_usable,
+        actions=done,
+        **extra,
+    )
+    if params["persistent"]:
+        output["fstab"] = wanted_line
+    if module._diff:
+        output["diff"] = {"before": result.before, "after": result.after}
+    module.exit_json(**output)
+
+
+def _write_atomically(module: AnsibleModule, path: str, text: str) -> None:
+    directory = os.path.dirname(path) or "."
+    handle_fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    with os.fdopen(handle_fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    if os.path.exists(path):
+        info = os.stat(path)
+        os.chmod(tmp, info.st_mode & 0o7777)
+    else:
+        os.chmod(tmp, 0o644)
+    module.atomic_move(tmp, path)
+
+
+if __name__ == "__main__":
+    main()
