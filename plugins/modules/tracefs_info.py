@@ -7,12 +7,15 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: tracefs_info
-short_description: Report whether tracefs and debugfs are registered and mounted, and where
+short_description: Report tracefs, debugfs, lockdown and tracing state, read-only
 version_added: 0.1.0
 description:
-  - Reads the kernel's own mount table (C(/proc/self/mountinfo)) and filesystem registry
-    (C(/proc/filesystems)) and reports where tracefs is mounted and with which options,
-    and the same for debugfs.
+  - Reads the kernel's own files and reports where tracefs and debugfs are mounted and
+    how, whether debugfs may be mounted at all, the lockdown mode and the kernel release.
+  - When tracefs is mounted and usable, also reports the tracing state of the top level
+    (or of O(instance)) - tracers, current tracer, tracing_on, buffer size, clock,
+    options, instances, enabled events, dynamic events, error_log - and RV(drift), every
+    knob that differs from the kernel's defaults, the way C(trace-cmd stat) shows it.
   - Read-only. It never mounts anything (not tracefs, not debugfs, not securityfs), never
     touches the lazy C(/sys/kernel/debug/tracing) automount, and always returns
     RV(ignore:changed=false).
@@ -23,28 +26,61 @@ author:
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
   - tracefleet.ftrace.attributes.INFO_MODULE
-options: {}
+options:
+  instance:
+    description:
+      - Report the tracing state of this tracefs instance instead of the top level.
+      - The module fails if the instance does not exist.
+    type: str
+  gather:
+    description:
+      - Which parts to gather. The mount, debugfs and lockdown facts are always gathered.
+      - V(knobs) covers tracers, current tracer, tracing_on, buffer size, clock, options,
+        cpumask, function and pid lists; V(events) the enabled events with their filters
+        and triggers; V(instances), V(dynamic_events) and V(error_log) what they say;
+        V(drift) needs the others and gathers them.
+    type: list
+    elements: str
+    choices: [all, mounts, knobs, events, instances, dynamic_events, error_log, drift]
+    default: [all]
 notes:
-  - Needs Python 3.8 or newer on the target. Reading C(/proc) needs no privileges.
+  - Needs Python 3.8 or newer on the target. Reading the tracing files needs root or the
+    tracing group set with M(tracefleet.ftrace.tracefs) O(tracefleet.ftrace.tracefs#module:gid).
+  - The lockdown mode is read from C(/sys/kernel/security/lockdown) only when securityfs is
+    already mounted, otherwise from the C(lockdown=) boot parameter, otherwise it is V(unknown).
 seealso:
+  - module: tracefleet.ftrace.tracefs
   - name: The tracefs filesystem
-    description: The kernel's ftrace documentation, section on tracefs.
+    description: The kernel's ftrace documentation.
     link: https://docs.kernel.org/trace/ftrace.html
 """
 
 EXAMPLES = r"""
-- name: Find out whether tracefs is mounted
+- name: Find out whether tracefs is mounted and usable
   tracefleet.ftrace.tracefs_info:
   register: tracing
 
 - name: Show where tracefs is
   ansible.builtin.debug:
-    msg: "tracefs at {{ tracing.tracefs.path | default('nowhere', true) }}"
+    msg: "tracefs at {{ tracing.tracefs.path | default('nowhere', true) }}, usable: {{ tracing.usable }}"
 
 - name: Fail when debugfs is mounted anywhere
   ansible.builtin.assert:
     that: not tracing.debugfs.mounted
     fail_msg: "debugfs is mounted at {{ tracing.debugfs.mountpoints | map(attribute='mount_point') | join(', ') }}"
+
+- name: Report a host that is not idle (tracers, events, probes left behind)
+  ansible.builtin.debug:
+    msg: "{{ item.knob }} = {{ item.value }} (default {{ item.default }})"
+  loop: "{{ tracing.drift | default([]) }}"
+
+- name: Only the mount facts, for a quick compliance pass
+  tracefleet.ftrace.tracefs_info:
+    gather: [mounts]
+
+- name: The state of one instance
+  tracefleet.ftrace.tracefs_info:
+    instance: tracefleet
 """
 
 RETURN = r"""
@@ -118,6 +154,18 @@ debugfs:
     registered:
       description: Whether the kernel knows C(debugfs); false when booted with C(debugfs=off).
       type: bool
+    mount_allowed:
+      description:
+        - Whether debugfs may be mounted, from C(debugfs=) on the command line,
+          C(/proc/filesystems), the kernel build configuration where readable, and
+          whether C(/sys/kernel/debug) exists.
+      type: bool
+    policy:
+      description: The debugfs mode in force, V(on), V(no-mount) or V(off).
+      type: str
+    policy_source:
+      description: Where RV(debugfs.policy) was read, V(cmdline), V(kconfig), V(filesystems) or V(default).
+      type: str
     mounted:
       description: Whether debugfs is mounted anywhere visible to this process.
       type: bool
@@ -130,38 +178,203 @@ debugfs:
       description: Every visible debugfs mount, in the same shape as RV(tracefs.mountpoints).
       type: list
       elements: dict
+tracing_automount:
+  description:
+    - Whether the deprecated C(<debugfs>/tracing) automount is there. V(null) when it
+      cannot be told without mounting debugfs. Found with C(lstat), which does not trigger it.
+  returned: always
+  type: bool
+kernel_config:
+  description: Where the kernel build configuration was read, V(null) when it is not readable.
+  returned: always
+  type: str
+  sample: /boot/config-6.1.0-56-cloud-amd64
+lockdown:
+  description: Kernel lockdown mode, V(none), V(integrity), V(confidentiality) or V(unknown).
+  returned: always
+  type: str
+lockdown_source:
+  description: Where RV(lockdown) was read, V(securityfs), V(cmdline) or V(none).
+  returned: always
+  type: str
+usable:
+  description:
+    - Whether tracing can be used through RV(tracefs.path) (the control files are there
+      and readable). V(false) when tracefs is not mounted or under lockdown C(confidentiality).
+  returned: always
+  type: bool
+instance:
+  description: The instance reported on, V(null) for the top level.
+  returned: always
+  type: str
+tracers:
+  description: The tracers the kernel offers (C(available_tracers)).
+  returned: when RV(usable) and O(gather) includes knobs
+  type: list
+  elements: str
+  sample: [function_graph, function, nop]
+current_tracer:
+  description: The tracer in use.
+  returned: when RV(usable) and O(gather) includes knobs
+  type: str
+  sample: nop
+tracing_on:
+  description: Whether recording into the ring buffer is on.
+  returned: when RV(usable) and O(gather) includes knobs
+  type: bool
+buffer_size_kb:
+  description:
+    - Per-CPU ring buffer size in KiB, the size it will expand to when it is not yet
+      allocated (C(7 (expanded: 1408)) reads as 1408); V(null) when CPUs differ (C(X)).
+  returned: when RV(usable) and O(gather) includes knobs
+  type: int
+  sample: 1408
+buffer_size_raw:
+  description: C(buffer_size_kb) exactly as the kernel wrote it.
+  returned: when RV(usable) and O(gather) includes knobs
+  type: str
+  sample: 7 (expanded: 1408)
+trace_clock:
+  description: The selected trace clock.
+  returned: when RV(usable) and O(gather) includes knobs
+  type: str
+  sample: local
+trace_clocks:
+  description: The trace clocks the kernel offers.
+  returned: when RV(usable) and O(gather) includes knobs
+  type: list
+  elements: str
+options:
+  description: Every trace option and whether it is on.
+  returned: when RV(usable) and O(gather) includes knobs
+  type: dict
+cpumask:
+  description: C(tracing_cpumask) as the kernel prints it (hex).
+  returned: when RV(usable) and O(gather) includes knobs
+  type: str
+function_lists:
+  description: Entries of C(set_ftrace_filter), C(set_ftrace_notrace), C(set_graph_function), C(set_graph_notrace).
+  returned: when RV(usable) and O(gather) includes knobs
+  type: dict
+pid_lists:
+  description: Entries of the pid filter files (C(set_ftrace_pid), C(set_event_pid), ...).
+  returned: when RV(usable) and O(gather) includes knobs
+  type: dict
+instances:
+  description: Names of the tracefs instances (top level only).
+  returned: when RV(usable), O(instance) is not given and O(gather) includes instances
+  type: list
+  elements: str
+enabled_events:
+  description: Enabled events as C(system/event).
+  returned: when RV(usable) and O(gather) includes events
+  type: list
+  elements: str
+  sample: [sched/sched_switch]
+event_settings:
+  description: Filters and triggers of the enabled events that have any.
+  returned: when RV(usable) and O(gather) includes events
+  type: dict
+dynamic_events:
+  description: Definitions in C(dynamic_events) (kprobes, uprobes, synthetic events), as the kernel reads them back.
+  returned: when RV(usable), O(instance) is not given and O(gather) includes dynamic_events
+  type: list
+  elements: str
+  sample: ["p:tracefleet/open do_sys_openat2 name=+0($arg2):string"]
+error_log:
+  description: Lines of C(error_log) (the last errors of the tracing control files, with a caret under the bad token).
+  returned: when RV(usable) and O(gather) includes error_log
+  type: list
+  elements: str
+drift:
+  description:
+    - Every knob that differs from the kernel's defaults on this host, as dicts with
+      C(knob), C(value) and C(default). Empty on an idle host.
+  returned: when RV(usable) and O(gather) includes drift
+  type: list
+  elements: dict
+  sample: [{"knob": "current_tracer", "value": "function", "default": "nop"}]
 """
 
 import os
-import platform
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import (
-    DEBUGFS_MOUNT_POINT,
-    debugfs_state,
-    tracefs_state,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
-    MountinfoError,
-    read_filesystems,
-    read_mountinfo,
-)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knobs
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
+
+PARTS = ("knobs", "events", "instances", "dynamic_events", "error_log", "drift")
+KNOB_KEYS = ("tracers", "current_tracer", "tracing_on", "buffer_size_kb", "buffer_size_raw",
+             "trace_clock", "trace_clocks", "options", "cpumask", "function_lists",
+             "pid_lists")
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
+
+
+def tracing_automount(host: Host) -> bool | None:
+    """lstat does not trigger an automount; a mounted debugfs is needed to look."""
+    for entry in host.mounts:
+        if entry.fstype == "debugfs":
+            return os.path.lexists(os.path.join(entry.mount_point, "tracing"))
+    return None
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=dict(
+            instance=dict(type="str"),
+            gather=dict(type="list", elements="str", default=["all"],
+                        choices=["all", "mounts"] + list(PARTS)),
+        ),
+        supports_check_mode=True,
+    )
+    instance = module.params["instance"]
+    if instance is not None and (not _INSTANCE_NAME.match(instance) or instance in (".", "..")):
+        module.fail_json(msg="instance=%r is not a valid instance name (letters, digits, "
+                             "'_', '-', '.'; no '/')" % instance)
+    gather = set(module.params["gather"])
+    if "all" in gather or "drift" in gather:
+        gather.update(PARTS)
+
     try:
-        mounts = read_mountinfo()
-        filesystems = read_filesystems()
+        host = Host()
     except (OSError, MountinfoError) as exc:
         module.fail_json(msg="cannot read the kernel's mount table: %s" % exc)
-    module.exit_json(
+    tracefs = host.tracefs()
+    result = dict(
         changed=False,
-        kernel_release=platform.release(),
-        tracefs=tracefs_state(mounts, filesystems),
-        debugfs=debugfs_state(mounts, filesystems, os.path.isdir(DEBUGFS_MOUNT_POINT)),
+        kernel_release=host.release,
+        kernel_config=host.kconfig_source,
+        tracefs=tracefs,
+        debugfs=host.debugfs(),
+        tracing_automount=tracing_automount(host),
+        lockdown=host.lockdown,
+        lockdown_source=host.lockdown_source,
+        usable=usable(tracefs["path"]),
+        instance=instance,
     )
+    if result["usable"] and gather & set(PARTS):
+        tracing = _knobs.TracingDir(tracefs["path"], instance)
+        if not tracing.exists():
+            module.fail_json(msg="instance=%r does not exist (no %s)" % (instance, tracing.path),
+                             **result)
+        state = _knobs.snapshot(tracing)
+        if "knobs" in gather:
+            result.update((key, state[key]) for key in KNOB_KEYS)
+        if "events" in gather:
+            result["enabled_events"] = state["enabled_events"]
+            result["event_settings"] = state["event_settings"]
+        if "instances" in gather and instance is None:
+            result["instances"] = state["instances"]
+        if "dynamic_events" in gather and instance is None:
+            result["dynamic_events"] = state["dynamic_events"]
+        if "error_log" in gather:
+            result["error_log"] = state["error_log"]
+        if "drift" in gather:
+            defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None)
+            result["drift"] = _knobs.drift(state, defaults)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
