@@ -58,18 +58,28 @@ def debugfs_state(mounts: list[MountEntry], filesystems: dict[str, bool],
 
 
 class Host:
-    """Everything the mount-related modules read from a host, gathered in one pass."""
+    """Everything the mount-related modules read from a host, gathered in one pass.
 
-    def __init__(self) -> None:
+    `root` relocates /proc, /sys and /boot, for tests on a fake tree; mount points
+    named in the mount table are used as they are.
+    """
+
+    def __init__(self, root: str = "/") -> None:
+        self.root = root
         self.release = platform.release()
-        self.mounts = read_mountinfo()
-        self.filesystems = read_filesystems()
-        self.cmdline = _kernel.read_cmdline()
-        self.kconfig, self.kconfig_source = _kernel.read_kconfig(self.release)
-        self.lockdown, self.lockdown_source = _kernel.lockdown_mode(self.cmdline)
-        self.debugfs_mount_point_exists = os.path.isdir(DEBUGFS_MOUNT_POINT)
+        self.mounts = read_mountinfo(self.path("/proc/self/mountinfo"))
+        self.filesystems = read_filesystems(self.path("/proc/filesystems"))
+        self.cmdline = _kernel.read_cmdline(self.path("/proc/cmdline"))
+        self.kconfig, self.kconfig_source = _kernel.read_kconfig(
+            self.release, self.path("/boot"), self.path("/proc/config.gz"))
+        self.lockdown, self.lockdown_source = _kernel.lockdown_mode(
+            self.cmdline, self.path("/sys/kernel/security/lockdown"))
+        self.debugfs_mount_point_exists = os.path.isdir(self.path(DEBUGFS_MOUNT_POINT))
         self.debugfs_policy = _kernel.debugfs_policy(
             self.cmdline, self.kconfig, "debugfs" in self.filesystems)
+
+    def path(self, absolute: str) -> str:
+        return os.path.join(self.root, absolute.lstrip("/"))
 
     def tracefs(self) -> dict:
         return tracefs_state(self.mounts, self.filesystems)

@@ -62,8 +62,8 @@ class MountError(OSError):
             hint = " (needs root: use become)"
         elif self.errno == errno.ENODEV:
             hint = " (the kernel does not know this filesystem type)"
-        return "%s %s failed: [Errno %d] %s%s" % (self.operation, self.target, self.errno,
-                                                    self.strerror, hint)
+        return "%s %s failed: [Errno %d] %s%s" % (
+            self.operation, self.target, self.errno, self.strerror, hint)
 
 
 class OptionError(ValueError):

@@ -224,8 +224,9 @@ tracing_on:
   type: bool
 buffer_size_kb:
   description:
-    - Per-CPU ring buffer size in KiB, the size it will expand to when it is not yet
-      allocated (C(7 (expanded: 1408)) reads as 1408); V(null) when CPUs differ (C(X)).
+    - "Per-CPU ring buffer size in KiB: the size it will expand to when it is not yet
+      allocated (the kernel's V(7 (expanded: 1408\\)) reads as 1408); V(null) when CPUs
+      differ (V(X))."
   returned: when RV(usable) and O(gather) includes knobs
   type: int
   sample: 1408
@@ -233,7 +234,7 @@ buffer_size_raw:
   description: C(buffer_size_kb) exactly as the kernel wrote it.
   returned: when RV(usable) and O(gather) includes knobs
   type: str
-  sample: 7 (expanded: 1408)
+  sample: "7 (expanded: 1408)"
 trace_clock:
   description: The selected trace clock.
   returned: when RV(usable) and O(gather) includes knobs
@@ -372,7 +373,8 @@ def main() -> None:
         if "error_log" in gather:
             result["error_log"] = state["error_log"]
         if "drift" in gather:
-            defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None)
+            defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None,
+                                            sysfs=host.path("/sys"))
             result["drift"] = _knobs.drift(state, defaults)
     module.exit_json(**result)
 

@@ -5,57 +5,144 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mounts
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _locate
 from ansible_collections.tracefleet.ftrace.plugins.modules import tracefs_info
 
 
-def run_module(capsys, args=None) -> dict:
-    with patch_module_args(args or {}):
-        with pytest.raises(SystemExit):
-            tracefs_info.main()
-    return json.loads(capsys.readouterr().out)
-
-
 @pytest.fixture
-def fake_proc(tmp_path, monkeypatch):
-    """Point the module at a fake /proc/self/mountinfo and /proc/filesystems."""
-    mountinfo = tmp_path / "mountinfo"
-    filesystems = tmp_path / "filesystems"
-    filesystems.write_text("nodev\tsysfs\nnodev\ttracefs\nnodev\tdebugfs\n")
-    monkeypatch.setattr(tracefs_info, "read_mountinfo",
-                        lambda: _mounts.read_mountinfo(str(mountinfo)))
-    monkeypatch.setattr(tracefs_info, "read_filesystems",
-                        lambda: _mounts.read_filesystems(str(filesystems)))
-    return mountinfo
+def run(fake_host, monkeypatch, capsys):
+    monkeypatch.setattr(tracefs_info, "Host", lambda: _locate.Host(str(fake_host.root)))
+
+    def run_module(args=None) -> dict:
+        with patch_module_args(args or {}):
+            with pytest.raises(SystemExit):
+                tracefs_info.main()
+        return json.loads(capsys.readouterr().out)
+    return run_module
 
 
-def test_reports_mounts_and_never_changes(capsys, fake_proc):
-    fake_proc.write_text(
-        "37 21 0:12 / /sys/kernel/tracing rw,nosuid,nodev,noexec shared:17 - tracefs tracefs rw\n"
-    )
-    result = run_module(capsys)
+def test_not_mounted_reports_mounts_only(run):
+    result = run()
     assert result["changed"] is False
-    assert result["tracefs"]["mounted"] is True
-    assert result["tracefs"]["path"] == "/sys/kernel/tracing"
-    assert result["debugfs"]["registered"] is True
-    assert result["debugfs"]["mounted"] is False
+    assert result["tracefs"]["mounted"] is False and result["usable"] is False
+    assert "tracers" not in result and "drift" not in result
+    assert result["debugfs"]["registered"] and result["debugfs"]["mount_allowed"]
+    assert result["lockdown"] == "unknown"
 
 
-def test_check_mode_same_answer(capsys, fake_proc):
-    fake_proc.write_text("")
-    normal = run_module(capsys)
-    checked = run_module(capsys, {"_ansible_check_mode": True})
-    assert normal["tracefs"] == checked["tracefs"] and checked["changed"] is False
+def test_idle_host_has_no_drift(run, fake_host):
+    fake_host.mount_tracefs()
+    result = run()
+    assert result["usable"] is True
+    assert result["tracefs"]["path"] == str(fake_host.tracing)
+    assert result["current_tracer"] == "nop"
+    assert result["tracing_on"] is True
+    assert result["buffer_size_kb"] == 1408
+    assert result["trace_clock"] == "global"
+    assert result["tracers"] == ["blk", "mmiotrace", "function_graph", "function", "nop"]
+    assert result["instances"] == [] and result["enabled_events"] == []
+    assert result["function_lists"]["set_ftrace_filter"] == []
+    assert result["drift"] == []
 
 
-def test_unreadable_mount_table_fails_cleanly(capsys, fake_proc):
-    fake_proc.write_text("garbage line without separator\n")
-    result = run_module(capsys)
+def test_busy_host_drift(run, fake_host):
+    fake_host.mount_tracefs()
+    fake_host.tracefs_write("current_tracer", "function\n")
+    fake_host.tracefs_write("tracing_on", "0\n")
+    fake_host.tracefs_write("buffer_size_kb", "4096\n")
+    fake_host.tracefs_write("trace_clock", "[local] global\n")
+    fake_host.tracefs_write("trace_options", "noprint-parent\nsym-offset\nfuncgraph-proc\n")
+    fake_host.tracefs_write("tracing_cpumask", "1\n")
+    fake_host.tracefs_write("set_ftrace_filter", "do_sys_openat2\n")
+    fake_host.tracefs_write("set_ftrace_pid", "42\n")
+    fake_host.tracefs_write("set_event", "sched:sched_switch\n")
+    fake_host.tracefs_write("events/sched/sched_switch/filter", "prev_pid == 1\n")
+    fake_host.tracefs_write("events/sched/sched_switch/trigger", "traceoff:unlimited\n")
+    fake_host.tracefs_write("dynamic_events", "p:tracefleet/open do_sys_openat2\n")
+    fake_host.tracefs_write("error_log", "[ 25.4] trace_kprobe: error: Invalid probed address or symbol\n")
+    (fake_host.tracing / "instances" / "other").mkdir()
+    result = run()
+    knobs = {item["knob"]: item for item in result["drift"]}
+    assert knobs["current_tracer"]["value"] == "function"
+    assert knobs["tracing_on"]["value"] is False
+    assert knobs["buffer_size_kb"]["value"] == 4096
+    assert knobs["trace_clock"] == {"knob": "trace_clock", "value": "local", "default": "global"}
+    assert knobs["options/print-parent"]["value"] is False
+    assert knobs["options/sym-offset"]["value"] is True
+    assert "options/funcgraph-proc" not in knobs  # tracer-specific, not judged
+    assert knobs["tracing_cpumask"]["default"] == "3"
+    assert knobs["set_ftrace_filter"]["value"] == ["do_sys_openat2"]
+    assert knobs["set_ftrace_pid"]["value"] == ["42"]
+    assert knobs["events/sched/sched_switch/enable"]["value"] is True
+    assert knobs["events/sched/sched_switch/filter"]["value"] == "prev_pid == 1"
+    assert knobs["events/sched/sched_switch/trigger"]["value"] == ["traceoff:unlimited"]
+    assert knobs["instances/other"]["value"] == "present"
+    assert knobs["dynamic_events"]["value"] == ["p:tracefleet/open do_sys_openat2"]
+    assert result["error_log"] == ["[ 25.4] trace_kprobe: error: Invalid probed address or symbol"]
+    assert result["enabled_events"] == ["sched/sched_switch"]
+
+
+def test_allocated_default_buffer_is_not_drift(run, fake_host):
+    fake_host.mount_tracefs()
+    fake_host.tracefs_write("buffer_size_kb", "1410\n")
+    assert run()["drift"] == []
+
+
+def test_instance_state(run, fake_host):
+    fake_host.mount_tracefs()
+    instance = fake_host.tracing / "instances" / "tf"
+    instance.mkdir()
+    for name in ("trace", "tracing_on", "current_tracer", "trace_clock", "buffer_size_kb"):
+        (instance / name).write_text({"tracing_on": "1\n", "current_tracer": "nop\n",
+                                      "trace_clock": "[local] global\n",
+                                      "buffer_size_kb": "1410 (expanded: 1408)\n"}.get(name, ""))
+    result = run({"instance": "tf"})
+    assert result["instance"] == "tf"
+    assert result["drift"] == []  # instances default to the local clock
+    assert "instances" not in result and "dynamic_events" not in result
+
+
+@pytest.mark.parametrize("name", ["missing", "../etc", "a/b", ".."])
+def test_bad_or_missing_instance(run, fake_host, name):
+    fake_host.mount_tracefs()
+    result = run({"instance": name})
     assert result["failed"] is True
-    assert "mount table" in result["msg"]
+    assert "instance=%r" % name in result["msg"]
 
 
-def test_unknown_option_rejected(capsys, fake_proc):
-    fake_proc.write_text("")
-    result = run_module(capsys, {"bogus": 1})
+def test_lockdown_confidentiality_empty_tracefs(run, fake_host):
+    fake_host.write("proc/cmdline", "lockdown=confidentiality\n")
+    fake_host.mount_tracefs(files={})
+    result = run()
+    assert result["tracefs"]["mounted"] is True
+    assert result["usable"] is False
+    assert result["lockdown"] == "confidentiality" and result["lockdown_source"] == "cmdline"
+    assert "tracers" not in result
+
+
+def test_debugfs_off(run, fake_host):
+    fake_host.write("proc/filesystems", "nodev\tsysfs\nnodev\ttracefs\n")
+    fake_host.write("proc/cmdline", "debugfs=off\n")
+    (fake_host.root / "sys/kernel/debug").rmdir()
+    result = run({"gather": ["mounts"]})
+    assert result["debugfs"] == {"registered": False, "mounted": False,
+                                 "mount_point_exists": False, "mountpoints": [],
+                                 "mount_allowed": False, "policy": "off",
+                                 "policy_source": "cmdline"}
+
+
+def test_gather_mounts_only(run, fake_host):
+    fake_host.mount_tracefs()
+    result = run({"gather": ["mounts"]})
+    assert result["usable"] is True and "tracers" not in result and "drift" not in result
+
+
+def test_unreadable_mount_table_fails_cleanly(run, fake_host):
+    fake_host.mountinfo("garbage line without separator\n")
+    result = run()
+    assert result["failed"] is True and "mount table" in result["msg"]
+
+
+def test_unknown_option_rejected(run):
+    result = run({"bogus": 1})
     assert result["failed"] is True and "bogus" in result["msg"]

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
+    Facts,
+    Policy,
+    PolicyError,
+    apply_plan,
+    flag_drift,
+    plan,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
+    parse_mountinfo,
+    parse_mountinfo_line,
+)
+
+MODERN = {"tracefs": False, "debugfs": False, "sysfs": False}
+PRE_4_1 = {"debugfs": False, "sysfs": False}  # no tracefs filesystem at all
+DEFAULT_OPTIONS = ["nosuid", "nodev", "noexec"]
+SYSTEMD_TRACEFS = "37 21 0:12 / /sys/kernel/tracing rw,nosuid,nodev,noexec,relatime - tracefs tracefs rw\n"
+
+
+class FakeTree:
+    """A fake root filesystem under tmp_path; absolute paths are mapped into it."""
+
+    def __init__(self, root, dirs=(), owners=None):
+        self.root = root
+        for directory in dirs:
+            os.makedirs(self.real(directory), exist_ok=True)
+        self.owners = owners or {}
+
+    def real(self, path):
+        return os.path.join(str(self.root), path.lstrip("/"))
+
+    def is_dir(self, path):
+        return os.path.isdir(self.real(path))
+
+    def exists(self, path):
+        return os.path.lexists(self.real(path))
+
+    def owner(self, path):
+        return self.owners.get(path, (0, 0o700))
+
+
+def facts_for(tree, mountinfo="", filesystems=None, debugfs_allowed=True,
+              reason="debugfs mounting is allowed"):
+    return Facts(parse_mountinfo(mountinfo), filesystems or MODERN, debugfs_allowed, reason,
+                 is_dir=tree.is_dir, exists=tree.exists, owner=tree.owner)
+
+
+def policy(**kwargs):
+    values = dict(state="mounted", path="/sys/kernel/tracing", options=DEFAULT_OPTIONS,
+                  gid=None, mode=None, legacy_debugfs=False)
+    values.update(kwargs)
+    return Policy(**values)
+
+
+@pytest.fixture
+def modern(tmp_path):
+    return FakeTree(tmp_path, dirs=["/sys/kernel/tracing", "/sys/kernel/debug"])
+
+
+def test_mount_when_not_mounted(modern):
+    result = plan(policy(gid=100, mode=0o750), facts_for(modern))
+    assert [a.kind for a in result.actions] == ["mount"]
+    action = result.actions[0]
+    assert action.fstype == "tracefs" and action.target == "/sys/kernel/tracing"
+    assert action.flags == _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC
+    assert action.data == "gid=100,mode=750"
+    assert result.before == {"mounted": False}
+    assert result.after["mounted"] and result.after["gid"] == 100 and result.after["mode"] == "0750"
+    assert result.via == "tracefs" and result.tracing_path == "/sys/kernel/tracing"
+
+
+def test_matching_systemd_mount_is_not_a_change(modern):
+    result = plan(policy(), facts_for(modern, SYSTEMD_TRACEFS))
+    assert not result.changed
+    assert result.before == result.after
+
+
+def test_drifted_flags_and_owner_remount_restating_unmanaged_values(modern):
+    modern.owners["/sys/kernel/tracing"] = (100, 0o755)
+    mountinfo = "37 21 0:12 / /sys/kernel/tracing rw,nosuid,nodev,relatime - tracefs tracefs rw,gid=100,mode=755\n"
+    result = plan(policy(mode=0o750), facts_for(modern, mountinfo))
+    assert [a.kind for a in result.actions] == ["remount"]
+    action = result.actions[0]
+    assert action.data == "gid=100,mode=750"  # gid kept, mode corrected
+    assert "+noexec" in action.reason and "mode 0755 -> 0750" in action.reason
+    assert result.before["mode"] == "0755" and result.after["mode"] == "0750"
+
+
+def test_gid_drift_alone(modern):
+    result = plan(policy(gid=100), facts_for(modern, SYSTEMD_TRACEFS))
+    assert result.actions[0].kind == "remount"
+    assert result.actions[0].data == "gid=100,mode=700"
+
+
+def test_missing_mount_point_is_created(tmp_path):
+    tree = FakeTree(tmp_path, dirs=["/sys/kernel/tracing"])
+    result = plan(policy(path="/mnt/trace"), facts_for(tree))
+    assert [a.kind for a in result.actions] == ["mkdir", "mount"]
+
+
+def test_path_that_is_a_file_is_refused(modern, tmp_path):
+    os.makedirs(modern.real("/etc"))
+    with open(modern.real("/etc/hostname"), "w") as handle:
+        handle.write("x")
+    with pytest.raises(PolicyError, match="not a directory"):
+        plan(policy(path="/etc/hostname"), facts_for(modern))
+
+
+def test_other_filesystem_on_the_mount_point_is_refused(modern):
+    mountinfo = "50 21 0:40 / /sys/kernel/tracing rw - tmpfs tmpfs rw\n"
+    with pytest.raises(PolicyError, match="already has a tmpfs mount"):
+        plan(policy(), facts_for(modern, mountinfo))
+
+
+def test_unmount(modern):
+    result = plan(policy(state="unmounted"), facts_for(modern, SYSTEMD_TRACEFS))
+    assert [a.kind for a in result.actions] == ["umount"]
+    assert plan(policy(state="unmounted"), facts_for(modern)).actions == []
+
+
+@pytest.mark.parametrize(
+    "wanted, options, drift",
+    [
+        (["nosuid", "nodev", "noexec"], "rw,nosuid,nodev,noexec,relatime", []),
+        (["nosuid", "nodev", "noexec"], "rw,nosuid,relatime", ["+nodev", "+noexec"]),
+        (["nosuid"], "rw,nosuid,nodev,noexec", ["-nodev", "-noexec"]),
+        (["ro", "nosuid"], "rw,nosuid", ["+ro"]),
+        (["nosuid", "noatime"], "rw,nosuid,relatime", ["+noatime"]),
+        (["nosuid"], "rw,nosuid,noatime", []),  # atime only compared when asked for
+    ],
+)
+def test_flag_drift(wanted, options, drift):
+    entry = parse_mountinfo_line("1 1 0:1 / /t %s - tracefs tracefs rw" % options)
+    assert flag_drift(wanted, entry) == drift
+
+
+# Legacy kernels (< 4.1) on a fake tree: no tracefs, tracing lives in <debugfs>/tracing.
+
+def test_legacy_kernel_without_opt_in_fails_with_hint(tmp_path):
+    tree = FakeTree(tmp_path, dirs=["/sys/kernel/debug"])
+    with pytest.raises(PolicyError, match="legacy_debugfs=true"):
+        plan(policy(), facts_for(tree, filesystems=PRE_4_1))
+
+
+def test_legacy_kernel_mounts_debugfs_when_allowed(tmp_path):
+    tree = FakeTree(tmp_path, dirs=["/sys/kernel/debug"])
+    result = plan(policy(legacy_debugfs=True), facts_for(tree, filesystems=PRE_4_1))
+    assert result.via == "debugfs"
+    assert result.mount_point == "/sys/kernel/debug"
+    assert result.tracing_path == "/sys/kernel/debug/tracing"
+    assert [(a.kind, a.fstype, a.target) for a in result.actions] == [
+        ("mount", "debugfs", "/sys/kernel/debug")]
+
+
+def test_legacy_kernel_uses_existing_debugfs_mount(tmp_path):
+    tree = FakeTree(tmp_path, dirs=["/sys/kernel/debug/tracing"])
+    mountinfo = "35 21 0:7 / /sys/kernel/debug rw,nosuid,nodev,noexec - debugfs debugfs rw\n"
+    result = plan(policy(legacy_debugfs=True), facts_for(tree, mountinfo, PRE_4_1))
+    assert not result.changed
+    assert result.tracing_path == "/sys/kernel/debug/tracing"
+
+
+def test_legacy_kernel_with_debugfs_disallowed_fails(tmp_path):
+    tree = FakeTree(tmp_path)  # debugfs=off: no /sys/kernel/debug
+    with pytest.raises(PolicyError) as failure:
+        plan(policy(legacy_debugfs=True),
+             facts_for(tree, filesystems={"sysfs": False}, debugfs_allowed=False,
+                       reason="debugfs=off on the kernel command line"))
+    message = str(failure.value)
+    assert "debugfs may not be mounted" in message
+    assert "debugfs=off on the kernel command line" in message
+
+
+def test_modern_kernel_missing_mount_point_counts_as_legacy(tmp_path):
+    tree = FakeTree(tmp_path, dirs=["/sys/kernel/debug"])  # no /sys/kernel/tracing
+    with pytest.raises(PolicyError, match="/sys/kernel/tracing does not exist"):
+        plan(policy(), facts_for(tree))
+
+
+def test_modern_kernel_never_uses_debugfs_even_with_opt_in(modern):
+    result = plan(policy(legacy_debugfs=True), facts_for(modern))
+    assert result.via == "tracefs"
+
+
+def test_apply_plan_calls_the_syscalls_in_order(modern, monkeypatch):
+    calls = []
+    monkeypatch.setattr(_mount, "mount", lambda *args: calls.append(("mount",) + args))
+    monkeypatch.setattr(_mount, "remount", lambda *args: calls.append(("remount",) + args))
+    monkeypatch.setattr(_mount, "umount", lambda *args: calls.append(("umount",) + args))
+    result = plan(policy(gid=5), facts_for(modern))
+    done = apply_plan(result)
+    assert calls == [("mount", "tracefs", "/sys/kernel/tracing", "tracefs",
+                      _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC, "gid=5")]
+    assert done == ["mount tracefs on /sys/kernel/tracing (gid=5)"]
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [(["bogus"], "unsupported mount option 'bogus'"),
+     (["mode=0755"], "belongs in the mode option"),
+     (["noatime", "relatime"], "at most one of"),
+     (["ro", "rw"], "contradict")],
+)
+def test_split_options_rejects(options, error):
+    with pytest.raises(_mount.OptionError, match=error):
+        _mount.split_options(options)
+
+
+def test_split_options_normalises():
+    assert _mount.split_options([" nosuid", "nodev", "nosuid", "rw"]) == ["nosuid", "nodev", "rw"]
