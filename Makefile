@@ -17,7 +17,9 @@ TRACELAB := $(ROOT)/lab/tracelab
 COLLECTIONS := $(ROOT)/build/collections
 LINK := $(COLLECTIONS)/ansible_collections/tracefleet/ftrace
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard extensions/molecule/*/molecule.yml))))
-DEMO_NAME ?= demo
+# The demo's VMs, as NAME:PROFILE.
+DEMO_VMS ?= demo-plain:default demo-nodebugfs:debugfs-off
+DEMO_NAMES := $(foreach vm,$(DEMO_VMS),$(firstword $(subst :, ,$(vm))))
 
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
@@ -29,7 +31,7 @@ export PY_COLORS := 0
         integration $(addprefix molecule-,$(SCENARIOS)) changelog docs clean
 
 help:
-	@echo "make demo         boot a lab VM ($(DEMO_NAME)) and report its tracefs facts"
+	@echo "make demo         boot lab VMs ($(DEMO_NAMES)), apply the mount policy, report"
 	@echo "make test         lint, sanity, unit and integration tests"
 	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
 	@echo "make deps | venv | lab-image | changelog | docs | clean"
@@ -54,15 +56,20 @@ lab-image: deps
 	$(TRACELAB) build
 
 demo: deps venv collection lab-image
-	$(TRACELAB) up --name $(DEMO_NAME) --profile default
-	$(TRACELAB) inventory --name $(DEMO_NAME) > build/demo-inventory.yml
-	ansible-playbook -i build/demo-inventory.yml playbooks/demo.yml; status=$$?; \
-	if [ -z "$${KEEP:-}" ]; then $(TRACELAB) down --name $(DEMO_NAME); \
-	else echo "VM kept: lab/tracelab ssh $(DEMO_NAME); make demo-down to stop it"; fi; \
+	@for vm in $(DEMO_VMS); do \
+		$(TRACELAB) up --name $${vm%%:*} --profile $${vm#*:}; \
+	done
+	$(TRACELAB) inventory $(addprefix --name=,$(DEMO_NAMES)) > build/demo-inventory.yml
+	@status=0; ansible-playbook -i build/demo-inventory.yml playbooks/demo.yml || status=$$?; \
+	if [ -z "$${KEEP:-}" ]; then \
+		for name in $(DEMO_NAMES); do $(TRACELAB) down --name $$name; done; \
+	else \
+		echo "VMs kept: lab/tracelab ssh NAME ($(DEMO_NAMES)); make demo-down stops them"; \
+	fi; \
 	exit $$status
 
 demo-down:
-	$(TRACELAB) down --name $(DEMO_NAME)
+	@for name in $(DEMO_NAMES); do $(TRACELAB) down --name $$name; done
 
 test: lint sanity unit integration
 	@echo "make test: all tiers passed (lint, sanity, unit, integration)"
