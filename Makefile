@@ -76,7 +76,7 @@ test: lint sanity unit integration
 
 lint: venv collection
 	@# ansible-lint installs the collection it lints into ANSIBLE_HOME: keep that out of ~/.ansible
-	ANSIBLE_HOME=$(ROOT)/build/ansible-home ansible-lint --profile production roles/ playbooks/
+	ANSIBLE_HOME=$(ROOT)/build/ansible-home ansible-lint --profile production $(wildcard roles/*/ playbooks/)
 	antsibull-changelog lint
 
 sanity: deps venv

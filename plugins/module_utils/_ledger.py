@@ -1,0 +1,167 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ledger: what tracefleet changed on this host, so `teardown` can undo exactly that.
+
+A JSON file (default /var/lib/tracefleet/ledger.json) written atomically (temp file,
+fsync, rename) under an exclusive lock on a sibling lock file. An entry is recorded
+*before* the change it describes, so a play killed between the two leaves an entry
+whose undo is harmless; a play killed after leaves an entry teardown still finds.
+
+Entry kinds and their keys (one entry per key; the first original value wins):
+  instance      name                        created by tracefleet: rmdir on teardown
+  knob          instance, file              original value of a knob
+  list_add      instance, file, value       an entry appended to a shared list
+  list_remove   instance, file, value       an entry removed from a shared list
+  event         instance, event             original enable state (0/1)
+  filter        instance, event             original filter ("none" = no filter)
+  trigger_add   instance, event, value      a trigger added
+  trigger_remove instance, event, value     a trigger removed
+  probe         group, event                a dynamic event defined by tracefleet
+  mount         path, fstype                a mount made by tracefleet
+Private to the collection: no compatibility promise outside tracefleet.ftrace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+
+DEFAULT_PATH = "/var/lib/tracefleet/ledger.json"
+FORMAT = 1
+
+KEY_FIELDS = {
+    "instance": ("name",),
+    "knob": ("instance", "file"),
+    "list_add": ("instance", "file", "value"),
+    "list_remove": ("instance", "file", "value"),
+    "event": ("instance", "event"),
+    "filter": ("instance", "event"),
+    "trigger_add": ("instance", "event", "value"),
+    "trigger_remove": ("instance", "event", "value"),
+    "probe": ("group", "event"),
+    "mount": ("path", "fstype"),
+}
+# Entries that cancel each other: adding back what we removed, or removing what we added.
+OPPOSITES = {"list_add": "list_remove", "list_remove": "list_add",
+             "trigger_add": "trigger_remove", "trigger_remove": "trigger_add"}
+
+
+class LedgerError(Exception):
+    pass
+
+
+def entry_key(entry: dict) -> tuple:
+    kind = entry["kind"]
+    if kind not in KEY_FIELDS:
+        raise LedgerError("unknown ledger entry kind %r" % kind)
+    return (kind,) + tuple(entry.get(field) for field in KEY_FIELDS[kind])
+
+
+class Ledger:
+    """Open with `with Ledger(path) as ledger:` - the lock is held until the block ends."""
+
+    def __init__(self, path: str = DEFAULT_PATH, dry_run: bool = False) -> None:
+        self.path = path
+        self.dry_run = dry_run
+        self.data: dict = {"format": FORMAT, "entries": []}
+        self._lock_handle = None
+
+    def __enter__(self) -> Ledger:
+        directory = os.path.dirname(self.path) or "."
+        if not self.dry_run:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            self._lock_handle = open(self.path + ".lock", "a")  # pylint: disable=consider-using-with
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX)
+        self._load()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise LedgerError("cannot read the ledger %s: %s" % (self.path, exc)) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise LedgerError("%s is not a tracefleet ledger (format %r)" % (
+                self.path, data.get("format") if isinstance(data, dict) else None))
+        self.data = data
+
+    def _save(self) -> None:
+        if self.dry_run:
+            return
+        directory = os.path.dirname(self.path) or "."
+        fd, tmp = tempfile.mkstemp(prefix=".ledger.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.data, handle, indent=1, sort_keys=True)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @property
+    def entries(self) -> list[dict]:
+        return self.data["entries"]
+
+    def find(self, **fields) -> dict | None:
+        key = entry_key(fields)
+        for entry in self.entries:
+            if entry_key(entry) == key:
+                return entry
+        return None
+
+    def owns_instance(self, name: str) -> bool:
+        return self.find(kind="instance", name=name) is not None
+
+    def record(self, session: str, **fields) -> bool:
+        """Record a change about to be made; False when an entry already covers it.
+
+        A list entry added after we removed it (or the reverse) cancels the earlier
+        entry instead: the host is back where tracefleet found it.
+        """
+        opposite = OPPOSITES.get(fields["kind"])
+        if opposite:
+            earlier = self.find(**dict(fields, kind=opposite))
+            if earlier is not None:
+                self.entries.remove(earlier)
+                self._save()
+                return True
+        if self.find(**fields) is not None:
+            return False
+        entry = dict(fields, session=session, time=int(time.time()))
+        self.entries.append(entry)
+        self._save()
+        return True
+
+    def forget(self, entry: dict) -> None:
+        self.entries.remove(entry)
+        self._save()
+
+    def forget_instance_contents(self, name: str) -> None:
+        """Entries about things inside an instance go away with the instance."""
+        kept = [entry for entry in self.entries
+                if entry["kind"] == "instance" or entry.get("instance") != name]
+        if len(kept) != len(self.entries):
+            self.data["entries"] = kept
+            self._save()
+
+    def session_entries(self, session: str | None) -> list[dict]:
+        return [entry for entry in self.entries if session is None or entry["session"] == session]
