@@ -19,11 +19,14 @@ from __future__ import annotations
 import errno
 import os
 
-# Files where a truncating write would wipe other users' entries.
+# Files where a truncating write would wipe other users' entries. `trigger` is one
+# of them: opening an event's trigger file with O_TRUNC unregisters its hist
+# triggers (seen on the lab's 6.1 kernel), so triggers are always appended too.
 SHARED_LISTS = frozenset((
     "kprobe_events", "uprobe_events", "dynamic_events", "set_event", "set_event_pid",
     "set_event_notrace_pid", "set_ftrace_filter", "set_ftrace_notrace",
     "set_graph_function", "set_graph_notrace", "set_ftrace_pid", "set_ftrace_notrace_pid",
+    "trigger",
 ))
 
 
@@ -122,6 +125,27 @@ class Control:
             new.extend(line for line in lines[overlap:] if line.strip())
         return new
 
+    def replace_list(self, relative: str, entries: str) -> None:
+        """Rewrite a pid list in one all-or-nothing write. The pid files have no removal
+        syntax, so removing one pid means writing back all the others; this is the only
+        truncating write tracefleet makes to a list file."""
+        if os.path.basename(relative) not in ("set_event_pid", "set_ftrace_pid",
+                                               "set_event_notrace_pid",
+                                               "set_ftrace_notrace_pid"):
+            raise ValueError("replace_list is only for pid lists, not %s" % relative)
+        logs = self._error_logs(relative)
+        before = self._log_lines(logs)
+        try:
+            fd = os.open(self.path(relative), os.O_WRONLY | os.O_TRUNC)
+            try:
+                if entries.strip():
+                    os.write(fd, (entries.strip() + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ControlError(self.path(relative), entries, exc.errno or errno.EIO,
+                               self._new_lines(before, self._log_lines(logs))) from None
+
     def mkdir(self, relative: str) -> None:
         try:
             os.mkdir(self.path(relative))
@@ -153,13 +177,22 @@ class Transaction:
                 self.undo.append((relative, undo_value))
         self.done.append(note or "%s <- %s" % (relative, value.strip()))
 
+    def replace_list(self, relative: str, entries: str, undo_entries: str) -> None:
+        if not self.dry_run:
+            self.control.replace_list(relative, entries)
+            self.undo.append((relative, "\0replace:" + undo_entries))
+        self.done.append("%s <- [%s]" % (relative, entries))
+
     def rollback(self) -> list[str]:
         """Best effort: a failure here is reported, not raised, so every undo is tried."""
         problems = []
         while self.undo:
             relative, value = self.undo.pop()
             try:
-                self.control.write(relative, value)
+                if value.startswith("\0replace:"):
+                    self.control.replace_list(relative, value[len("\0replace:"):])
+                else:
+                    self.control.write(relative, value)
             except ControlError as exc:
                 problems.append(str(exc))
         return problems

@@ -151,6 +151,15 @@ class Ledger:
         self._save()
         return True
 
+    def checkpoint(self) -> list[dict]:
+        return [dict(entry) for entry in self.entries]
+
+    def restore(self, checkpoint: list[dict]) -> None:
+        """Back to a checkpoint: used when a task rolled back its own changes."""
+        if checkpoint != self.entries:
+            self.data["entries"] = checkpoint
+            self._save()
+
     def forget(self, entry: dict) -> None:
         self.entries.remove(entry)
         self._save()

@@ -90,6 +90,16 @@ options:
     description: Keep a timestamped copy of O(fstab) before changing it.
     type: bool
     default: false
+  session:
+    description:
+      - Name under which a mount this task makes is recorded in the ledger, so that
+        M(tracefleet.ftrace.teardown) can unmount it again (unless told to keep mounts).
+    type: str
+    default: default
+  ledger_path:
+    description: The ledger on the target (see M(tracefleet.ftrace.teardown)).
+    type: path
+    default: /var/lib/tracefleet/ledger.json
   legacy_debugfs:
     description:
       - On kernels without tracefs or without C(/sys/kernel/tracing), use
@@ -238,7 +248,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _ledger, _mount
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
     Facts,
@@ -314,6 +324,8 @@ def main() -> None:
             fstab=dict(type="path", default="/etc/fstab"),
             backup=dict(type="bool", default=False),
             legacy_debugfs=dict(type="bool", default=False),
+            session=dict(type="str", default="default"),
+            ledger_path=dict(type="path", default=_ledger.DEFAULT_PATH),
         ),
         supports_check_mode=True,
     )
@@ -373,7 +385,12 @@ def main() -> None:
     extra = {}
     if changed and not module.check_mode:
         try:
-            done = apply_plan(result)
+            with _ledger.Ledger(params["ledger_path"]) as ledger:
+                record_mounts(ledger, params["session"], result)
+                done = apply_plan(result)
+                forget_unmounts(ledger, result)
+        except _ledger.LedgerError as exc:
+            module.fail_json(msg=str(exc))
         except OSError as exc:
             module.fail_json(msg="path=%s: %s" % (path, exc), actions=done)
         if fstab_changed:
@@ -424,6 +441,21 @@ def main() -> None:
     if module._diff:
         output["diff"] = {"before": result.before, "after": result.after}
     module.exit_json(**output)
+
+
+def record_mounts(ledger: _ledger.Ledger, session: str, result: Plan) -> None:
+    """A mount is recorded before it is made, so teardown finds it even if the play dies."""
+    for action in result.actions:
+        if action.kind == "mount":
+            ledger.record(session, kind="mount", path=action.target, fstype=action.fstype)
+
+
+def forget_unmounts(ledger: _ledger.Ledger, result: Plan) -> None:
+    for action in result.actions:
+        if action.kind == "umount":
+            entry = ledger.find(kind="mount", path=action.target, fstype=action.fstype)
+            if entry is not None:
+                ledger.forget(entry)
 
 
 def _write_atomically(module: AnsibleModule, path: str, text: str) -> None:

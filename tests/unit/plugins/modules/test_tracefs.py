@@ -35,8 +35,9 @@ def kernel(fake_host, monkeypatch):
 
 
 @pytest.fixture
-def run(capsys):
+def run(capsys, tmp_path):
     def run_module(args) -> dict:
+        args = dict({"ledger_path": str(tmp_path / "ledger.json")}, **args)
         with patch_module_args(args):
             with pytest.raises(SystemExit):
                 tracefs.main()
@@ -56,8 +57,11 @@ def test_check_mode_predicts_and_does_nothing(run, kernel, fake_host):
     assert result["usable"] is None
 
 
-def test_apply_mounts_with_policy_flags(run, kernel, fake_host):
-    result = run({"path": str(fake_host.tracing), "gid": 0, "mode": "0750"})
+def test_apply_mounts_with_policy_flags(run, kernel, fake_host, tmp_path):
+    result = run({"path": str(fake_host.tracing), "gid": 0, "mode": "0750", "session": "s1"})
+    ledger = json.loads((tmp_path / "ledger.json").read_text())
+    assert [(e["kind"], e["path"], e["session"]) for e in ledger["entries"]] == [
+        ("mount", str(fake_host.tracing), "s1")]
     assert result["changed"] is True
     assert kernel == [("mount", str(fake_host.tracing),
                        _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC, "gid=0,mode=750")]
@@ -95,6 +99,8 @@ def test_unmount_and_remove_fstab_line(run, kernel, fake_host, tmp_path):
     result = run({"path": str(fake_host.tracing), "state": "unmounted", "persistent": True,
                   "fstab": str(fstab)})
     assert result["changed"] is True and kernel == [("umount", str(fake_host.tracing))]
+    assert not (tmp_path / "ledger.json").exists() or "mount" not in (
+        tmp_path / "ledger.json").read_text()
     assert fstab.read_text() == ""
     assert result["mounted"] is False
 

@@ -1,0 +1,291 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tracer knobs of one tracing directory: read, validate, compute the delta, apply.
+
+`plan_knobs` validates everything against what the kernel offers before a single
+write; `apply_knobs` then writes only what differs, in an order that respects the
+kernel (the tracer before its options; tracing_on last).
+Private to the collection: no compatibility promise outside tracefleet.ftrace.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knobs
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import relative
+
+# Shared function lists, by module option.
+FUNCTION_LISTS = {
+    "function_filter": "set_ftrace_filter",
+    "function_notrace": "set_ftrace_notrace",
+    "graph_functions": "set_graph_function",
+}
+PID_FILES = ("set_event_pid", "set_ftrace_pid")
+# A generous ceiling: more than a quarter of RAM in ring buffers is a mistake.
+MAX_BUFFER_SHARE = 4
+_FUNCTION = re.compile(r"^[A-Za-z0-9_.*?\[\]]+$")
+_HEX = re.compile(r"^(0x)?[0-9a-fA-F]+(,[0-9a-fA-F]+)*$")
+
+
+class KnobError(ValueError):
+    """Bad input for a knob; nothing was written."""
+
+
+class Change:
+    """One write: which file, the value, its original (for the ledger and undo)."""
+
+    def __init__(self, knob: str, file: str, value: str, before, after, original: str | None,
+                 ledger_kind: str = "knob", ledger_value: str | None = None) -> None:
+        self.knob = knob
+        self.file = file
+        self.value = value
+        self.before = before
+        self.after = after
+        self.original = original
+        self.ledger_kind = ledger_kind
+        self.ledger_value = ledger_value
+
+
+def _read_lines(control: Control, rel: str) -> list[str]:
+    text = control.read(rel) or ""
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _memory_kb() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cpu_count(control: Control) -> int:
+    try:
+        return len([name for name in os.listdir(control.path("per_cpu"))
+                    if name.startswith("cpu")]) or 1
+    except OSError:
+        return os.cpu_count() or 1
+
+
+def _buffer_matches(wanted: int, parsed: dict) -> bool:
+    """Whether a buffer_size_kb reading means `wanted` KiB per CPU (the kernel rounds
+    to ring-buffer pages, and shows an unallocated buffer as `7 (expanded: N)`)."""
+    readings = {parsed["kb"], parsed["expanded_kb"]} - {None}
+    return bool(readings & {wanted, _knobs.allocated_kb(wanted * 1024)})
+
+
+def _function_names(control: Control) -> set[str]:
+    names = set()
+    text = control.read("available_filter_functions") or ""
+    for line in text.splitlines():
+        if line:
+            names.add(line.split()[0])
+    return names
+
+
+def _list_delta(option: str, entries: list, current: list[str],
+                expand=None) -> tuple[list[str], list[str]]:
+    """(to add, to remove) for entries like `name` (present) and `!name` (absent)."""
+    add, remove = [], []
+    for raw in entries:
+        entry = str(raw).strip()
+        negate = entry.startswith("!")
+        name = entry[1:].strip() if negate else entry
+        if not name:
+            raise KnobError("%s: empty entry %r" % (option, raw))
+        members = expand(name) if expand else [name]
+        if negate:
+            remove.extend(member for member in members if member in current)
+        elif any(member not in current for member in members):
+            add.append(name)
+    return add, remove
+
+
+def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Change]:
+    """Validate the requested knobs and return the writes that are needed."""
+    changes: list[Change] = []
+
+    def rel(*parts: str) -> str:
+        return relative(instance, *parts)
+
+    if params.get("buffer_size_kb") is not None:
+        wanted = params["buffer_size_kb"]
+        if wanted < 1:
+            raise KnobError("buffer_size_kb=%r: must be a positive number of KiB per CPU" % wanted)
+        memory = _memory_kb()
+        cpus = _cpu_count(control)
+        if memory and wanted * cpus > memory // MAX_BUFFER_SHARE:
+            raise KnobError(
+                "buffer_size_kb=%d: %d CPUs x %d KiB is more than a quarter of this host's "
+                "%d KiB of memory" % (wanted, cpus, wanted, memory))
+        parsed = _knobs.parse_buffer_size(control.read(rel("buffer_size_kb")))
+        if not _buffer_matches(wanted, parsed):
+            original = _knobs.effective_buffer_kb(parsed)
+            changes.append(Change("buffer_size_kb", rel("buffer_size_kb"), str(wanted),
+                                  parsed["raw"], wanted,
+                                  None if original is None else str(original)))
+
+    if params.get("trace_clock") is not None:
+        current, clocks = _knobs.parse_bracketed(control.read(rel("trace_clock")))
+        if params["trace_clock"] not in clocks:
+            raise KnobError("trace_clock=%r: this kernel offers %s" % (
+                params["trace_clock"], ", ".join(clocks)))
+        if params["trace_clock"] != current:
+            changes.append(Change("trace_clock", rel("trace_clock"), params["trace_clock"],
+                                  current, params["trace_clock"], current))
+
+    if params.get("tracer") is not None:
+        tracers_file = rel("available_tracers") if control.exists(rel("available_tracers")) \
+            else "available_tracers"
+        tracers = (control.read(tracers_file) or "").split()
+        if params["tracer"] not in tracers:
+            raise KnobError("tracer=%r: not in available_tracers (%s)" % (
+                params["tracer"], ", ".join(tracers)))
+        current = (control.read(rel("current_tracer")) or "").strip()
+        if params["tracer"] != current:
+            changes.append(Change("tracer", rel("current_tracer"), params["tracer"], current,
+                                  params["tracer"], current))
+
+    tracer_changes = any(change.knob == "tracer" for change in changes)
+    for name, wanted in sorted((params.get("options") or {}).items()):
+        option_file = rel("options", name)
+        if "/" in name or name in (".", "..") or not name:
+            raise KnobError("options: %r is not a trace option name" % name)
+        if not control.exists(option_file):
+            if tracer_changes:
+                # Options of a tracer appear once it is current: checked after that write.
+                changes.append(Change("options/" + name, option_file, "1" if wanted else "0",
+                                      None, bool(wanted), None, "deferred_option"))
+                continue
+            known = sorted(os.listdir(control.path(rel("options")))) \
+                if os.path.isdir(control.path(rel("options"))) else []
+            raise KnobError("options: %r is not a trace option here; known: %s" % (
+                name, ", ".join(known)))
+        current = (control.read(option_file) or "").strip() == "1"
+        if bool(wanted) != current:
+            changes.append(Change("options/" + name, option_file, "1" if wanted else "0",
+                                  current, bool(wanted), "1" if current else "0"))
+
+    if params.get("cpumask") is not None:
+        text = str(params["cpumask"]).strip()
+        if not _HEX.match(text):
+            raise KnobError("cpumask=%r is not a hexadecimal CPU mask like '3' or 'ff'" % text)
+        wanted = _knobs.parse_cpumask(text[2:] if text.lower().startswith("0x") else text)
+        current_text = (control.read(rel("tracing_cpumask")) or "").strip()
+        possible = sum(1 << cpu for cpu in range(_cpu_count(control)))
+        if wanted == 0 or wanted & ~possible:
+            raise KnobError("cpumask=%r: must select CPUs that exist (this host: %x)" % (
+                text, possible))
+        if wanted != _knobs.parse_cpumask(current_text or "0"):
+            changes.append(Change("cpumask", rel("tracing_cpumask"), "%x" % wanted,
+                                  current_text, "%x" % wanted, current_text))
+
+    functions: set[str] | None = None
+    for option, file_name in FUNCTION_LISTS.items():
+        entries = params.get(option)
+        if not entries:
+            continue
+        if functions is None:
+            functions = _function_names(control)
+        list_file = rel(file_name)
+        if not control.exists(list_file):
+            raise KnobError("%s: this kernel has no %s here" % (option, file_name))
+        current = _read_lines(control, list_file)
+        for raw in entries:
+            name = str(raw).strip().lstrip("!").strip()
+            if not _FUNCTION.match(name):
+                raise KnobError("%s: %r is not a function name or glob" % (option, raw))
+            if not any(ch in name for ch in "*?[") and name not in functions:
+                raise KnobError("%s: %r is not in available_filter_functions" % (option, name))
+            if any(ch in name for ch in "*?[") and not fnmatch.filter(functions, name):
+                raise KnobError("%s: %r matches no function in available_filter_functions"
+                                % (option, name))
+
+        def expand(name: str, names=functions) -> list[str]:
+            if any(ch in name for ch in "*?["):
+                return sorted(fnmatch.filter(names, name))
+            return [name]
+        add, remove = _list_delta(option, entries, current, expand)
+        for name in add:
+            changes.append(Change(option, list_file, name, False, True, None,
+                                  "list_add", name))
+        for name in remove:
+            changes.append(Change(option, list_file, "!" + name, True, False, None,
+                                  "list_remove", name))
+
+    if params.get("pids"):
+        for raw in params["pids"]:
+            text = str(raw).strip().lstrip("!").strip()
+            if not text.isdigit():
+                raise KnobError("pids: %r is not a process id" % (raw,))
+        for file_name in PID_FILES:
+            pid_file = rel(file_name)
+            if not control.exists(pid_file):
+                continue
+            current = [line for line in _read_lines(control, pid_file) if line != "no pid"]
+            add, remove = _list_delta("pids", params["pids"], current)
+            for pid in add:
+                changes.append(Change("pids", pid_file, pid, False, True, None, "list_add", pid))
+            if remove:
+                # The pid files have no removal syntax: the remaining pids are written
+                # back in one all-or-nothing write (other users' pids stay).
+                remaining = [pid for pid in current if pid not in remove]
+                changes.append(Change("pids", pid_file, " ".join(remaining), current,
+                                      remaining, None, "pid_replace", " ".join(remove)))
+
+    if params.get("tracing_on") is not None:
+        current = (control.read(rel("tracing_on")) or "").strip() == "1"
+        if bool(params["tracing_on"]) != current:
+            changes.append(Change("tracing_on", rel("tracing_on"),
+                                  "1" if params["tracing_on"] else "0", current,
+                                  bool(params["tracing_on"]), "1" if current else "0"))
+    return changes
+
+
+def apply_knobs(control: Control, instance: str | None, changes: list[Change], transaction,
+                ledger, session: str, record: bool) -> None:
+    """Write the planned changes, recording each in the ledger first (when `record`)."""
+    for change in changes:
+        if change.ledger_kind == "deferred_option":
+            if not control.exists(change.file):
+                raise KnobError("options: %r is not an option of the tracer set here" % (
+                    change.knob.split("/", 1)[1]))
+            current = (control.read(change.file) or "").strip()
+            if current == change.value:
+                continue
+            change.original = current
+            change.ledger_kind = "knob"
+        if record:
+            _record(ledger, session, instance, change)
+        if change.ledger_kind == "pid_replace":
+            transaction.replace_list(change.file, change.value, " ".join(change.before))
+        elif change.ledger_kind == "knob":
+            transaction.write(change.file, change.value, change.original)
+        elif change.ledger_kind == "list_add":
+            transaction.write(change.file, change.value, "!" + change.ledger_value)
+        else:  # list_remove
+            transaction.write(change.file, change.value, change.ledger_value)
+
+
+def _record(ledger, session: str, instance: str | None, change: Change) -> None:
+    file_name = os.path.relpath(change.file, relative(instance)) if instance else change.file
+    if change.ledger_kind == "knob":
+        if change.original is not None:
+            ledger.record(session, kind="knob", instance=instance, file=file_name,
+                          original=change.original)
+    elif change.ledger_kind == "pid_replace":
+        for pid in change.ledger_value.split():
+            ledger.record(session, kind="list_remove", instance=instance, file=file_name,
+                          value=pid)
+    else:
+        ledger.record(session, kind=change.ledger_kind, instance=instance, file=file_name,
+                      value=change.ledger_value)

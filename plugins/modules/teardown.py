@@ -1,0 +1,132 @@
+#!/usr/bin/python
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: teardown
+short_description: Undo exactly what tracefleet changed on a host, from its ledger
+version_added: 0.1.0
+description:
+  - Reads the ledger that the tracefleet modules keep on the target and undoes its
+    entries, newest first - knobs back to their original values, list entries and
+    triggers removed or put back, events and filters restored, instances tracefleet
+    created removed, mounts it made unmounted - and forgets each entry once undone.
+  - Works from a later, separate play too, for example after the play that made the
+    changes was killed; an interrupted teardown can simply be run again.
+  - Anything not in the ledger (other users' instances, probes, knobs) is left alone.
+author:
+  - tracefleet contributors (@tracefleet)
+extends_documentation_fragment:
+  - tracefleet.ftrace.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Lists what would be undone.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  session:
+    description: Undo only this session's entries. All sessions when omitted.
+    type: str
+  keep_mounts:
+    description: Leave mounts tracefleet made (for example by M(tracefleet.ftrace.tracefs)) in place.
+    type: bool
+    default: false
+  ledger_path:
+    description: The ledger on the target.
+    type: path
+    default: /var/lib/tracefleet/ledger.json
+  tracefs_path:
+    description: The tracefs directory. By default the one C(/proc/self/mountinfo) names.
+    type: path
+notes:
+  - Needs root (use become).
+seealso:
+  - module: tracefleet.ftrace.trace_instance
+  - module: tracefleet.ftrace.tracer
+  - module: tracefleet.ftrace.trace_event
+"""
+
+EXAMPLES = r"""
+- name: Undo this session's tracing changes
+  tracefleet.ftrace.teardown:
+    session: incident-4711
+
+- name: Undo everything tracefleet did on the host, but keep tracefs mounted
+  tracefleet.ftrace.teardown:
+    keep_mounts: true
+"""
+
+RETURN = r"""
+undone:
+  description: What was undone (or would be, in check mode), newest change first.
+  returned: always
+  type: list
+  elements: str
+  sample: ["remove instance tracefleet", "restore current_tracer of top level to 'nop'"]
+notes:
+  description: Entries there was nothing left to undo for (for example an instance someone already removed).
+  returned: always
+  type: list
+  elements: str
+remaining:
+  description: Number of ledger entries left (other sessions, kept mounts, failures).
+  returned: always
+  type: int
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
+    DEFAULT_PATH,
+    Ledger,
+    LedgerError,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
+    TracingUnavailable,
+    open_tracefs,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._teardown import teardown
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            session=dict(type="str"),
+            keep_mounts=dict(type="bool", default=False),
+            ledger_path=dict(type="path", default=DEFAULT_PATH),
+            tracefs_path=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
+            pending = ledger.session_entries(params["session"])
+            control = None
+            if any(entry["kind"] != "mount" for entry in pending):
+                try:
+                    control = open_tracefs(params["tracefs_path"])
+                except TracingUnavailable as exc:
+                    module.fail_json(msg="cannot undo the tracing changes: %s" % exc,
+                                     remaining=len(ledger.entries))
+            undone, notes, failures = teardown(control, ledger, params["session"],
+                                               params["keep_mounts"], module.check_mode)
+            remaining = len(ledger.entries)
+    except LedgerError as exc:
+        module.fail_json(msg=str(exc))
+    result = dict(changed=bool(undone), undone=undone, notes=notes, remaining=remaining)
+    if failures:
+        module.fail_json(msg="teardown could not undo %d change(s): %s" % (
+            len(failures), "; ".join(failures)), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

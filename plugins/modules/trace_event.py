@@ -1,0 +1,219 @@
+#!/usr/bin/python
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: trace_event
+short_description: Enable or disable trace events, with filters and triggers
+version_added: 0.1.0
+description:
+  - Makes a list of trace events match what is asked for, in one task and one pass over
+    the kernel's state, changing only the difference.
+  - An entry's O(events[].name) is C(system/event), a whole C(system), or a glob such as
+    C(sched/sched_wak*) or C(*/sys_enter_open*). Later entries override earlier ones for
+    the events they both match.
+  - Every name is resolved against the instance's C(events/) tree before the first write;
+    an unknown event or system fails the task and changes nothing.
+  - Filters are written first. The kernel validates them; when it rejects one, the
+    message quotes the filter and the kernel's C(error_log), and whatever the task had
+    already changed is put back.
+  - Triggers are added and removed one at a time, removals in dependency order (control
+    triggers, then hist triggers with actions, then plain hist triggers).
+  - On the top level, or in an instance tracefleet did not create, each change is recorded
+    in the ledger with the original state, for M(tracefleet.ftrace.teardown).
+author:
+  - tracefleet contributors (@tracefleet)
+extends_documentation_fragment:
+  - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.tracing
+  - tracefleet.ftrace.tracing.INSTANCE
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  events:
+    description: The events and what they should look like.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: C(system/event), C(system), or a glob over either part.
+        type: str
+        required: true
+      state:
+        description: Whether the matched events are enabled.
+        type: str
+        choices: [enabled, disabled]
+        default: enabled
+      filter:
+        description:
+          - Filter expression for the matched events, such as V(prev_pid == 1). An empty
+            string removes the filter. Not managed when omitted.
+        type: str
+      triggers:
+        description:
+          - The exact set of triggers the matched events should have, such as
+            V(traceoff) or V(hist:keys=common_pid). Triggers not listed are removed. An
+            empty list removes all. Not managed when omitted.
+        type: list
+        elements: str
+  exclusive:
+    description:
+      - Make the enabled events of the instance exactly the ones listed with
+        V(state=enabled): every other enabled event is disabled.
+    type: bool
+    default: false
+seealso:
+  - module: tracefleet.ftrace.trace_instance
+  - module: tracefleet.ftrace.tracer
+  - module: tracefleet.ftrace.teardown
+"""
+
+EXAMPLES = r"""
+- name: Scheduler and open syscalls in our instance, and nothing else
+  tracefleet.ftrace.trace_event:
+    instance: tracefleet
+    exclusive: true
+    events:
+      - name: sched/sched_switch
+        filter: prev_pid != 0
+      - name: sched/sched_process_*
+      - name: syscalls/sys_enter_openat
+        triggers:
+          - hist:keys=common_pid
+
+- name: A whole system, then one of its events off
+  tracefleet.ftrace.trace_event:
+    instance: tracefleet
+    events:
+      - name: block
+      - name: block/block_rq_insert
+        state: disabled
+"""
+
+RETURN = r"""
+events:
+  description: Per event, its state before and after (predicted in check mode) and whether it changed.
+  returned: always
+  type: dict
+  sample:
+    sched/sched_switch:
+      changed: true
+      before: {enabled: false, filter: null, triggers: []}
+      after: {enabled: true, filter: "prev_pid != 0", triggers: []}
+changes:
+  description: The writes made (or that would be made), in order.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _events, _instance
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
+    ControlError,
+    Transaction,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
+    Ledger,
+    LedgerError,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
+    COMMON_ARGS,
+    TracingUnavailable,
+    open_tracefs,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            instance=dict(type="str"),
+            events=dict(type="list", elements="dict", required=True, options=dict(
+                name=dict(type="str", required=True),
+                state=dict(type="str", default="enabled", choices=["enabled", "disabled"]),
+                filter=dict(type="str"),
+                triggers=dict(type="list", elements="str"),
+            )),
+            exclusive=dict(type="bool", default=False),
+            **COMMON_ARGS,
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    instance = params["instance"]
+    try:
+        _instance.validate_name(instance)
+        control = open_tracefs(params["tracefs_path"])
+        _instance.require(control, instance)
+    except (_instance.InstanceError, TracingUnavailable) as exc:
+        module.fail_json(msg=str(exc))
+    where = "instance %s" % instance if instance else "the top level"
+
+    catalog = _events.EventCatalog(control, instance)
+    try:
+        changes, wanted, before = _events.plan_events(
+            catalog, params["events"], params["exclusive"],
+            _instance.enabled_events(control, instance))
+    except _events.EventError as exc:
+        module.fail_json(msg="%s (in %s); nothing was changed" % (exc, where))
+
+    transaction = Transaction(control, dry_run=module.check_mode)
+    try:
+        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
+            record = instance is None or not ledger.owns_instance(instance)
+            checkpoint = ledger.checkpoint()
+            try:
+                _events.apply_events(changes, transaction, ledger, params["session"], instance,
+                                     record)
+            except ControlError as exc:
+                problems = transaction.rollback()
+                ledger.restore(checkpoint)
+                failed = next((c for c in changes if c.file in exc.path), None)
+                what = ""
+                if failed is not None and failed.kind == "filter":
+                    what = "filter %r of %s was rejected: " % (failed.value, failed.event)
+                elif failed is not None:
+                    what = "%s %r of %s was rejected: " % (failed.kind, failed.value,
+                                                          failed.event)
+                msg = "events: %s%s (in %s); the changes this task had made were put back" % (
+                    what, exc, where)
+                if problems:
+                    msg += ", except: " + "; ".join(problems)
+                module.fail_json(msg=msg, error_log=exc.error_log)
+    except LedgerError as exc:
+        module.fail_json(msg=str(exc))
+
+    changed_events = {change.event for change in changes}
+    report = {}
+    for event, settings in wanted.items():
+        after = dict(before[event])
+        after["enabled"] = settings["state"] == "enabled"
+        if "filter" in settings:
+            after["filter"] = settings["filter"] or None
+        if "triggers" in settings:
+            after["triggers"] = settings["triggers"]
+        if not module.check_mode:
+            after = _events.read_state(catalog, event).as_dict()
+        report[event] = {"changed": event in changed_events, "before": before[event],
+                         "after": after}
+    result = dict(changed=bool(changes), events=report, changes=transaction.done)
+    if module._diff:
+        result["diff"] = {
+            "before": {event: item["before"] for event, item in report.items() if item["changed"]},
+            "after": {event: item["after"] for event, item in report.items() if item["changed"]},
+        }
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

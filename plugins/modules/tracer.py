@@ -1,0 +1,220 @@
+#!/usr/bin/python
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: tracer
+short_description: Set the tracer and its knobs in a tracefs instance or at the top level
+version_added: 0.1.0
+description:
+  - Makes the knobs of one tracing directory match what is asked for, and changes only
+    the difference. Options left out are not managed.
+  - Everything is checked against what the kernel offers (tracers, clocks, trace options,
+    functions, the host's memory and CPUs) before the first write. If the kernel still
+    refuses a write, what the task already changed is put back, and the error quotes the
+    kernel's C(error_log).
+  - Shared list files (C(set_ftrace_filter), C(set_ftrace_notrace), C(set_graph_function))
+    get single entries appended or removed (C(!name)), never a truncating write.
+  - On the top level, or in an instance tracefleet did not create, each change is recorded
+    in the ledger with the original value, for M(tracefleet.ftrace.teardown).
+  - Changing O(tracer) or O(trace_clock) clears that ring buffer (the kernel does this).
+author:
+  - tracefleet contributors (@tracefleet)
+extends_documentation_fragment:
+  - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.tracing
+  - tracefleet.ftrace.tracing.INSTANCE
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  tracer:
+    description: The tracer (C(current_tracer)); must be in C(available_tracers).
+    type: str
+  tracing_on:
+    description: Whether the ring buffer records. Written last, after every other knob.
+    type: bool
+  buffer_size_kb:
+    description:
+      - Ring buffer size per CPU in KiB. A reading that the kernel rounded to whole
+        ring-buffer pages counts as the same size.
+      - More than a quarter of the host's memory across all CPUs is refused.
+    type: int
+  trace_clock:
+    description: The trace clock; must be one the kernel offers (C(trace_clock)).
+    type: str
+  options:
+    description:
+      - Trace options as a dict of option name to bool (files under C(options/)).
+        Options of a tracer can be set in the same task that sets O(tracer).
+    type: dict
+  cpumask:
+    description: CPUs to trace, as a hexadecimal mask (C(tracing_cpumask)), such as V('3').
+    type: str
+  function_filter:
+    description:
+      - Entries for C(set_ftrace_filter). C(name) or a glob is added, C(!name) removed;
+        entries not listed are left alone. Names must be in C(available_filter_functions).
+    type: list
+    elements: str
+  function_notrace:
+    description: Entries for C(set_ftrace_notrace), as for O(function_filter).
+    type: list
+    elements: str
+  graph_functions:
+    description: Entries for C(set_graph_function), as for O(function_filter).
+    type: list
+    elements: str
+  pids:
+    description:
+      - Process ids for C(set_event_pid) and C(set_ftrace_pid). C(1234) is added,
+        C(!1234) removed. The kernel has no removal syntax for pid files, so a removal
+        rewrites the remaining pids (other users' included) in one write.
+    type: list
+    elements: str
+seealso:
+  - module: tracefleet.ftrace.trace_instance
+  - module: tracefleet.ftrace.trace_event
+  - module: tracefleet.ftrace.teardown
+"""
+
+EXAMPLES = r"""
+- name: Function graph tracing of the open path in our instance
+  tracefleet.ftrace.tracer:
+    instance: tracefleet
+    tracer: function_graph
+    graph_functions: [do_sys_openat2]
+    options:
+      funcgraph-proc: true
+    buffer_size_kb: 4096
+    trace_clock: mono
+    tracing_on: true
+
+- name: Stop recording in the instance
+  tracefleet.ftrace.tracer:
+    instance: tracefleet
+    tracing_on: false
+
+- name: Drop one function from the shared filter list of the top level
+  tracefleet.ftrace.tracer:
+    function_filter: ["!vfs_read"]
+"""
+
+RETURN = r"""
+before:
+  description: The changed knobs before the task (list options are reported in RV(after) only).
+  returned: always
+  type: dict
+  sample: {"tracer": "nop", "tracing_on": true}
+after:
+  description:
+    - The changed knobs after the task (predicted in check mode). For the list options,
+      the entries C(added) and C(removed).
+  returned: always
+  type: dict
+  sample: {"tracer": "function_graph", "tracing_on": true}
+changes:
+  description: The writes made (or that would be made), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["instances/tracefleet/current_tracer <- function_graph"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _tracer
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
+    ControlError,
+    Transaction,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
+    Ledger,
+    LedgerError,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
+    COMMON_ARGS,
+    TracingUnavailable,
+    open_tracefs,
+)
+
+KNOB_OPTIONS = ("tracer", "tracing_on", "buffer_size_kb", "trace_clock", "options", "cpumask",
+                "function_filter", "function_notrace", "graph_functions", "pids")
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            instance=dict(type="str"),
+            tracer=dict(type="str"),
+            tracing_on=dict(type="bool"),
+            buffer_size_kb=dict(type="int"),
+            trace_clock=dict(type="str"),
+            options=dict(type="dict"),
+            cpumask=dict(type="str"),
+            function_filter=dict(type="list", elements="str"),
+            function_notrace=dict(type="list", elements="str"),
+            graph_functions=dict(type="list", elements="str"),
+            pids=dict(type="list", elements="str"),
+            **COMMON_ARGS,
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    instance = params["instance"]
+    try:
+        _instance.validate_name(instance)
+        control = open_tracefs(params["tracefs_path"])
+        _instance.require(control, instance)
+    except (_instance.InstanceError, TracingUnavailable) as exc:
+        module.fail_json(msg=str(exc))
+
+    where = "instance %s" % instance if instance else "the top level"
+    try:
+        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
+            record = instance is None or not ledger.owns_instance(instance)
+            try:
+                changes = _tracer.plan_knobs(control, instance, params)
+            except _tracer.KnobError as exc:
+                module.fail_json(msg="%s (in %s); nothing was changed" % (exc, where))
+            transaction = Transaction(control, dry_run=module.check_mode)
+            checkpoint = ledger.checkpoint()
+            try:
+                _tracer.apply_knobs(control, instance, changes, transaction, ledger,
+                                    params["session"], record)
+            except (ControlError, _tracer.KnobError) as exc:
+                problems = transaction.rollback()
+                ledger.restore(checkpoint)
+                msg = "%s (in %s); the changes this task had made were put back" % (exc, where)
+                if problems:
+                    msg += ", except: " + "; ".join(problems)
+                module.fail_json(msg=msg, changes=transaction.done)
+    except LedgerError as exc:
+        module.fail_json(msg=str(exc))
+
+    before, after = {}, {}
+    for change in changes:
+        if change.ledger_kind in ("list_add", "list_remove", "pid_replace"):
+            entry = after.setdefault(change.knob, {"added": [], "removed": []})
+            key = "added" if change.ledger_kind == "list_add" else "removed"
+            entry[key].extend(change.ledger_value.split()
+                              if change.ledger_kind == "pid_replace" else [change.ledger_value])
+        else:
+            before[change.knob] = change.before
+            after[change.knob] = change.after
+    result = dict(changed=bool(transaction.done), before=before, after=after,
+                  changes=transaction.done)
+    if module._diff:
+        result["diff"] = {"before": before, "after": after}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

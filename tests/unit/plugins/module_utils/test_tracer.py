@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _tracer
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
+    Control,
+    Transaction,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
+
+FILES = {
+    "available_tracers": "function_graph function nop\n",
+    "current_tracer": "nop\n",
+    "tracing_on": "1\n",
+    "buffer_size_kb": "7 (expanded: 1408)\n",
+    "trace_clock": "[local] global mono\n",
+    "tracing_cpumask": "3\n",
+    "set_ftrace_filter": "#### all functions enabled ####\n",
+    "set_ftrace_notrace": "",
+    "set_graph_function": "#### all functions enabled ####\n",
+    "set_event_pid": "",
+    "set_ftrace_pid": "no pid\n",
+    "available_filter_functions": "do_sys_openat2\nvfs_read\nvfs_write\nnfs_open [nfs]\n",
+    "options/overwrite": "1\n",
+    "options/sym-offset": "0\n",
+    "error_log": "",
+}
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for name, text in FILES.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for cpu in (0, 1):
+        (tmp_path / "per_cpu" / ("cpu%d" % cpu)).mkdir(parents=True)
+    return tmp_path
+
+
+def plan(tree, **params):
+    return _tracer.plan_knobs(Control(str(tree)), None, params)
+
+
+def test_nothing_asked_nothing_planned(tree):
+    assert plan(tree) == []
+
+
+def test_idempotent_reads(tree):
+    assert plan(tree, tracer="nop", tracing_on=True, buffer_size_kb=1408, trace_clock="local",
+                options={"overwrite": True}, cpumask="3") == []
+
+
+@pytest.mark.parametrize("reading, wanted", [("1410\n", 1408), ("1408\n", 1408),
+                                             ("7 (expanded: 1408)\n", 1408),
+                                             ("2051\n", 2048), ("2048\n", 2048),
+                                             ("513\n", 512), ("4099\n", 4096)])
+def test_buffer_rounding_is_the_same_size(tree, reading, wanted):
+    (tree / "buffer_size_kb").write_text(reading)
+    assert plan(tree, buffer_size_kb=wanted) == []
+
+
+def test_order_tracer_before_options_and_tracing_on_last(tree):
+    changes = plan(tree, tracing_on=False, options={"sym-offset": True}, tracer="function",
+                   buffer_size_kb=4096, trace_clock="mono")
+    assert [c.knob for c in changes] == ["buffer_size_kb", "trace_clock", "tracer",
+                                         "options/sym-offset", "tracing_on"]
+    assert changes[0].original == "1408"
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"tracer": "blk"}, "tracer='blk': not in available_tracers"),
+        ({"trace_clock": "bogus"}, "trace_clock='bogus': this kernel offers local, global, mono"),
+        ({"buffer_size_kb": 0}, "buffer_size_kb=0: must be a positive"),
+        ({"buffer_size_kb": -5}, "buffer_size_kb=-5"),
+        ({"buffer_size_kb": 10 ** 12}, "more than a quarter"),
+        ({"options": {"nosuch": True}}, "'nosuch' is not a trace option here"),
+        ({"options": {"../x": True}}, "not a trace option name"),
+        ({"cpumask": "xyz"}, "not a hexadecimal CPU mask"),
+        ({"cpumask": "4"}, "must select CPUs that exist"),
+        ({"cpumask": "0"}, "must select CPUs that exist"),
+        ({"function_filter": ["no_such_fn"]}, "'no_such_fn' is not in available_filter_functions"),
+        ({"function_filter": ["zz*"]}, "matches no function"),
+        ({"function_filter": ["a;b"]}, "is not a function name or glob"),
+        ({"pids": ["abc"]}, "'abc' is not a process id"),
+    ],
+)
+def test_bad_input(tree, params, message):
+    with pytest.raises(_tracer.KnobError) as failure:
+        plan(tree, **params)
+    assert message in str(failure.value)
+
+
+def test_function_lists_add_remove_and_globs(tree):
+    (tree / "set_ftrace_filter").write_text("vfs_read\n")
+    changes = plan(tree, function_filter=["vfs_*", "!vfs_read", "do_sys_openat2"])
+    assert [(c.ledger_kind, c.value) for c in changes] == [
+        ("list_add", "vfs_*"), ("list_add", "do_sys_openat2"), ("list_remove", "!vfs_read")]
+    (tree / "set_ftrace_filter").write_text("vfs_read\nvfs_write\ndo_sys_openat2\n")
+    assert plan(tree, function_filter=["vfs_*", "do_sys_openat2"]) == []
+
+
+def test_pids_add_and_remove_by_rewrite(tree):
+    (tree / "set_event_pid").write_text("7\n9\n")
+    changes = plan(tree, pids=["!7", "11"])
+    kinds = [(c.file, c.ledger_kind, c.value) for c in changes]
+    assert ("set_event_pid", "list_add", "11") in kinds
+    assert ("set_event_pid", "pid_replace", "9") in kinds
+    assert ("set_ftrace_pid", "list_add", "11") in kinds
+
+
+def test_deferred_tracer_option_checked_after_tracer(tree):
+    changes = plan(tree, tracer="function_graph", options={"funcgraph-proc": True})
+    assert [c.ledger_kind for c in changes] == ["knob", "deferred_option"]
+    control = Control(str(tree))
+    with Ledger(str(tree / "ledger.json")) as ledger:
+        with pytest.raises(_tracer.KnobError, match="not an option of the tracer"):
+            _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
+
+
+def test_apply_records_originals(tree):
+    control = Control(str(tree))
+    changes = plan(tree, tracer="function", function_filter=["vfs_read"], tracing_on=False)
+    with Ledger(str(tree / "ledger.json")) as ledger:
+        _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
+        entries = [(e["kind"], e["file"], e.get("original", e.get("value")))
+                   for e in ledger.entries]
+    assert entries == [("knob", "current_tracer", "nop"),
+                       ("list_add", "set_ftrace_filter", "vfs_read"),
+                       ("knob", "tracing_on", "1")]
+    assert (tree / "current_tracer").read_text() == "function\n"
