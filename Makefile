@@ -26,14 +26,17 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
+# A task that hangs (a wedged guest) fails after 10 minutes instead of stalling CI.
+export ANSIBLE_TASK_TIMEOUT ?= 600
 
-.PHONY: help deps venv collection lab-image demo demo-down test lint sanity unit \
+.PHONY: help deps venv collection lab-image demo demo-down test lint sanity unit bench-configure \
         integration $(addprefix molecule-,$(SCENARIOS)) changelog docs clean
 
 help:
 	@echo "make demo         boot lab VMs ($(DEMO_NAMES)), apply the mount policy, report"
 	@echo "make test         lint, sanity, unit and integration tests"
 	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
+	@echo "make bench-configure (benchmarks under bench/)"
 	@echo "make deps | venv | lab-image | changelog | docs | clean"
 
 deps:
@@ -89,6 +92,10 @@ integration: deps venv collection lab-image $(addprefix molecule-,$(SCENARIOS))
 
 $(addprefix molecule-,$(SCENARIOS)): molecule-%: deps venv collection lab-image
 	molecule test --scenario-name $*
+
+# Benchmarks: ratios within one run on one lab VM, never timed assertions.
+bench-configure: deps venv collection lab-image
+	$(ROOT)/bench/configure
 
 changelog: venv
 	antsibull-changelog release

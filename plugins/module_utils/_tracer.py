@@ -5,7 +5,9 @@
 
 `plan_knobs` validates everything against what the kernel offers before a single
 write; `apply_knobs` then writes only what differs, in an order that respects the
-kernel (the tracer before its options; tracing_on last).
+kernel: buffer size and clock, then cpumask, function and pid filters, so that a
+tracer starts already narrowed down (the function tracer on every function brings a
+small VM to a crawl), then the tracer, its options, and tracing_on last.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -143,38 +145,6 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
             changes.append(Change("trace_clock", rel("trace_clock"), params["trace_clock"],
                                   current, params["trace_clock"], current))
 
-    if params.get("tracer") is not None:
-        tracers_file = rel("available_tracers") if control.exists(rel("available_tracers")) \
-            else "available_tracers"
-        tracers = (control.read(tracers_file) or "").split()
-        if params["tracer"] not in tracers:
-            raise KnobError("tracer=%r: not in available_tracers (%s)" % (
-                params["tracer"], ", ".join(tracers)))
-        current = (control.read(rel("current_tracer")) or "").strip()
-        if params["tracer"] != current:
-            changes.append(Change("tracer", rel("current_tracer"), params["tracer"], current,
-                                  params["tracer"], current))
-
-    tracer_changes = any(change.knob == "tracer" for change in changes)
-    for name, wanted in sorted((params.get("options") or {}).items()):
-        option_file = rel("options", name)
-        if "/" in name or name in (".", "..") or not name:
-            raise KnobError("options: %r is not a trace option name" % name)
-        if not control.exists(option_file):
-            if tracer_changes:
-                # Options of a tracer appear once it is current: checked after that write.
-                changes.append(Change("options/" + name, option_file, "1" if wanted else "0",
-                                      None, bool(wanted), None, "deferred_option"))
-                continue
-            known = sorted(os.listdir(control.path(rel("options")))) \
-                if os.path.isdir(control.path(rel("options"))) else []
-            raise KnobError("options: %r is not a trace option here; known: %s" % (
-                name, ", ".join(known)))
-        current = (control.read(option_file) or "").strip() == "1"
-        if bool(wanted) != current:
-            changes.append(Change("options/" + name, option_file, "1" if wanted else "0",
-                                  current, bool(wanted), "1" if current else "0"))
-
     if params.get("cpumask") is not None:
         text = str(params["cpumask"]).strip()
         if not _HEX.match(text):
@@ -241,6 +211,38 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
                 remaining = [pid for pid in current if pid not in remove]
                 changes.append(Change("pids", pid_file, " ".join(remaining), current,
                                       remaining, None, "pid_replace", " ".join(remove)))
+
+    if params.get("tracer") is not None:
+        tracers_file = rel("available_tracers") if control.exists(rel("available_tracers")) \
+            else "available_tracers"
+        tracers = (control.read(tracers_file) or "").split()
+        if params["tracer"] not in tracers:
+            raise KnobError("tracer=%r: not in available_tracers (%s)" % (
+                params["tracer"], ", ".join(tracers)))
+        current = (control.read(rel("current_tracer")) or "").strip()
+        if params["tracer"] != current:
+            changes.append(Change("tracer", rel("current_tracer"), params["tracer"], current,
+                                  params["tracer"], current))
+
+    tracer_changes = any(change.knob == "tracer" for change in changes)
+    for name, wanted in sorted((params.get("options") or {}).items()):
+        option_file = rel("options", name)
+        if "/" in name or name in (".", "..") or not name:
+            raise KnobError("options: %r is not a trace option name" % name)
+        if not control.exists(option_file):
+            if tracer_changes:
+                # Options of a tracer appear once it is current: checked after that write.
+                changes.append(Change("options/" + name, option_file, "1" if wanted else "0",
+                                      None, bool(wanted), None, "deferred_option"))
+                continue
+            known = sorted(os.listdir(control.path(rel("options")))) \
+                if os.path.isdir(control.path(rel("options"))) else []
+            raise KnobError("options: %r is not a trace option here; known: %s" % (
+                name, ", ".join(known)))
+        current = (control.read(option_file) or "").strip() == "1"
+        if bool(wanted) != current:
+            changes.append(Change("options/" + name, option_file, "1" if wanted else "0",
+                                  current, bool(wanted), "1" if current else "0"))
 
     if params.get("tracing_on") is not None:
         current = (control.read(rel("tracing_on")) or "").strip() == "1"

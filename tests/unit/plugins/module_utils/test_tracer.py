@@ -63,9 +63,9 @@ def test_buffer_rounding_is_the_same_size(tree, reading, wanted):
 
 def test_order_tracer_before_options_and_tracing_on_last(tree):
     changes = plan(tree, tracing_on=False, options={"sym-offset": True}, tracer="function",
-                   buffer_size_kb=4096, trace_clock="mono")
-    assert [c.knob for c in changes] == ["buffer_size_kb", "trace_clock", "tracer",
-                                         "options/sym-offset", "tracing_on"]
+                   buffer_size_kb=4096, trace_clock="mono", function_filter=["vfs_read"])
+    assert [c.knob for c in changes] == ["buffer_size_kb", "trace_clock", "function_filter",
+                                         "tracer", "options/sym-offset", "tracing_on"]
     assert changes[0].original == "1408"
 
 
@@ -128,7 +128,7 @@ def test_apply_records_originals(tree):
         _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
         entries = [(e["kind"], e["file"], e.get("original", e.get("value")))
                    for e in ledger.entries]
-    assert entries == [("knob", "current_tracer", "nop"),
-                       ("list_add", "set_ftrace_filter", "vfs_read"),
+    assert entries == [("list_add", "set_ftrace_filter", "vfs_read"),
+                       ("knob", "current_tracer", "nop"),
                        ("knob", "tracing_on", "1")]
     assert (tree / "current_tracer").read_text() == "function\n"
