@@ -129,9 +129,9 @@ class Control:
         """Rewrite a pid list in one all-or-nothing write. The pid files have no removal
         syntax, so removing one pid means writing back all the others; this is the only
         truncating write tracefleet makes to a list file."""
-        if os.path.basename(relative) not in ("set_event_pid", "set_ftrace_pid",
-                                               "set_event_notrace_pid",
-                                               "set_ftrace_notrace_pid"):
+        pid_lists = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid",
+                     "set_ftrace_notrace_pid")
+        if os.path.basename(relative) not in pid_lists:
             raise ValueError("replace_list is only for pid lists, not %s" % relative)
         logs = self._error_logs(relative)
         before = self._log_lines(logs)

@@ -109,7 +109,7 @@ def removal_form(text: str) -> str:
 
 
 def _hist_parts(text: str) -> tuple[str, set[str]]:
-    head, _, condition = text.partition(" if ")
+    head, condition = (text.split(" if ", 1) + [""])[:2]
     return condition.strip(), set(head.split(":"))
 
 

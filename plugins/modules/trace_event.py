@@ -68,7 +68,7 @@ options:
   exclusive:
     description:
       - Make the enabled events of the instance exactly the ones listed with
-        V(state=enabled): every other enabled event is disabled.
+        V(state=enabled); every other enabled event is disabled.
     type: bool
     default: false
 seealso:
@@ -183,8 +183,8 @@ def main() -> None:
                 if failed is not None and failed.kind == "filter":
                     what = "filter %r of %s was rejected: " % (failed.value, failed.event)
                 elif failed is not None:
-                    what = "%s %r of %s was rejected: " % (failed.kind, failed.value,
-                                                          failed.event)
+                    what = "%s %r of %s was rejected: " % (
+                        failed.kind, failed.value, failed.event)
                 msg = "events: %s%s (in %s); the changes this task had made were put back" % (
                     what, exc, where)
                 if problems:

@@ -120,9 +120,9 @@ def test_plan_nothing_when_state_matches(tree, catalog):
     (tree / "events/sched/sched_switch/enable").write_text("1\n")
     (tree / "events/sched/sched_switch/filter").write_text("prev_pid != 0\n")
     (tree / "events/sched/sched_switch/trigger").write_text(TRIGGER_HELP + "traceoff:unlimited\n")
-    changes, _, _ = _events.plan_events(catalog, [
+    changes = _events.plan_events(catalog, [
         {"name": "sched/sched_switch", "filter": "prev_pid != 0", "triggers": ["traceoff"]},
-    ], exclusive=False, enabled_now=["sched:sched_switch"])
+    ], exclusive=False, enabled_now=["sched:sched_switch"])[0]
     assert changes == []
 
 
@@ -130,9 +130,9 @@ def test_plan_trigger_removal_and_filter_clear(tree, catalog):
     (tree / "events/sched/sched_switch/filter").write_text("prev_pid != 0\n")
     (tree / "events/sched/sched_switch/trigger").write_text(
         TRIGGER_HELP + "traceoff:unlimited\nhist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]\n")
-    changes, _, _ = _events.plan_events(catalog, [
+    changes = _events.plan_events(catalog, [
         {"name": "sched/sched_switch", "state": "disabled", "filter": "", "triggers": []},
-    ], exclusive=False, enabled_now=[])
+    ], exclusive=False, enabled_now=[])[0]
     assert [(c.kind, c.value) for c in changes] == [
         ("filter", "0"),
         ("trigger_remove", "!traceoff"),
@@ -160,8 +160,8 @@ def test_removal_form(printed, removal):
 
 def test_exclusive_disables_the_rest(tree, catalog):
     (tree / "events/syscalls/sys_enter_openat/enable").write_text("1\n")
-    changes, _, _ = _events.plan_events(catalog, [{"name": "sched/sched_switch"}],
-                                        exclusive=True, enabled_now=["syscalls:sys_enter_openat"])
+    changes = _events.plan_events(catalog, [{"name": "sched/sched_switch"}],
+                                  exclusive=True, enabled_now=["syscalls:sys_enter_openat"])[0]
     assert [(c.kind, c.event, c.value) for c in changes] == [
         ("enable", "sched/sched_switch", "1"),
         ("enable", "syscalls/sys_enter_openat", "0"),
@@ -180,8 +180,8 @@ def test_plan_bad_entries(catalog, entry, message):
 
 
 def test_apply_records_original_state(tree, catalog, tmp_path):
-    changes, _, _ = _events.plan_events(catalog, [
-        {"name": "sched/sched_switch", "filter": "prev_pid != 0"}], False, [])
+    changes = _events.plan_events(catalog, [
+        {"name": "sched/sched_switch", "filter": "prev_pid != 0"}], False, [])[0]
     with Ledger(str(tmp_path / "ledger.json")) as ledger:
         transaction = Transaction(catalog.control)
         _events.apply_events(changes, transaction, ledger, "s", None, record=True)
