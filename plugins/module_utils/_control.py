@@ -169,10 +169,19 @@ class Transaction:
         self.done: list[str] = []
 
     def write(self, relative: str, value: str, undo_value: str | None = None,
-              note: str | None = None) -> None:
-        """Write (unless dry-run) and remember how to put it back (`undo_value`)."""
+              note: str | None = None, undo_if_failed: bool = False) -> None:
+        """Write (unless dry-run) and remember how to put it back (`undo_value`).
+
+        `undo_if_failed` is for files a failed write still changes: a rejected event
+        filter disables the event's filter and leaves the error text in its place.
+        """
         if not self.dry_run:
-            self.control.write(relative, value)
+            try:
+                self.control.write(relative, value)
+            except ControlError:
+                if undo_if_failed and undo_value is not None:
+                    self.undo.append((relative, undo_value))
+                raise
             if undo_value is not None:
                 self.undo.append((relative, undo_value))
         self.done.append(note or "%s <- %s" % (relative, value.strip()))

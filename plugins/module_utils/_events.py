@@ -156,6 +156,10 @@ def read_state(catalog: EventCatalog, event: str) -> EventState:
     control = catalog.control
     enable = (control.read(catalog.file(event, "enable")) or "0").strip()
     event_filter = (control.read(catalog.file(event, "filter")) or "none").strip()
+    if "\n" in event_filter and "parse_error:" in event_filter:
+        # The text of a rejected filter, with the kernel's error under it: the kernel
+        # disabled the event's filter when it rejected the new one.
+        event_filter = "none"
     trigger_text = control.read(catalog.file(event, "trigger")) or ""
     triggers = [line.strip() for line in trigger_text.splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]
@@ -249,4 +253,5 @@ def apply_events(changes: list[EventChange], transaction, ledger, session: str,
         if record:
             ledger.record(session, instance=instance, **change.ledger)
         transaction.write(change.file, change.value, change.undo,
-                          note="%s %s: %s" % (change.event, change.kind, change.value))
+                          note="%s %s: %s" % (change.event, change.kind, change.value),
+                          undo_if_failed=change.kind == "filter")

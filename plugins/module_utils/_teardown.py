@@ -20,6 +20,10 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._events import removal_form
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import read_mountinfo
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._probes import (
+    enable_file,
+    enabled_in,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracer import PID_FILES
 
 
@@ -79,6 +83,9 @@ def undo(control: Control | None, ledger: Ledger, entry: dict) -> str | None:
     if kind == "probe":
         if entry["event"] not in (control.read("dynamic_events") or ""):
             return "probe %s/%s was already gone" % (entry["group"], entry["event"])
+        # Our probe: disable it wherever it is enabled (removal fails with EBUSY otherwise).
+        for where in enabled_in(control, entry["group"], entry["event"]):
+            control.write(enable_file(where, entry["group"], entry["event"]), "0")
         control.write("dynamic_events", "-:%s/%s" % (entry["group"], entry["event"]))
         return None
     if kind in ("event", "filter", "trigger_add", "trigger_remove"):

@@ -192,3 +192,9 @@ def test_apply_records_original_state(tree, catalog, tmp_path):
     transaction.rollback()
     assert (tree / "events/sched/sched_switch/enable").read_text() == "0\n"
     assert (tree / "events/sched/sched_switch/filter").read_text() == "0\n"
+
+
+def test_rejected_filter_text_reads_as_no_filter(tree, catalog):
+    (tree / "events/sched/sched_switch/filter").write_text(
+        "no_such_field == 1\n              ^\nparse_error: Field not found\n")
+    assert _events.read_state(catalog, "sched/sched_switch").filter is None

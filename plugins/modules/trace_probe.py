@@ -1,0 +1,281 @@
+#!/usr/bin/python
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: trace_probe
+short_description: Define or remove kprobes, kretprobes, uprobes and uretprobes
+version_added: 0.1.0
+description:
+  - Defines a dynamic probe event C(GROUP/NAME) by appending one line to C(dynamic_events),
+    or removes it with C(-:GROUP/NAME); other probes are never touched.
+  - Idempotent on the kernel's read-back, which normalises definitions (a kretprobe reads
+    back as C(r10:...), uprobe offsets are zero-padded). The same definition is not a
+    change; a different one replaces the old probe and keeps its enabled state in every
+    instance.
+  - "Uprobes by symbol: O(target=/path/to/binary:symbol) is resolved to a file offset by
+    reading the ELF file (symtab and dynsym, PIE or not, through the executable load
+    segment). O(target=/path:0xOFFSET) is accepted too. The kernel accepts offsets beyond
+    the file or outside executable code without complaint, so the module refuses them."
+  - Kprobe targets are checked against C(available_filter_functions) and C(/proc/kallsyms);
+    a kretprobe at a non-zero offset is refused.
+  - A definition the kernel rejects fails with the kernel's C(error_log) lines, caret
+    included, and leaves C(dynamic_events) unchanged.
+  - Probes created by the module are recorded in the ledger. Replacing or removing a probe
+    tracefleet did not create needs O(force=true); so does removing a probe that is enabled
+    in some instance (the module disables it there first).
+  - Enable a probe's event in an instance with M(tracefleet.ftrace.trace_event) (name
+    C(GROUP/NAME)).
+author:
+  - tracefleet contributors (@tracefleet)
+extends_documentation_fragment:
+  - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.tracing
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  name:
+    description: Event name of the probe (letters, digits, C(_)).
+    type: str
+    required: true
+  group:
+    description: Event group (system) of the probe.
+    type: str
+    default: tracefleet
+  type:
+    description: Kind of probe.
+    type: str
+    choices: [kprobe, kretprobe, uprobe, uretprobe]
+    default: kprobe
+  target:
+    description:
+      - For kprobes and kretprobes, C(SYMBOL[+OFFSET]) or C(MODULE:SYMBOL[+OFFSET]).
+      - For uprobes and uretprobes, C(/path/to/binary:SYMBOL[+OFFSET]) or
+        C(/path/to/binary:0xFILEOFFSET).
+      - Required with V(state=present).
+    type: str
+  fetchargs:
+    description:
+      - Arguments to record, each C(NAME=FETCHARG), such as V(filename=+0($arg2\):string),
+        V(fd=%di:s32) or V(ret=$retval) (return probes only).
+    type: list
+    elements: str
+    default: []
+  state:
+    description: Whether the probe should be defined.
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description:
+      - Replace or remove a probe tracefleet did not create, and remove a probe that is
+        enabled in some instance (after disabling it there).
+    type: bool
+    default: false
+notes:
+  - Uprobes attach to the file's inode; replacing the binary on disk leaves the probe on
+    the old file. Re-run the task after upgrading the binary.
+seealso:
+  - module: tracefleet.ftrace.trace_event
+  - module: tracefleet.ftrace.teardown
+  - name: Kprobe-based event tracing
+    description: The kernel's documentation of kprobe_events.
+    link: https://docs.kernel.org/trace/kprobetrace.html
+  - name: Uprobe-tracer
+    description: The kernel's documentation of uprobe_events.
+    link: https://docs.kernel.org/trace/uprobetracer.html
+"""
+
+EXAMPLES = r"""
+- name: Record the file name of every open
+  tracefleet.ftrace.trace_probe:
+    name: open
+    target: do_sys_openat2
+    fetchargs: ["filename=+0($arg2):string"]
+
+- name: And the return value
+  tracefleet.ftrace.trace_probe:
+    name: open_ret
+    type: kretprobe
+    target: do_sys_openat2
+    fetchargs: ["ret=$retval"]
+
+- name: A uprobe on a function of bash, found by symbol
+  tracefleet.ftrace.trace_probe:
+    name: readline
+    type: uprobe
+    target: /usr/bin/bash:readline
+
+- name: Enable them in our instance
+  tracefleet.ftrace.trace_event:
+    instance: tracefleet
+    events:
+      - name: tracefleet
+
+- name: Remove a probe even though it is enabled somewhere
+  tracefleet.ftrace.trace_probe:
+    name: open
+    state: absent
+    force: true
+"""
+
+RETURN = r"""
+definition:
+  description: The probe as the kernel reads it back from C(dynamic_events); V(null) when absent.
+  returned: always
+  type: str
+  sample: "p:tracefleet/open do_sys_openat2 filename=+0($arg2):string"
+written:
+  description: The definition line the module wrote (or would write); V(null) when nothing was written.
+  returned: always
+  type: str
+enabled_in:
+  description: Where the probe's event is enabled (V(top) for the top level, otherwise instance names).
+  returned: always
+  type: list
+  elements: str
+owned:
+  description: Whether the ledger records the probe as created by tracefleet.
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _probes
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
+    Ledger,
+    LedgerError,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
+    COMMON_ARGS,
+    TracingUnavailable,
+    open_tracefs,
+)
+
+
+def _names(where: list) -> list[str]:
+    return ["top" if instance is None else instance for instance in where]
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            group=dict(type="str", default="tracefleet"),
+            type=dict(type="str", default="kprobe", choices=list(_probes.TYPES)),
+            target=dict(type="str"),
+            fetchargs=dict(type="list", elements="str", default=[]),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            force=dict(type="bool", default=False),
+            **COMMON_ARGS,
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    group, name = params["group"], params["name"]
+    try:
+        _probes.validate_identifier("group", group)
+        _probes.validate_identifier("name", name)
+        control = open_tracefs(params["tracefs_path"])
+        wanted = None
+        if params["state"] == "present":
+            wanted = _probes.build(control, params["type"], group, name, params["target"],
+                                   params["fetchargs"])
+    except (_probes.ProbeError, TracingUnavailable) as exc:
+        module.fail_json(msg="%s; dynamic_events was not changed" % exc)
+
+    existing = _probes.read_definitions(control).get((group, name))
+    before_line = existing[1] if existing else None
+    where = _probes.enabled_in(control, group, name) if existing else []
+    changed = False
+    written = None
+    try:
+        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
+            owned = ledger.find(kind="probe", group=group, event=name) is not None
+            if wanted is not None and (existing is None or existing[0].key() != wanted.key()):
+                if existing is not None and not owned and not params["force"]:
+                    module.fail_json(
+                        msg="%s/%s exists with another definition (%s) and tracefleet did not "
+                            "create it; set force=true to replace it" % (group, name, before_line))
+                changed, written = True, wanted.line()
+                if not module.check_mode:
+                    _replace(control, ledger, params["session"], existing, wanted, where)
+                owned = True
+            elif wanted is None and existing is not None:
+                if where and not params["force"]:
+                    module.fail_json(
+                        msg="%s/%s is enabled in %s; disable it there first, or set force=true"
+                            % (group, name, ", ".join(_names(where))), enabled_in=_names(where))
+                if not owned and not params["force"]:
+                    module.fail_json(msg="%s/%s was not created by tracefleet (not in the "
+                                         "ledger); set force=true to remove it" % (group, name))
+                changed, written = True, "-:%s/%s" % (group, name)
+                if not module.check_mode:
+                    for instance in where:
+                        control.write(_probes.enable_file(instance, group, name), "0")
+                    control.write("dynamic_events", written)
+                    entry = ledger.find(kind="probe", group=group, event=name)
+                    if entry is not None:
+                        ledger.forget(entry)
+                owned, where = False, []
+    except ControlError as exc:
+        module.fail_json(msg="%s/%s: %s; dynamic_events %s" % (
+            group, name, exc, "was not changed" if existing is None else
+            "keeps the previous definition"), error_log=exc.error_log)
+    except LedgerError as exc:
+        module.fail_json(msg=str(exc))
+
+    after_line = before_line
+    if module.check_mode:
+        after_line = written if written and not written.startswith("-:") else (
+            before_line if wanted is not None else None)
+    else:
+        current = _probes.read_definitions(control).get((group, name))
+        after_line = current[1] if current else None
+        where = _probes.enabled_in(control, group, name) if current else []
+    result = dict(changed=changed, definition=after_line, written=written,
+                  enabled_in=_names(where), owned=owned)
+    if module._diff:
+        result["diff"] = {"before": (before_line or "") + "\n", "after": (after_line or "") + "\n"}
+    module.exit_json(**result)
+
+
+def _replace(control, ledger, session: str, existing, wanted, where: list) -> None:
+    """Define `wanted`; when a probe of that name exists, swap it and keep it enabled
+    where it was. If the kernel rejects the new definition, the old one is put back."""
+    ledger.record(session, kind="probe", group=wanted.group, event=wanted.event)
+    if existing is None:
+        try:
+            control.write("dynamic_events", wanted.line())
+        except ControlError:
+            entry = ledger.find(kind="probe", group=wanted.group, event=wanted.event)
+            if entry is not None:
+                ledger.forget(entry)
+            raise
+        return
+    for instance in where:
+        control.write(_probes.enable_file(instance, wanted.group, wanted.event), "0")
+    control.write("dynamic_events", "-:%s/%s" % (wanted.group, wanted.event))
+    try:
+        control.write("dynamic_events", wanted.line())
+    except ControlError:
+        control.write("dynamic_events", existing[0].line())
+        for instance in where:
+            control.write(_probes.enable_file(instance, wanted.group, wanted.event), "1")
+        raise
+    for instance in where:
+        control.write(_probes.enable_file(instance, wanted.group, wanted.event), "1")
+
+
+if __name__ == "__main__":
+    main()
