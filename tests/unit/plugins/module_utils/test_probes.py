@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _probes
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "tracing"
+    root.mkdir()
+    (root / "available_filter_functions").write_text("do_sys_openat2\nvfs_read\nnfs_open [nfs]\n")
+    (root / "dynamic_events").write_text("")
+    (root / "error_log").write_text("")
+    return root
+
+
+@pytest.fixture
+def control(tree, monkeypatch, tmp_path):
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text("0000000000000000 T do_sys_openat2\n0000000000000000 t notrace_fn\n"
+                        "0000000000000000 D some_data\n")
+    real = _probes.kprobe_target
+    monkeypatch.setattr(_probes, "kprobe_target",
+                        lambda control, kind, target: real(control, kind, target, str(kallsyms)))
+    return Control(str(tree))
+
+
+@pytest.fixture
+def binary(tmp_path):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    source = tmp_path / "t.c"
+    source.write_text("int target_fn(int x) { return x + 1; }\nint main(void) { return target_fn(1); }\n")
+    path = tmp_path / "t"
+    subprocess.run(["gcc", "-O0", "-o", str(path), str(source)], check=True)
+    return str(path)
+
+
+def test_kprobe_definition(control):
+    definition = _probes.build(control, "kprobe", "tracefleet", "open", "do_sys_openat2",
+                               ["filename=+0($arg2):string"])
+    assert definition.line() == "p:tracefleet/open do_sys_openat2 filename=+0($arg2):string"
+
+
+def test_kretprobe_and_kallsyms_only_symbol(control):
+    definition = _probes.build(control, "kretprobe", "g", "ret", "notrace_fn", ["ret=$retval"])
+    assert definition.line() == "r:g/ret notrace_fn ret=$retval"
+
+
+def test_uprobe_by_symbol_and_by_offset(control, binary):
+    by_symbol = _probes.build(control, "uprobe", "g", "u", binary + ":target_fn", [])
+    offset = int(by_symbol.target.rsplit(":", 1)[1], 16)
+    by_offset = _probes.build(control, "uprobe", "g", "u", "%s:0x%x" % (binary, offset), [])
+    assert by_symbol.key() == by_offset.key()
+    assert _probes.build(control, "uretprobe", "g", "u", binary + ":target_fn",
+                         ["r=$retval"]).kind == "r"
+
+
+@pytest.mark.parametrize(
+    "kernel_line, written",
+    [
+        ("r10:tracefleet/ret do_sys_openat2 ret=$retval", "r:tracefleet/ret do_sys_openat2 ret=$retval"),
+        ("p:g/open do_sys_openat2 f=+0($arg2):string", "p:g/open do_sys_openat2+0 f=+0($arg2):string"),
+        ("p:g/open do_sys_openat2+16", "p:g/open do_sys_openat2+0x10"),
+        ("p:g/u /usr/bin/bash:0x00000000000a1b20", "p:g/u /usr/bin/bash:0xa1b20"),
+    ],
+)
+def test_kernel_read_back_compares_equal(kernel_line, written):
+    assert _probes.parse_line(kernel_line).key() == _probes.parse_line(written).key()
+
+
+@pytest.mark.parametrize(
+    "kernel_line, written",
+    [
+        ("p:g/open do_sys_openat2 f=+0($arg2):string", "p:g/open do_sys_openat2 f=+0($arg2):ustring"),
+        ("p:g/open do_sys_openat2", "r:g/open do_sys_openat2"),
+        ("p:g/u /usr/bin/bash:0x0000000000000010", "p:g/u /usr/bin/bash:0x20"),
+    ],
+)
+def test_different_definitions_differ(kernel_line, written):
+    assert _probes.parse_line(kernel_line).key() != _probes.parse_line(written).key()
+
+
+def test_parse_ignores_other_dynamic_events():
+    assert _probes.parse_line("s:synthetic/lat u64 lat") is None
+
+
+def test_read_definitions(tree):
+    (tree / "dynamic_events").write_text(
+        "p:tracefleet/open do_sys_openat2\nr10:other/ret vfs_read ret=$retval\n")
+    found = _probes.read_definitions(Control(str(tree)))
+    assert set(found) == {("tracefleet", "open"), ("other", "ret")}
+    assert found[("other", "ret")][1] == "r10:other/ret vfs_read ret=$retval"
+
+
+def test_enabled_in_top_and_instances(tree):
+    for base in ("", "instances/a/", "instances/b/"):
+        event = tree / (base + "events/tracefleet/open")
+        event.mkdir(parents=True)
+        (event / "enable").write_text("1\n" if base != "instances/b/" else "0\n")
+    assert _probes.enabled_in(Control(str(tree)), "tracefleet", "open") == [None, "a"]
+
+
+BAD = [
+    ({"target": "no_such_symbol_xyz"}, "kernel symbol 'no_such_symbol_xyz' does not exist"),
+    ({"target": "some_data"}, "kernel symbol 'some_data' does not exist"),
+    ({"target": ""}, "target is empty"),
+    ({"target": "   "}, "target is empty"),
+    ({"target": "do sys"}, "is not SYMBOL[+OFFSET]"),
+    ({"type": "kretprobe", "target": "do_sys_openat2+4"}, "only be placed at a function's entry"),
+    ({"type": "tracepoint"}, "type='tracepoint'"),
+    ({"name": ""}, "name='' is not a valid event name"),
+    ({"name": "has space"}, "name='has space' is not a valid event name"),
+    ({"name": "a/b"}, "name='a/b' is not a valid event name"),
+    ({"group": "9group"}, "group='9group' is not a valid event name"),
+    ({"fetchargs": ["$arg1"]}, "must be NAME=FETCHARG"),
+    ({"fetchargs": ["bad name=$arg1"]}, "has an invalid name"),
+    ({"fetchargs": ["a=$arg1", "a=$arg2"]}, "must be unique"),
+    ({"fetchargs": ["x="]}, "empty fetcharg"),
+    ({"fetchargs": ["ret=$retval"]}, "$retval is only available to kretprobes"),
+    ({"type": "uprobe", "target": "/bin/true"}, "a uprobe target is PATH:SYMBOL or PATH:0xOFFSET"),
+    ({"type": "uprobe", "target": "relative/bin:main"}, "must be absolute"),
+    ({"type": "uprobe", "target": "/no/such/file:main"}, "does not exist"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD)
+def test_bad_definitions(control, overrides, message):
+    args = dict(probe_type="kprobe", group="tracefleet", name="p", target="do_sys_openat2",
+                fetchargs=[])
+    for key, value in overrides.items():
+        args["probe_type" if key == "type" else key] = value
+    with pytest.raises(_probes.ProbeError) as failure:
+        _probes.build(control, **args)
+    assert message in str(failure.value)
+
+
+def test_bad_uprobe_files(control, binary, tmp_path):
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    cases = [
+        (str(script) + ":main", "is not an ELF file"),
+        (binary + ":no_such_symbol", "no function symbol 'no_such_symbol'"),
+        (binary + ":0x7fffffff", "beyond the end"),
+        (binary + ":0x0", "not in executable code"),
+        (str(tmp_path) + ":main", "is a directory"),
+    ]
+    for target, message in cases:
+        with pytest.raises(_probes.ProbeError) as failure:
+            _probes.build(control, "uprobe", "g", "u", target, [])
+        assert message in str(failure.value), target
