@@ -132,6 +132,15 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
         parsed = _knobs.parse_buffer_size(control.read(rel("buffer_size_kb")))
         if not _buffer_matches(wanted, parsed):
             original = _knobs.effective_buffer_kb(parsed)
+            if instance is not None:
+                # Any resize sets the kernel's global "buffers expanded" flag (6.1), after
+                # which a top-level buffer that was never used stays at its minimum instead
+                # of growing on first use: record the size it would have grown to, so
+                # teardown can give it that size.
+                top = _knobs.parse_buffer_size(control.read("buffer_size_kb"))
+                if top["expanded_kb"] is not None and top["kb"] != top["expanded_kb"]:
+                    changes.append(Change("buffer_size_kb", "buffer_size_kb", "", top["raw"],
+                                          top["raw"], str(top["expanded_kb"]), "top_buffer"))
             changes.append(Change("buffer_size_kb", rel("buffer_size_kb"), str(wanted),
                                   parsed["raw"], wanted,
                                   None if original is None else str(original)))
@@ -257,6 +266,10 @@ def apply_knobs(control: Control, instance: str | None, changes: list[Change], t
                 ledger, session: str, record: bool) -> None:
     """Write the planned changes, recording each in the ledger first (when `record`)."""
     for change in changes:
+        if change.ledger_kind == "top_buffer":
+            ledger.record(session, kind="knob", instance=None, file="buffer_size_kb",
+                          original=change.original)
+            continue
         if change.ledger_kind == "deferred_option":
             if not control.exists(change.file):
                 raise KnobError("options: %r is not an option of the tracer set here" % (

@@ -201,6 +201,8 @@ def main() -> None:
 
     before, after = {}, {}
     for change in changes:
+        if change.ledger_kind == "top_buffer":
+            continue
         if change.ledger_kind in ("list_add", "list_remove", "pid_replace"):
             entry = after.setdefault(change.knob, {"added": [], "removed": []})
             key = "added" if change.ledger_kind == "list_add" else "removed"

@@ -132,3 +132,22 @@ def test_apply_records_originals(tree):
                        ("knob", "current_tracer", "nop"),
                        ("knob", "tracing_on", "1")]
     assert (tree / "current_tracer").read_text() == "function\n"
+
+
+def test_instance_resize_records_the_top_level_buffer_it_freezes(tree):
+    # 6.1: any resize sets the global "expanded" flag, after which an unused top-level
+    # buffer stays at its minimum: remember the size it would have grown to.
+    instance = tree / "instances" / "tf"
+    instance.mkdir(parents=True)
+    (instance / "buffer_size_kb").write_text("1410 (expanded: 1408)\n")
+    control = Control(str(tree))
+    changes = _tracer.plan_knobs(control, "tf", {"buffer_size_kb": 512})
+    assert [c.ledger_kind for c in changes] == ["top_buffer", "knob"]
+    with Ledger(str(tree / "ledger.json")) as ledger:
+        _tracer.apply_knobs(control, "tf", changes, Transaction(control), ledger, "s", False)
+        assert [(e["instance"], e["file"], e["original"]) for e in ledger.entries] == [
+            (None, "buffer_size_kb", "1408")]
+    assert (tree / "buffer_size_kb").read_text() == "7 (expanded: 1408)\n"  # not written
+    (tree / "buffer_size_kb").write_text("7\n")
+    assert [c.ledger_kind for c in _tracer.plan_knobs(control, "tf", {"buffer_size_kb": 256})] \
+        == ["knob"]
