@@ -20,6 +20,18 @@ attributes:
       - This assumes that the system controlled/queried by the module has not changed in a relevant way.
 """
 
+    # Attributes of the modules that change state with full check and diff support.
+    FULL_SUPPORT = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+"""
+
     # Attributes of modules that only read and never change anything.
     INFO_MODULE = r"""
 options: {}

@@ -8,6 +8,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import DEFAULT_PATH
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
@@ -42,3 +43,12 @@ def open_tracefs(tracefs_path: str | None) -> Control:
     elif not usable(tracefs_path):
         raise TracingUnavailable("tracefs_path=%s holds no usable tracing files" % tracefs_path)
     return Control(tracefs_path)
+
+
+def open_instance(tracefs_path: str | None, instance: str | None) -> Control:
+    """The usable tracefs, after checking that `instance` (None: the top level) is a
+    valid name and exists. Raises InstanceError or TracingUnavailable."""
+    _instance.validate_name(instance)
+    control = open_tracefs(tracefs_path)
+    _instance.require(control, instance)
+    return control

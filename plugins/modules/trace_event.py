@@ -28,15 +28,9 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.attributes.FULL_SUPPORT
   - tracefleet.ftrace.tracing
   - tracefleet.ftrace.tracing.INSTANCE
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 options:
   events:
     description: The events and what they should look like.
@@ -130,7 +124,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
     COMMON_ARGS,
     TracingUnavailable,
-    open_tracefs,
+    open_instance,
 )
 
 
@@ -152,9 +146,7 @@ def main() -> None:
     params = module.params
     instance = params["instance"]
     try:
-        _instance.validate_name(instance)
-        control = open_tracefs(params["tracefs_path"])
-        _instance.require(control, instance)
+        control = open_instance(params["tracefs_path"], instance)
     except (_instance.InstanceError, TracingUnavailable) as exc:
         module.fail_json(msg=str(exc))
     where = "instance %s" % instance if instance else "the top level"

@@ -21,14 +21,8 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.attributes.FULL_SUPPORT
   - tracefleet.ftrace.tracing
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 options:
   name:
     description: Instance name (letters, digits, C(_), C(-), C(.); no C(/), not C(..)).

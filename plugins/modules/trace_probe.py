@@ -33,14 +33,8 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.attributes.FULL_SUPPORT
   - tracefleet.ftrace.tracing
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 options:
   name:
     description: Event name of the probe (letters, digits, C(_)).

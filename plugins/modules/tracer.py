@@ -25,15 +25,9 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.attributes.FULL_SUPPORT
   - tracefleet.ftrace.tracing
   - tracefleet.ftrace.tracing.INSTANCE
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
 options:
   tracer:
     description: The tracer (C(current_tracer)); must be in C(available_tracers).
@@ -142,7 +136,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
     COMMON_ARGS,
     TracingUnavailable,
-    open_tracefs,
+    open_instance,
 )
 
 KNOB_OPTIONS = ("tracer", "tracing_on", "buffer_size_kb", "trace_clock", "options", "cpumask",
@@ -170,9 +164,7 @@ def main() -> None:
     params = module.params
     instance = params["instance"]
     try:
-        _instance.validate_name(instance)
-        control = open_tracefs(params["tracefs_path"])
-        _instance.require(control, instance)
+        control = open_instance(params["tracefs_path"], instance)
     except (_instance.InstanceError, TracingUnavailable) as exc:
         module.fail_json(msg=str(exc))
 
