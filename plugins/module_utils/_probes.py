@@ -18,6 +18,7 @@ import re
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._elf import ElfError, ElfFile
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracer import available_functions
 
 TYPES = ("kprobe", "kretprobe", "uprobe", "uretprobe")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -117,14 +118,6 @@ def _fetchargs(fetchargs: list[str]) -> list[str]:
     return args
 
 
-def _kernel_symbols(control: Control) -> set[str]:
-    names = set()
-    for line in (control.read("available_filter_functions") or "").splitlines():
-        if line:
-            names.add(line.split()[0])
-    return names
-
-
 def _kallsyms_has(symbol: str, path: str = "/proc/kallsyms") -> bool:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
@@ -146,7 +139,7 @@ def kprobe_target(control: Control, kind: str, target: str, kallsyms: str = "/pr
     if kind == "r" and offset:
         raise ProbeError("target=%r: a kretprobe can only be placed at a function's entry "
                          "(offset 0), not at +%d" % (target, offset))
-    if symbol not in _kernel_symbols(control) and not _kallsyms_has(symbol, kallsyms):
+    if symbol not in available_functions(control) and not _kallsyms_has(symbol, kallsyms):
         raise ProbeError("target=%r: kernel symbol %r does not exist (not in "
                          "available_filter_functions or /proc/kallsyms)" % (target, symbol))
     module = match.group("module")

@@ -24,7 +24,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._probes import (
     enable_file,
     enabled_in,
 )
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracer import PID_FILES
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracer import PID_FILES, read_lines
 
 
 def describe(entry: dict) -> str:
@@ -52,12 +52,6 @@ def describe(entry: dict) -> str:
     if kind == "mount":
         return "unmount %s (%s)" % (entry["path"], entry["fstype"])
     return "unknown entry %r" % (entry,)
-
-
-def _pid_list(control: Control, rel: str) -> list[str]:
-    text = control.read(rel) or ""
-    return [line.strip() for line in text.splitlines()
-            if line.strip() and line.strip() != "no pid" and not line.startswith("#")]
 
 
 def undo(control: Control | None, ledger: Ledger, entry: dict) -> str | None:
@@ -107,7 +101,8 @@ def undo(control: Control | None, ledger: Ledger, entry: dict) -> str | None:
         control.write(rel, entry["original"])
     elif kind == "list_add":
         if os.path.basename(rel) in PID_FILES:
-            remaining = [pid for pid in _pid_list(control, rel) if pid != entry["value"]]
+            remaining = [pid for pid in read_lines(control, rel)
+                         if pid not in ("no pid", entry["value"])]
             control.replace_list(rel, " ".join(remaining))
         else:
             control.write(rel, "!" + entry["value"])

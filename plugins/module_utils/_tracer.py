@@ -53,7 +53,8 @@ class Change:
         self.ledger_value = ledger_value
 
 
-def _read_lines(control: Control, rel: str) -> list[str]:
+def read_lines(control: Control, rel: str) -> list[str]:
+    """Entries of a list file, without the kernel's `#` comment lines."""
     text = control.read(rel) or ""
     return [line.strip() for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
@@ -85,7 +86,8 @@ def _buffer_matches(wanted: int, parsed: dict) -> bool:
     return bool(readings & {wanted, _knobs.allocated_kb(wanted * 1024)})
 
 
-def _function_names(control: Control) -> set[str]:
+def available_functions(control: Control) -> set[str]:
+    """Names in available_filter_functions (the `[module]` column dropped)."""
     names = set()
     text = control.read("available_filter_functions") or ""
     for line in text.splitlines():
@@ -174,11 +176,11 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
         if not entries:
             continue
         if functions is None:
-            functions = _function_names(control)
+            functions = available_functions(control)
         list_file = rel(file_name)
         if not control.exists(list_file):
             raise KnobError("%s: this kernel has no %s here" % (option, file_name))
-        current = _read_lines(control, list_file)
+        current = read_lines(control, list_file)
         for raw in entries:
             name = str(raw).strip().lstrip("!").strip()
             if not _FUNCTION.match(name):
@@ -210,7 +212,7 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
             pid_file = rel(file_name)
             if not control.exists(pid_file):
                 continue
-            current = [line for line in _read_lines(control, pid_file) if line != "no pid"]
+            current = [line for line in read_lines(control, pid_file) if line != "no pid"]
             add, remove = _list_delta("pids", params["pids"], current)
             for pid in add:
                 changes.append(Change("pids", pid_file, pid, False, True, None, "list_add", pid))
