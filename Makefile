@@ -29,14 +29,14 @@ export PY_COLORS := 0
 # A task that hangs (a wedged guest) fails after 10 minutes instead of stalling CI.
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
-.PHONY: help deps venv collection lab-image demo demo-down test lint sanity unit bench-configure \
+.PHONY: help deps venv collection lab-image demo demo-down test lint sanity unit bench-configure bench-capture \
         integration $(addprefix molecule-,$(SCENARIOS)) changelog docs clean
 
 help:
 	@echo "make demo         boot lab VMs ($(DEMO_NAMES)), apply the mount policy, report"
 	@echo "make test         lint, sanity, unit and integration tests"
 	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
-	@echo "make bench-configure (benchmarks under bench/)"
+	@echo "make bench-configure, make bench-capture (benchmarks under bench/)"
 	@echo "make deps | venv | lab-image | changelog | docs | clean"
 
 deps:
@@ -96,6 +96,9 @@ $(addprefix molecule-,$(SCENARIOS)): molecule-%: deps venv collection lab-image
 # Benchmarks: ratios within one run on one lab VM, never timed assertions.
 bench-configure: deps venv collection lab-image
 	$(ROOT)/bench/configure
+
+bench-capture: deps venv collection lab-image
+	$(ROOT)/bench/capture
 
 changelog: venv
 	antsibull-changelog release

@@ -28,6 +28,8 @@ BASE_PACKAGES = (
     "python3", "openssh-server", "kmod", "iproute2", "procps", "trace-cmd",
     # probe targets for uprobes
     "bash", "coreutils",
+    # trace_capture compresses with zstd on the target when both sides have it
+    "zstd",
 )
 
 # Files the images are made without: docs and translations only cost boot time.

@@ -19,6 +19,9 @@ Entry kinds and their keys (one entry per key; the first original value wins):
   trigger_remove instance, event, value     a trigger removed
   probe         group, event                a dynamic event defined by tracefleet
   mount         path, fstype                a mount made by tracefleet
+  capture       instance                    a capture window opened by trace_capture
+                                            (state=started); its tracing_on change is
+                                            a knob entry of its own
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -45,6 +48,7 @@ KEY_FIELDS = {
     "trigger_remove": ("instance", "event", "value"),
     "probe": ("group", "event"),
     "mount": ("path", "fstype"),
+    "capture": ("instance",),
 }
 # Entries that cancel each other: adding back what we removed, or removing what we added.
 OPPOSITES = {"list_add": "list_remove", "list_remove": "list_add",
@@ -159,6 +163,11 @@ class Ledger:
         if checkpoint != self.entries:
             self.data["entries"] = checkpoint
             self._save()
+
+    def update(self, entry: dict, **fields) -> None:
+        """Add details to an entry (not its key fields)."""
+        entry.update(fields)
+        self._save()
 
     def forget(self, entry: dict) -> None:
         self.entries.remove(entry)

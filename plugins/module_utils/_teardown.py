@@ -51,6 +51,8 @@ def describe(entry: dict) -> str:
         return "remove probe %s/%s" % (entry["group"], entry["event"])
     if kind == "mount":
         return "unmount %s (%s)" % (entry["path"], entry["fstype"])
+    if kind == "capture":
+        return "end the capture window opened in %s" % where
     return "unknown entry %r" % (entry,)
 
 
@@ -65,6 +67,8 @@ def undo(control: Control | None, ledger: Ledger, entry: dict) -> str | None:
             return "%s was no longer mounted" % entry["path"]
         _mount.umount(entry["path"])
         return None
+    if kind == "capture":
+        return None  # nothing in tracefs: the window's tracing_on is a knob entry
     if control is None:
         raise ControlError("(tracefs)", describe(entry), 2, [])
     if kind == "instance":
