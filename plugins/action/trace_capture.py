@@ -77,8 +77,8 @@ class ActionModule(ActionBase):
             staging = tempfile.mkdtemp(prefix=".%s.partial-" % host_dir, dir=run_dir)
             packed = os.path.join(staging, os.path.basename(captured["file"]))
             method = self._transfer(args["transfer"], captured, packed)
-            received = _compress.sha256(packed)
-            if received != captured["sha256"]:
+            received = _compress.sha256(packed) if captured.get("sha256") else None
+            if received != captured.get("sha256"):
                 raise AnsibleError("the capture arrived damaged: sha256 %s on the target, %s "
                                    "here" % (captured["sha256"], received))
             plain = os.path.join(staging, captured["file_name"])

@@ -21,7 +21,7 @@ import subprocess
 
 SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 CHUNK = 1 << 20
-PIPE_SIZE = 1 << 20
+PIPE_SIZE = 1 << 18     # what a compressor may have left to do when the window closes
 F_SETPIPE_SZ = 1031       # fcntl.F_SETPIPE_SZ, named in Python 3.10+
 
 
@@ -112,7 +112,8 @@ class Stream:
     def finish(self) -> None:
         """Close the input and wait for the compressor. Raises CompressError if it failed."""
         if self.process is not None:
-            self.process.stdin.close()
+            if not self.process.stdin.closed:
+                self.process.stdin.close()
             _pid, status, usage = os.wait4(self.process.pid, 0)
             self.process.returncode = os.waitstatus_to_exitcode(status) if hasattr(
                 os, "waitstatus_to_exitcode") else status >> 8
@@ -133,18 +134,41 @@ class Stream:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             self.process.wait()
-            self.process.stdin.close()
+            if not self.process.stdin.closed:
+                self.process.stdin.close()
             self.process.stderr.close()
         elif self.process is None and self.fd is not None:
             os.close(self.fd)
         self.fd = None
 
 
+def finish_all(streams: list) -> None:
+    """Finish several streams; their compressors wind down side by side."""
+    for stream in streams:
+        if stream.process is not None:
+            stream.process.stdin.close()
+    for stream in streams:
+        stream.finish()
+
+
 def concatenate(parts: list, target: str) -> None:
-    with open(target, "wb") as out:
+    """Write the parts one after the other into `target` (copied in the kernel where
+    copy_file_range(2) works)."""
+    with open(target, "wb", buffering=0) as out:
         for part in parts:
             with open(part, "rb") as source:
-                shutil.copyfileobj(source, out, CHUNK)
+                left = os.fstat(source.fileno()).st_size
+                try:
+                    while left > 0:
+                        copied = os.copy_file_range(source.fileno(), out.fileno(), left)
+                        if not copied:
+                            break
+                        left -= copied
+                except (AttributeError, OSError):
+                    pass
+                if left > 0:
+                    source.seek(-left, os.SEEK_END)
+                    shutil.copyfileobj(source, out, CHUNK)
 
 
 def decompress(method: str, source: str, target: str) -> None:

@@ -440,7 +440,6 @@ def _remember_start(window: Window, facts: dict) -> None:
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
-    began = time.monotonic()
     control = open_instance(params["tracefs_path"], params["instance"])
     buffer = Buffer(control, params["instance"])
     window = Window(buffer, params)
@@ -463,8 +462,9 @@ def run(module: AnsibleModule) -> dict:
     plain = os.path.join(work_dir, params["name"] + (".dat" if dat else ".txt"))
     packed = plain + _compress.SUFFIX[method]
     timings = dict(before=0.0, window=0.0, during=0.0, after=0.0, compress_cpu=0.0)
-    process, outputs, streams = None, {}, []
+    process, outputs, streams, closing = None, {}, [], None
     try:
+        began = time.monotonic()
         facts = _started_facts(window) if state == "collected" else window.open(False)
         events = buffer.enabled_events()
         timings["before"] = round(time.monotonic() - began, 6)
@@ -474,6 +474,9 @@ def run(module: AnsibleModule) -> dict:
                 streams = [_compress.Stream(method, os.path.join(parts_dir, "%d-cpu%d" % (
                     2 + cpu, cpu))) for cpu in window.cpus]
                 drainer = _capture.Drainer(buffer, window.cpus, streams)
+                # Started now, fed when the window has closed: one process less to
+                # start then.
+                closing = _compress.Stream(method, os.path.join(parts_dir, "1-close"))
             if state == "captured":
                 process, outputs = _start_workload(params, work_dir)
             during = time.monotonic()
@@ -517,12 +520,10 @@ def run(module: AnsibleModule) -> dict:
                                    params["command"], process.returncode, params["allowed_rc"],
                                    result["stderr"][-2000:].strip()))
         if dat:
-            for stream in streams[1:]:
-                stream.finish()
+            _compress.finish_all(streams[1:])
             _capture.closing(layout, buffer, after_text)
             sizes = [stream.raw_bytes for stream in streams[1:]]
             _datfile.check_pages(layout, sizes)
-            closing = _compress.Stream(method, os.path.join(parts_dir, "1-close"))
             closing.write(_datfile.closing_bytes(layout, len(opening), sizes))
             closing.finish()
             streams.insert(1, closing)
@@ -535,13 +536,16 @@ def run(module: AnsibleModule) -> dict:
                 _compress.compress(method, plain, packed)
                 os.unlink(plain)
         timings["after"] = round(time.monotonic() - closed, 6)
+        # zstd frames and gzip members carry their own checksums, which the controller's
+        # decompression verifies; an uncompressed file gets a sha256.
+        digest = _compress.sha256(packed) if method == "none" else None
         _hand_over(packed, work_dir)
 
         counts = _capture.kernel_events(facts["before"], after, consumed=dat)
         lost = _capture.loss(facts["before"], after)
         result.update(
             file=packed, file_name=os.path.basename(plain), compress=method,
-            bytes=os.path.getsize(packed), raw_bytes=stored, sha256=_compress.sha256(packed),
+            bytes=os.path.getsize(packed), raw_bytes=stored, sha256=digest,
             events=sum(counts.values()), events_per_cpu={str(k): v for k, v in counts.items()},
             lost_events={str(k): v for k, v in lost.items()}, seconds=timings["window"],
             started=_iso(facts["wall"]) if facts.get("wall") else None,
@@ -559,7 +563,7 @@ def run(module: AnsibleModule) -> dict:
                             ", ".join("cpu%s=%d" % item for item in sorted(lost.items()))))
         return result
     finally:
-        for stream in streams:
+        for stream in streams + ([closing] if closing is not None and closing not in streams else []):
             stream.abort()
         for handle in outputs.values():
             handle.close()
