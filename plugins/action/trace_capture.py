@@ -29,7 +29,9 @@ INTERNAL = ("file", "file_name", "sha256", "raw_bytes")
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
+    # The capture's temporary directory is made (and removed) by run() itself, only
+    # when a file is to be fetched from it.
+    TRANSFERS_FILES = False
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
