@@ -1,0 +1,96 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The run_report action plugin, driven the way the task executor drives it, with a
+connection that fails the test if it is ever used. (The report itself is tested in
+tests/unit/plugins/plugin_utils/test_run_report.py.)"""
+from __future__ import annotations
+
+import importlib
+import json
+from unittest.mock import MagicMock
+
+import pytest
+from ansible.module_utils import _internal
+
+
+@pytest.fixture(autouse=True)
+def controller(monkeypatch):
+    """Importing controller code sets ansible's process-wide `is_controller` flag, which
+    sends module warnings to the display instead of their results and breaks the module
+    tests that look for them: import it inside the tests, and put the flag back after."""
+    monkeypatch.setattr(_internal, "is_controller", True)
+    yield
+
+
+def run_action(args, check_mode=False):
+    from ansible.playbook.play_context import PlayContext
+
+    module = importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action.run_report")
+    task = MagicMock()
+    task.args = args
+    task.check_mode = check_mode
+    task.async_val = 0
+    task.action = "tracefleet.ftrace.run_report"
+    connection = MagicMock()
+    connection.exec_command.side_effect = AssertionError("the host was contacted")
+    connection.put_file.side_effect = AssertionError("the host was contacted")
+    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None,
+                                 shared_loader_obj=None)
+    return action.run(task_vars={"inventory_hostname": "h1"})
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "traces" / "20261127T031500Z-1a2b3c4d"
+    (run / "web01").mkdir(parents=True)
+    (run / "web01" / "trace.txt").write_text("# tracer: nop\n")
+    manifest = {"format": 1, "run_id": run.name, "hosts": {"web01": {"dir": "web01", "captures": [
+        {"name": "trace", "format": "text", "events": 3, "lost_events": {"0": 0, "1": 2},
+         "files": [{"path": "web01/trace.txt", "bytes": 14}]}]}}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_writes_then_up_to_date(run_dir):
+    result = run_action({"run_dir": str(run_dir), "title": "Lab run"})
+    assert not result.get("failed"), result
+    assert result["changed"] is True and result["path"] == str(run_dir / "report.html")
+    assert (result["hosts"], result["captures"], result["events"], result["lost_events"]) == (1, 1, 3, 2)
+    assert result["msg"].startswith("wrote %s: 1 host(s)" % (run_dir / "report.html"))
+    assert "<title>Lab run</title>" in (run_dir / "report.html").read_text()
+    again = run_action({"run_dir": str(run_dir), "title": "Lab run"})
+    assert again["changed"] is False and again["msg"].startswith("up to date:")
+
+
+def test_check_mode_writes_nothing(run_dir):
+    result = run_action({"run_dir": str(run_dir)}, check_mode=True)
+    assert result["changed"] is True and result["msg"].startswith("would write")
+    assert not (run_dir / "report.html").exists()
+
+
+def test_relative_run_dir_and_problems_in_msg(run_dir, monkeypatch):
+    monkeypatch.chdir(run_dir.parent.parent)
+    (run_dir / "web01" / "trace.txt").unlink()
+    result = run_action({"run_dir": "traces/" + run_dir.name, "top_events": 3})
+    assert result["path"] == str(run_dir / "report.html")
+    assert result["problems"] == ["web01 / trace: web01/trace.txt: missing"]
+    assert "1 problem(s): web01 / trace: web01/trace.txt: missing" in result["msg"]
+
+
+@pytest.mark.parametrize("args,words", [
+    ({"run_dir": "/nonexistent/run"}, "is not a directory"),
+    ({"run_dir": "."}, "no manifest.json"),
+    ({"run_dir": ".", "top_events": 0}, "top_events=0: at least 1"),
+])
+def test_bad_input(tmp_path, monkeypatch, args, words):
+    monkeypatch.chdir(tmp_path)
+    result = run_action(args)
+    assert result["failed"] is True and words in result["msg"]
+
+
+def test_unknown_option(run_dir):
+    from ansible.errors import AnsibleActionFail
+
+    with pytest.raises(AnsibleActionFail, match="bogus"):
+        run_action({"run_dir": str(run_dir), "bogus": 1})

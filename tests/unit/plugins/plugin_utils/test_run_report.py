@@ -1,0 +1,257 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import hashlib
+import html.parser
+import json
+import os
+
+import pytest
+
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _run_report
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._run_report import (
+    RunReportError,
+    write_report,
+)
+
+S = 1_000_000_000
+HOSTILE = "<script>alert(1)</script>"
+
+
+class Page(html.parser.HTMLParser):
+    """The tags, attributes and text of a page, as a browser's tokenizer sees them."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def having(self, tag, **attrs):
+        return [found for name, found in self.tags if name == tag
+                and all(found.get(key.rstrip("_")) == value for key, value in attrs.items())]
+
+    @property
+    def all_text(self) -> str:
+        return "".join(self.text)
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dat_capture(builder, run_dir, directory, seconds=5.0, events=None, lost=None):
+    """A dat capture whose trace.dat holds one event per second on CPU 0 and two at
+    the start on CPU 1; returns its manifest entry."""
+    start = 7_000 * S
+    builder.add_page(0, builder.page(start, [builder.data(0, builder.wakeup(1))]
+                                     + [builder.extend(S) + builder.data(0, builder.wakeup(42)) for _second in range(4)]))
+    builder.add_page(1, builder.page(start + 10, [builder.data(0, builder.wakeup(1, cpu=1)),
+                                                  builder.data(5, builder.print_(42, b"hello"))]))
+    (run_dir / directory).mkdir(parents=True, exist_ok=True)
+    path = run_dir / directory / "trace.dat"
+    builder.write(path)
+    return {
+        "name": "trace", "format": "dat", "instance": "tracefleet", "trace_clock": "local",
+        "started": "2026-11-27T03:15:02.123456Z", "seconds": seconds,
+        "events": 7 if events is None else events, "events_per_cpu": {"0": 5, "1": 2},
+        "lost_events": lost or {"0": 0, "1": 0}, "enabled_events": ["sched:sched_wakeup"], "compress": "zstd",
+        "transferred_bytes": 1234,
+        "files": [{"path": "%s/trace.dat" % directory, "bytes": path.stat().st_size, "sha256": sha256(path)}],
+        "command": {"cmd": "sleep 5", "rc": 0},
+    }
+
+
+def text_capture(run_dir, directory):
+    (run_dir / directory).mkdir(parents=True, exist_ok=True)
+    path = run_dir / directory / "trace.txt"
+    path.write_text("# tracer: nop\n")
+    return {
+        "name": "trace", "format": "text", "instance": None, "trace_clock": "local", "seconds": 2.0,
+        "events": 3, "events_per_cpu": {"0": 3}, "lost_events": {"0": 0}, "compress": "none",
+        "files": [{"path": "%s/trace.txt" % directory, "bytes": path.stat().st_size, "sha256": sha256(path)}],
+    }
+
+
+def write_manifest(run_dir, hosts):
+    manifest = {"format": 1, "run_id": run_dir.name, "created": "2026-11-27T03:15:00Z",
+                "updated": "2026-11-27T03:15:09Z", "extra": {"future": True}, "hosts": hosts}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def run_dir(tmp_path, tracedat):
+    run = tmp_path / "20261127T031500Z-1a2b3c4d"
+    run.mkdir()
+    hostile_dir = "_script_alert_1___script_-0a1b2c3d"
+    write_manifest(run, {
+        "web01": {"dir": "web01", "kernel": "6.1.0-56-cloud-amd64",
+                  "captures": [dat_capture(tracedat(), run, "web01", lost={"0": 0, "1": 12})]},
+        HOSTILE: {"dir": hostile_dir, "kernel": "<b>6.1</b>",
+                  "captures": [dat_capture(tracedat(uname=HOSTILE), run, hostile_dir, seconds=2.0)]},
+        "../x": {"dir": "x-5e6f7a8b", "captures": [text_capture(run, "x-5e6f7a8b")]},
+    })
+    return run
+
+
+def test_report_of_a_run(run_dir):
+    result = write_report(str(run_dir))
+    assert result["changed"] is True
+    assert result["path"] == str(run_dir / "report.html")
+    assert (result["hosts"], result["captures"], result["events"], result["lost_events"]) == (3, 3, 17, 12)
+    assert result["problems"] == []
+    text = (run_dir / "report.html").read_text()
+    page = Page(text)
+    # Each host, by its name as given, in the hosts table and the timeline.
+    for host in ("web01", HOSTILE, "../x"):
+        assert host in page.all_text
+    # Nothing from the manifest became markup.
+    assert not page.having("script") and not page.having("b")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    # One histogram row per dat capture; the text capture is named as such.
+    rows = page.having("g", class_="row")
+    assert len(rows) == 2
+    assert "text capture" in page.all_text
+    # Loss is highlighted where there was some.
+    assert "cpu1: 12" in page.all_text
+    assert len([attrs for tag, attrs in page.tags if "loss" in attrs.get("class", "").split()]) >= 2
+    # Files are linked relative to the page, with their checksums verified.
+    links = {attrs["href"] for attrs in page.having("a")}
+    assert {"web01/trace.dat", "x-5e6f7a8b/trace.txt", "manifest.json"} <= links
+    assert all(not link.startswith(("/", "http", "file:")) and ".." not in link for link in links)
+    assert page.all_text.count("sha256 verified") == 3
+    # Event counts by name, from the trace.dat files.
+    assert "sched:sched_wakeup" in page.all_text and "ftrace:print" in page.all_text
+    # Self-contained: no scripts, nothing fetched.
+    assert not page.having("link") and not page.having("img") and not page.having("iframe")
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+
+
+def test_histogram_rows_count_the_events(run_dir):
+    write_report(str(run_dir))
+    page = Page((run_dir / "report.html").read_text())
+    bars = [attrs for tag, attrs in page.tags if tag == "rect" and attrs.get("class") == "hbar"]
+    # web01: one event a second on CPU 0, three events at the start; the window of 5 s
+    # is the axis for both rows. The other host has the same trace.
+    assert len(bars) == 2 * 5
+    ticks = [attrs for tag, attrs in page.tags if tag == "text" and attrs.get("text-anchor") == "middle"]
+    assert len(ticks) == 11  # 0 s to 5 s every 0.5 s
+    assert "every row starts at its own window start" in page.all_text
+
+
+def test_second_run_changes_nothing_and_check_mode_writes_nothing(run_dir):
+    assert write_report(str(run_dir), dry_run=True)["changed"] is True
+    assert not (run_dir / "report.html").exists()
+    assert write_report(str(run_dir))["changed"] is True
+    before = (run_dir / "report.html").stat().st_mtime_ns
+    assert write_report(str(run_dir))["changed"] is False
+    assert (run_dir / "report.html").stat().st_mtime_ns == before
+    assert write_report(str(run_dir), title="Another title", dry_run=True)["changed"] is True
+    assert "Another title" not in (run_dir / "report.html").read_text()
+    assert [name for name in os.listdir(run_dir) if name.startswith(".")] == []
+
+
+def test_problems_are_reported_not_fatal(run_dir):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    web01 = manifest["hosts"]["web01"]["captures"][0]
+    web01["events"] = 99
+    web01["files"].append({"path": "../../etc/passwd", "bytes": 1, "sha256": "00"})
+    web01["files"].append({"path": "web01/gone.dat", "bytes": 1, "sha256": "00"})
+    manifest["hosts"]["../x"]["captures"][0]["files"][0]["sha256"] = "ab" * 32
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = write_report(str(run_dir))
+    problems = "\n".join(result["problems"])
+    assert "the manifest counts 99 events, the trace.dat holds 7" in problems
+    assert "../../etc/passwd: not inside the run directory" in problems
+    assert "web01/gone.dat: missing" in problems
+    assert "x-5e6f7a8b/trace.txt: sha256 differs" in problems
+    page = Page((run_dir / "report.html").read_text())
+    assert "../../etc/passwd" not in {attrs.get("href") for attrs in page.having("a")}
+    assert page.having("section", id="problems")
+
+
+def test_unreadable_trace_gets_a_row_saying_so(run_dir):
+    (run_dir / "web01" / "trace.dat").write_bytes(b"not a trace at all, just bytes")
+    result = write_report(str(run_dir))
+    assert any("not a trace.dat file" in problem for problem in result["problems"])
+    assert str(run_dir) not in "".join(result["problems"])
+    page = Page((run_dir / "report.html").read_text())
+    assert len(page.having("g", class_="row")) == 2
+    assert "trace.dat not read" in page.all_text
+
+
+def test_sparse_manifest(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_manifest(run, {
+        "bare": {},
+        "odd": {"dir": 5, "captures": [{"format": "dat", "files": "nope", "lost_events": [1, 2],
+                                        "seconds": "long", "events": "many"}, "not a capture"]},
+    })
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["format"] = 2
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    result = write_report(str(run))
+    assert result["hosts"] == 2 and result["events"] == 0
+    assert any("no .dat file" in problem for problem in result["problems"])
+    assert "manifest format 2, not 1" in result["problems"][0]
+    page = Page((run / "report.html").read_text())
+    assert "no captures" in page.all_text and "not recorded" in page.all_text
+
+
+def test_no_manifest(tmp_path):
+    with pytest.raises(RunReportError, match="no manifest.json"):
+        write_report(str(tmp_path))
+    (tmp_path / "manifest.json").write_text("[1, 2")
+    with pytest.raises(RunReportError, match="cannot read it as JSON"):
+        write_report(str(tmp_path))
+    with pytest.raises(RunReportError, match="is not a directory"):
+        write_report(str(tmp_path / "missing"))
+
+
+def test_audit_summary_and_links(run_dir):
+    audit = run_dir / "audit"
+    audit.mkdir()
+    (audit / "compliance.html").write_text("<html></html>")
+    (audit / "compliance.json").write_text(json.dumps({
+        "format": 1, "summary": {"hosts": 3, "compliant": ["web01"], "violating": {HOSTILE: ["debugfs_not_mounted"]},
+                                 "no_result": ["../x"], "checks": {"pass": 10, "fail": 1, "skip": 2}}}))
+    write_report(str(run_dir))  # found at the default place
+    page = Page((run_dir / "report.html").read_text())
+    assert page.having("section", id="audit")
+    assert {"audit/compliance.json", "audit/compliance.html"} <= {attrs["href"] for attrs in page.having("a")}
+    assert "1 compliant" in page.all_text and "1 violating" in page.all_text
+    assert HOSTILE + ": debugfs_not_mounted" in page.all_text and not page.having("script")
+    write_report(str(run_dir), audit=str(run_dir / "nowhere.json"))
+    assert "not found" in Page((run_dir / "report.html").read_text()).all_text
+
+
+def test_other_clocks_span_their_own_events(tmp_path, tracedat):
+    run = tmp_path / "run"
+    entry = dat_capture(tracedat(clock="x86-tsc"), run, "tsc")
+    entry["trace_clock"] = "x86-tsc"
+    write_manifest(run, {"tsc": {"dir": "tsc", "captures": [entry]}})
+    write_report(str(run))
+    page = Page((run / "report.html").read_text())
+    assert "(clock x86-tsc: own span)" in page.all_text
+    # No row on a nanosecond clock: no axis in seconds.
+    assert not [attrs for tag, attrs in page.tags if tag == "text" and attrs.get("text-anchor") == "middle"]
+    assert len(page.having("rect", class_="hbar")) == 5
+
+
+def test_human_bytes():
+    assert [_run_report.human_bytes(value) for value in (None, 5, 2048, 5 * 1024 ** 3, "x")] == [
+        "-", "5 B", "2.0 KiB", "5.0 GiB", "-"]
