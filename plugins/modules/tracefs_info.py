@@ -38,11 +38,20 @@ options:
       - V(knobs) covers tracers, current tracer, tracing_on, buffer size, clock, options,
         cpumask, function and pid lists; V(events) the enabled events with their filters
         and triggers; V(instances), V(dynamic_events) and V(error_log) what they say;
-        V(drift) needs the others and gathers them.
+        V(instance_events) the enabled events of every instance (top level only);
+        V(drift) needs the tracing parts and gathers them.
+      - V(ledger) reads the ledger at O(ledger_path), what tracefleet recorded changing on
+        this host (see RV(ledger)). It does not need tracefs.
     type: list
     elements: str
-    choices: [all, mounts, knobs, events, instances, dynamic_events, error_log, drift]
+    choices: [all, mounts, knobs, events, instances, instance_events, dynamic_events, error_log,
+              drift, ledger]
     default: [all]
+  ledger_path:
+    description:
+      - The ledger to read for O(gather=ledger). It is only read, never created or locked.
+    type: path
+    default: /var/lib/tracefleet/ledger.json
 notes:
   - Needs Python 3.8 or newer on the target. Reading the tracing files needs root or the
     tracing group set with M(tracefleet.ftrace.tracefs) O(tracefleet.ftrace.tracefs#module:gid).
@@ -81,6 +90,16 @@ EXAMPLES = r"""
 - name: The state of one instance
   tracefleet.ftrace.tracefs_info:
     instance: tracefleet
+
+- name: What tracefleet left on the host, from its ledger (needs root to read it)
+  become: true
+  tracefleet.ftrace.tracefs_info:
+    gather: [instances, instance_events, ledger]
+  register: leftovers
+
+- name: Show the instances tracefleet created that are still there
+  ansible.builtin.debug:
+    msg: "{{ leftovers.ledger.instances | intersect(leftovers.instances | default([])) }}"
 """
 
 RETURN = r"""
@@ -287,6 +306,45 @@ error_log:
   returned: when RV(usable) and O(gather) includes error_log
   type: list
   elements: str
+instance_events:
+  description:
+    - The enabled events of every tracefs instance, as instance name -> list of C(system/event).
+  returned: when RV(usable), O(instance) is not given and O(gather) includes instance_events
+  type: dict
+  sample: {"tf-session": ["sched/sched_switch"]}
+ledger:
+  description:
+    - What tracefleet recorded changing on this host, read from O(ledger_path) without taking
+      its lock. A missing ledger reads as empty (tracefleet changed nothing there).
+  returned: when O(gather) includes ledger
+  type: dict
+  contains:
+    path:
+      description: The ledger file read.
+      type: str
+      sample: /var/lib/tracefleet/ledger.json
+    exists:
+      description: Whether the ledger file exists; V(null) when it could not be read.
+      type: bool
+    error:
+      description:
+        - Why the ledger could not be read (for example permission denied without become),
+          V(null) when it was read or does not exist.
+      type: str
+    entries:
+      description: The ledger's entries as recorded (C(kind), C(session), C(time) and the kind's keys).
+      type: list
+      elements: dict
+    instances:
+      description: Names of the instances tracefleet created and has not removed.
+      type: list
+      elements: str
+      sample: [tf-session]
+    probe_groups:
+      description: Groups of the probes tracefleet defined and has not removed.
+      type: list
+      elements: str
+      sample: [tracefleet]
 drift:
   description:
     - Every knob that differs from the kernel's defaults on this host, as dicts with
@@ -303,10 +361,16 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knobs
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
+    DEFAULT_PATH as LEDGER_PATH,
+    Ledger,
+    LedgerError,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
 
-PARTS = ("knobs", "events", "instances", "dynamic_events", "error_log", "drift")
+PARTS = ("knobs", "events", "instances", "instance_events", "dynamic_events", "error_log",
+         "drift")
 KNOB_KEYS = ("tracers", "current_tracer", "tracing_on", "buffer_size_kb", "buffer_size_raw",
              "trace_clock", "trace_clocks", "options", "cpumask", "function_lists",
              "pid_lists")
@@ -321,12 +385,38 @@ def tracing_automount(host: Host) -> bool | None:
     return None
 
 
+def read_ledger(path: str) -> dict:
+    """The ledger as it is on disk: dry_run neither creates nor locks anything."""
+    result = {"path": path, "exists": None, "error": None, "entries": [],
+              "instances": [], "probe_groups": []}
+    try:
+        with Ledger(path, dry_run=True) as ledger:
+            entries = ledger.entries
+    except LedgerError as exc:
+        result["error"] = str(exc)
+        return result
+    result["exists"] = os.path.isfile(path)
+    result["entries"] = entries
+    result["instances"] = sorted({entry["name"] for entry in entries
+                                  if entry.get("kind") == "instance"})
+    result["probe_groups"] = sorted({entry["group"] for entry in entries
+                                     if entry.get("kind") == "probe"})
+    return result
+
+
+def instance_events(root: str, instances: list[str]) -> dict[str, list[str]]:
+    return {name: [line.replace(":", "/", 1)
+                   for line in _knobs.TracingDir(root, name).lines("set_event")]
+            for name in instances}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             instance=dict(type="str"),
             gather=dict(type="list", elements="str", default=["all"],
-                        choices=["all", "mounts"] + list(PARTS)),
+                        choices=["all", "mounts", "ledger"] + list(PARTS)),
+            ledger_path=dict(type="path", default=LEDGER_PATH),
         ),
         supports_check_mode=True,
     )
@@ -335,6 +425,8 @@ def main() -> None:
         module.fail_json(msg="instance=%r is not a valid instance name (letters, digits, "
                              "'_', '-', '.'; no '/')" % instance)
     gather = set(module.params["gather"])
+    if "all" in gather:
+        gather.add("ledger")
     if "all" in gather or "drift" in gather:
         gather.update(PARTS)
 
@@ -368,6 +460,8 @@ def main() -> None:
             result["event_settings"] = state["event_settings"]
         if "instances" in gather and instance is None:
             result["instances"] = state["instances"]
+        if "instance_events" in gather and instance is None:
+            result["instance_events"] = instance_events(tracefs["path"], state["instances"])
         if "dynamic_events" in gather and instance is None:
             result["dynamic_events"] = state["dynamic_events"]
         if "error_log" in gather:
@@ -376,6 +470,8 @@ def main() -> None:
             defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None,
                                             sysfs=host.path("/sys"))
             result["drift"] = _knobs.drift(state, defaults)
+    if "ledger" in gather:
+        result["ledger"] = read_ledger(module.params["ledger_path"])
     module.exit_json(**result)
 
 
