@@ -44,25 +44,24 @@ class ActionModule(ActionBase):
                           msg="check mode: no window recorded, nothing fetched")
             return result
         host = task_vars.get("inventory_hostname", self._task.delegate_to or "localhost")
+        module_args = {key: value for key, value in args.items()
+                       if key not in ("dest", "run_id", "transfer") and value is not None}
+        if args["compress"] == "auto" and not _compress.available("zstd"):
+            module_args["compress"] = "gzip"  # the controller could not unpack zstd
+
+        if args["state"] == "started":  # nothing to fetch yet
+            result.update(self._execute_module("tracefleet.ftrace.trace_capture",
+                                               module_args=module_args, task_vars=task_vars))
+            return result
+
         dest = os.path.abspath(os.path.expanduser(args["dest"]))
         try:
             if args["run_id"]:
                 run_id = _runs.check_run_id(args["run_id"])
             else:
                 run_id = _runs.play_run_id(dest, self._play_key())
-        except _runs.RunError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
-
-        module_args = {key: value for key, value in args.items()
-                       if key not in ("dest", "run_id", "transfer") and value is not None}
-        if args["compress"] == "auto" and not _compress.available("zstd"):
-            module_args["compress"] = "gzip"  # the controller could not unpack zstd
-
-        if args["state"] == "started":
-            result.update(self._execute_module("tracefleet.ftrace.trace_capture",
-                                               module_args=module_args, task_vars=task_vars))
-            result["run_id"] = run_id
+        except (_runs.RunError, OSError) as exc:
+            result.update(failed=True, msg="trace_capture: %s" % exc)
             return result
 
         staging = work_dir = None
