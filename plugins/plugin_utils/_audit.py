@@ -14,15 +14,15 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 STATUSES = (PASS, FAIL, SKIP)
@@ -49,7 +49,6 @@ FORMATS = ("json", "junit", "markdown", "html")
 FILE_NAMES = {"json": "compliance.json", "junit": "compliance-junit.xml",
               "markdown": "compliance.md", "html": "compliance.html"}
 REPORT_FORMAT = 1
-_RUN_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _MODE = re.compile(r"^[0-7]{1,5}$")
 # `p:group/event ...`, `r10:group/event ...`, `s:synthetic/name ...`, `e:group/event ...`
 _DYNAMIC_EVENT = re.compile(r"^[a-z]+\d*:(?:(?P<group>[^/\s]+)/)?\S+")
@@ -680,10 +679,13 @@ RENDERERS = {"json": render_json, "junit": render_junit, "markdown": render_mark
 
 
 def check_run_id(run_id) -> str:
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or len(run_id) > 200:
-        raise AuditError("run_id=%r: use letters, digits, '.', '_' and '-', not starting with "
-                         "'.' (it names a directory under dest)" % (run_id,))
-    return run_id
+    if not isinstance(run_id, str):
+        raise AuditError("run_id=%r: a string is needed (it names a directory under dest)"
+                         % (run_id,))
+    try:
+        return _runs.check_run_id(run_id)
+    except _runs.RunError as exc:
+        raise AuditError(str(exc)) from None
 
 
 def run_directory(dest: str, run_id: str) -> str:
@@ -694,28 +696,6 @@ def run_directory(dest: str, run_id: str) -> str:
     if os.path.commonpath([os.path.realpath(path), real_dest]) != real_dest:
         raise AuditError("run_id=%r: %s resolves outside %s" % (run_id, path, dest))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                                         dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def _same_content(path: str, data: bytes) -> bool:
@@ -744,5 +724,5 @@ def write_reports(report: dict, dest: str, formats: list[str], dry_run: bool = F
         written.append(path)
         if not dry_run:
             os.makedirs(directory, exist_ok=True)
-            _write_atomic(path, data)
+            _runs.write_atomic(path, data)
     return {"path": directory, "files": files, "written": written}

@@ -76,22 +76,28 @@ def _load(path: str, default):
         raise RunError("%s is not valid JSON (%s); move it away" % (path, exc))
 
 
-def _save(path: str, data) -> None:
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=os.path.dirname(path),
-                                         prefix="." + os.path.basename(path) + ".",
-                                         delete=False)
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace `path` with `data` in one step (temp file, fsync, rename); readers see
+    the old file or the new one, never half of it."""
+    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
+                                         dir=os.path.dirname(path))
     try:
-        with handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, path)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)
+        os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(handle.name)
+            os.unlink(temporary)
         raise
+
+
+def _save(path: str, data) -> None:
+    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def play_run_id(dest: str, key: str) -> str:
