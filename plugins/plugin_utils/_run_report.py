@@ -19,15 +19,14 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import json
 import math
 import os
-import tempfile
 import urllib.parse
 
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat import (
     NS_CLOCKS,
     TraceDat,
@@ -35,7 +34,7 @@ from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat import
 )
 
 REPORT_NAME = "report.html"
-MANIFEST = "manifest.json"
+MANIFEST = _runs.MANIFEST
 MANIFEST_FORMAT = 1
 DEFAULT_AUDIT = os.path.join("audit", "compliance.json")
 BUCKETS = 60
@@ -620,27 +619,6 @@ def render(model: dict, title: str | None = None, audit: dict | None = None, top
 # ---------------------------------------------------------------- the file
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 def write_report(run_dir: str, title: str | None = None, audit: str | None = None, top: int = 10,
                  dry_run: bool = False) -> dict:
     """Build and (unless dry_run) write <run_dir>/report.html. Returns what the
@@ -659,7 +637,7 @@ def write_report(run_dir: str, title: str | None = None, audit: str | None = Non
     except FileNotFoundError:
         changed = True
     if changed and not dry_run:
-        _write_atomic(path, data)
+        _runs.write_atomic(path, data)
     return dict(path=path, changed=changed, run_id=model["run_id"], hosts=len(model["hosts"]),
                 captures=model["captures"], events=model["events"], lost_events=model["lost"],
                 problems=model["problems"])
