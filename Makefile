@@ -1,6 +1,6 @@
 # tracefleet.ftrace — developer entry points.
 #
-#   make demo          boot a lab VM and run the demo playbook against it
+#   make demo          boot two lab VMs and run the demo playbook against them
 #   make test          lint + sanity + unit + integration (molecule on lab VMs)
 #
 # Both install what they need first: Debian packages (as root; otherwise they
@@ -33,7 +33,8 @@ export ANSIBLE_TASK_TIMEOUT ?= 600
         integration $(addprefix molecule-,$(SCENARIOS)) changelog docs clean
 
 help:
-	@echo "make demo         boot lab VMs ($(DEMO_NAMES)), apply the mount policy, report"
+	@echo "make demo         boot lab VMs ($(DEMO_NAMES)): mount policy, a traced session"
+	@echo "                  captured to traces/<run_id>/, audit, teardown, run report"
 	@echo "make test         lint, sanity, unit and integration tests"
 	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
 	@echo "make bench-configure, make bench-capture (benchmarks under bench/)"
