@@ -202,6 +202,7 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
         stored_bytes=sum(_int(entry["bytes"]) or 0 for entry in files) if files else None,
         command=_dict(capture.get("command")) or None, files=files, dat=None, dat_path=None,
         dat_error=None, dat_clock=None, histogram=None, range=(None, None),
+        anchor=_anchor(capture.get("clock_anchor")),
     )
     if fmt == "dat":
         readable = [entry for entry in files if entry["path"].endswith(".dat")]
@@ -230,6 +231,27 @@ def _relative_message(run_dir: str, exc: Exception) -> str:
     return message
 
 
+def _anchor(value) -> tuple | None:
+    """(wall seconds, trace-clock seconds) read together when the window opened."""
+    value = _dict(value)
+    wall, trace = _number(value.get("wall")), _number(value.get("trace"))
+    if wall is None or trace is None:
+        return None
+    return wall, trace
+
+
+def _origins(models: list[dict]) -> dict:
+    """Where each row starts, in its own trace clock (ns), so that rows line up on the
+    hosts' wall clocks: possible when every row is on a nanosecond clock and has a
+    clock anchor. Returns {} otherwise (rows then start at their first event)."""
+    rows = [capture for capture in models if capture["dat_path"]]
+    if not rows or not all(_clock_in_ns(row) and row["anchor"] for row in rows):
+        return {}
+    wall0 = min(row["anchor"][0] for row in rows)
+    return {id(row): int(round((row["anchor"][1] - (row["anchor"][0] - wall0)) * NS_PER_S))
+            for row in rows}
+
+
 def _clock_in_ns(capture: dict) -> bool:
     clock = capture.get("dat_clock") or capture.get("trace_clock")
     return isinstance(clock, str) and clock in NS_CLOCKS
@@ -244,16 +266,20 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
     """
     axis_ns = 1
     ns_rows = 0
+    origins = _origins(models)
     for capture in models:
         first, last = capture["range"]
         if capture["dat_path"] and first is not None and _clock_in_ns(capture):
-            window = int((capture["seconds"] or 0) * NS_PER_S)
-            axis_ns = max(axis_ns, window, last - first + 1)
+            start = origins.get(id(capture), first)
+            window = int((capture["seconds"] or 0) * NS_PER_S) + (first - start if origins else 0)
+            axis_ns = max(axis_ns, window, last - start + 1)
             ns_rows += 1
     for capture in models:
         if not capture["dat_path"]:
             continue
         first, last = capture["range"]
+        if first is not None:
+            first = origins.get(id(capture), first)
         if first is None:
             span = axis_ns
         else:
@@ -267,7 +293,7 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
             continue
         capture["histogram"] = capture["dat"].pop("histogram", None) or dict(
             origin=None, span=span, counts=[0] * buckets, before_origin=0, after_span=0)
-    return {"ns": axis_ns, "ns_rows": ns_rows}
+    return {"ns": axis_ns, "ns_rows": ns_rows, "wall_aligned": bool(origins)}
 
 
 def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
@@ -508,13 +534,21 @@ def _timeline(model: dict) -> str:
             tick += step
     svg = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" '
            'aria-label="events over time per host">%s</svg>' % (SVG_WIDTH, height, SVG_WIDTH, height, "".join(parts)))
-    caption = (
-        "Events per %s of the capture window, one row per trace.dat capture; bar heights are scaled to each "
-        "row's peak. Each host's trace clock is its own (local clocks are not synchronised between hosts), "
-        "so every row starts at its own window start, taken as the first event in that host's trace.dat, and "
-        "rows are not aligned in absolute time. Rows on nanosecond clocks share the axis in seconds; a row on "
-        "another clock (counter, x86-tsc, uptime) spans its own first to last event."
-        % ("1/%d" % model["buckets"]))
+    if model["axis"].get("wall_aligned"):
+        caption = (
+            "Events per %s of the axis, one row per trace.dat capture; bar heights are scaled to each "
+            "row's peak. Each host's trace clock is its own, so the rows are lined up through the clock "
+            "anchor each capture recorded when its window opened (the host's wall clock and its trace "
+            "clock, read together): time 0 is the earliest window start, and rows are as well aligned as "
+            "the hosts' wall clocks are synchronised." % ("1/%d" % model["buckets"]))
+    else:
+        caption = (
+            "Events per %s of the capture window, one row per trace.dat capture; bar heights are scaled to "
+            "each row's peak. Each host's trace clock is its own (local clocks are not synchronised between "
+            "hosts), so every row starts at its own window start, taken as the first event in that host's "
+            "trace.dat, and rows are not aligned in absolute time. Rows on nanosecond clocks share the axis "
+            "in seconds; a row on another clock (counter, x86-tsc, uptime) spans its own first to last event."
+            % ("1/%d" % model["buckets"]))
     if text_captures:
         caption += " Not shown (text capture, no trace.dat): %s." % ", ".join(text_captures)
     if not rows:

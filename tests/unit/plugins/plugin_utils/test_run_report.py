@@ -255,3 +255,33 @@ def test_other_clocks_span_their_own_events(tmp_path, tracedat):
 def test_human_bytes():
     assert [_run_report.human_bytes(value) for value in (None, 5, 2048, 5 * 1024 ** 3, "x")] == [
         "-", "5 B", "2.0 KiB", "5.0 GiB", "-"]
+
+
+def test_rows_line_up_through_the_clock_anchors(tmp_path, tracedat):
+    """Two hosts whose trace clocks differ wildly; their anchors say the second host's
+    window opened 2 s after the first's. The first event of each is 0.5 s after its
+    window opened, so the second row's bars sit 2 s to the right of the first's."""
+    run = tmp_path / "run"
+    run.mkdir()
+    early = dat_capture(tracedat(), run, "early")
+    late = dat_capture(tracedat(), run, "late")
+    # Both traces start at 7000 s on their own clock (see dat_capture).
+    early["clock_anchor"] = {"wall": 1000.0, "trace": 6999.5, "clock": "local"}
+    late["clock_anchor"] = {"wall": 1002.0, "trace": 6999.5, "clock": "local"}
+    write_manifest(run, {"early": {"dir": "early", "captures": [early]},
+                         "late": {"dir": "late", "captures": [late]}})
+    model = _run_report.build_model(str(run), json.loads((run / "manifest.json").read_text()))
+    assert model["axis"]["wall_aligned"] is True
+    rows = {host["name"]: host["captures"][0]["histogram"] for host in model["hosts"]}
+    assert rows["early"]["origin"] == 6999_500_000_000
+    assert rows["late"]["origin"] == 6997_500_000_000
+    buckets = len(rows["early"]["counts"])
+
+    def first_bucket(counts):
+        return next(index for index, count in enumerate(counts) if count)
+    # The axis covers the later window's end: 2 s + 0.5 s + 4 s of events.
+    assert model["axis"]["ns"] >= 6_500_000_000
+    shift = first_bucket(rows["late"]["counts"]) - first_bucket(rows["early"]["counts"])
+    assert abs(shift - 2e9 / model["axis"]["ns"] * buckets) <= 1
+    write_report(str(run))
+    assert "lined up through the clock anchor" in Page((run / "report.html").read_text()).all_text
