@@ -24,6 +24,8 @@ import errno
 import fcntl
 import os
 import re
+import select
+import signal
 import sys
 import time
 
@@ -236,10 +238,29 @@ def page_data_size(page: bytes) -> int:
     return PAGE_HEADER + commit
 
 
+class Abandoned(CaptureError):
+    """The controller went away while the window was open."""
+
+
+def controller_gone(fd: int = 1) -> bool:
+    """True when nobody reads our standard output any more: the connection that ran
+    this module closed (a killed ansible-playbook, a lost controller). The write end
+    of a pipe whose reader has gone polls as an error."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _fd, mask in events)
+
+
 def wait_window(duration: float | None, process, drainer: Drainer | None, deadline: float | None,
-                interval: float = 0.25) -> bool:
+                interval: float = 0.25, gone=controller_gone) -> bool:
     """Wait out the window, draining as we go. Returns False when `deadline` passed
-    first (the workload is still running)."""
+    first (the workload is still running). Raises Abandoned when the controller went
+    away, so that the window is closed and the host put back without waiting for the
+    workload."""
     end = time.monotonic() + duration if duration is not None else None
     while True:
         now = time.monotonic()
@@ -249,6 +270,9 @@ def wait_window(duration: float | None, process, drainer: Drainer | None, deadli
             return True
         if deadline is not None and now >= deadline:
             return False
+        if gone():
+            raise Abandoned("the controller's connection closed while the window was open; "
+                            "the window was closed and tracing_on put back")
         if drainer is not None:
             drainer.drain()
         pause = interval
@@ -261,6 +285,17 @@ def wait_window(duration: float | None, process, drainer: Drainer | None, deadli
                 pass
         else:
             time.sleep(pause)
+
+
+def stop_workload(process) -> None:
+    """Kill the workload and everything it started (it runs in a session of its own)."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        process.kill()
+    process.wait()
 
 
 def loss(before: dict, after: dict) -> dict:

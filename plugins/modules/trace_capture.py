@@ -316,6 +316,7 @@ import datetime
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -492,8 +493,7 @@ def run(module: AnsibleModule) -> dict:
                     params["duration"] if process is None else None, process, drainer,
                     time.monotonic() + params["timeout"] if process is not None else None)
                 if not finished:
-                    process.kill()
-                    process.wait()
+                    _capture.stop_workload(process)
                     raise CaptureError("command=%r ran longer than timeout=%s seconds and was "
                                        "killed; nothing was fetched" % (params["command"],
                                                                         params["timeout"]))
@@ -563,6 +563,7 @@ def run(module: AnsibleModule) -> dict:
                             ", ".join("cpu%s=%d" % item for item in sorted(lost.items()))))
         return result
     finally:
+        _capture.stop_workload(process)
         for stream in streams + ([closing] if closing is not None and closing not in streams else []):
             stream.abort()
         for handle in outputs.values():
@@ -570,6 +571,15 @@ def run(module: AnsibleModule) -> dict:
         for name in os.listdir(parts_dir):
             os.unlink(os.path.join(parts_dir, name))
         os.rmdir(parts_dir)
+        if sys.exc_info()[0] is _capture.Abandoned:
+            # Nobody will fetch or clean up: leave no trace of the capture on the host.
+            for name in os.listdir(work_dir):
+                if name.startswith(params["name"] + "."):
+                    os.unlink(os.path.join(work_dir, name))
+            try:
+                os.rmdir(work_dir)
+            except OSError:
+                pass
 
 
 def _start_workload(params: dict, work_dir: str):
@@ -579,7 +589,8 @@ def _start_workload(params: dict, work_dir: str):
         return None, {}
     outputs = {name: tempfile.TemporaryFile(dir=work_dir) for name in ("stdout", "stderr")}
     process = subprocess.Popen(["/bin/sh", "-c", params["command"]], stdin=subprocess.DEVNULL,
-                               stdout=outputs["stdout"], stderr=outputs["stderr"])
+                               stdout=outputs["stdout"], stderr=outputs["stderr"],
+                               start_new_session=True)
     return process, outputs
 
 

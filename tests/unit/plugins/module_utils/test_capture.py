@@ -237,3 +237,24 @@ def test_closing_and_opening_layout(buffer):
     _capture.closing(opening, buffer, [b"entries: 0\n"])
     assert opening.trace_clock == b"[local] global"
     assert opening.uname.startswith(os.uname().sysname.encode())
+
+
+def test_controller_gone_when_nobody_reads_the_pipe():
+    read_end, write_end = os.pipe()
+    try:
+        assert _capture.controller_gone(write_end) is False
+        os.close(read_end)
+        assert _capture.controller_gone(write_end) is True
+    finally:
+        os.close(write_end)
+
+
+def test_an_abandoned_window_stops_the_workload(tmp_path):
+    process = subprocess.Popen(["/bin/sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
+    with pytest.raises(_capture.Abandoned, match="controller's connection closed"):
+        _capture.wait_window(None, process, None, None, interval=0.01, gone=lambda: True)
+    _capture.stop_workload(process)
+    assert process.returncode == -9
+    # The whole session went, the background sleep included.
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
