@@ -6,9 +6,10 @@ controller. It never contacts the host."""
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _audit
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._controller_action import (
+    ControllerAction,
+)
 
 ARGUMENT_SPEC = dict(
     facts=dict(type="dict", required=True),
@@ -16,20 +17,9 @@ ARGUMENT_SPEC = dict(
 )
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ERRORS = (_audit.AuditError,)
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        try:
-            result.update(_audit.audit(args["facts"], args["policy"]))
-        except _audit.AuditError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
-        result["changed"] = False
-        return result
+    def act(self, args: dict, check_mode: bool) -> dict:
+        return dict(_audit.audit(args["facts"], args["policy"]), changed=False)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime
 import os
 
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _audit
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._controller_action import (
+    ControllerAction,
+)
 
 ARGUMENT_SPEC = dict(
     results=dict(type="dict", required=True),
@@ -26,28 +27,18 @@ def default_run_id() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ERRORS = (_audit.AuditError, OSError)
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        check_mode = bool(self._task.check_mode)
+    def act(self, args: dict, check_mode: bool) -> dict:
         run_id = args["run_id"] or default_run_id()
-        try:
-            report = _audit.build_report(args["results"], _audit.check_run_id(run_id))
-            # Relative to the directory ansible-playbook was started in.
-            written = _audit.write_reports(report, os.path.abspath(args["dest"]),
-                                           args["formats"], dry_run=check_mode)
-        except (_audit.AuditError, OSError) as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
+        report = _audit.build_report(args["results"], _audit.check_run_id(run_id))
+        # Relative to the directory ansible-playbook was started in.
+        written = _audit.write_reports(report, os.path.abspath(args["dest"]),
+                                       args["formats"], dry_run=check_mode)
         summary = report["summary"]
-        result.update(
+        return dict(
             changed=bool(written["written"]),
             run_id=run_id,
             path=written["path"],
@@ -62,4 +53,3 @@ class ActionModule(ActionBase):
                 if written["written"] else "reports in %s up to date" % written["path"],
                 summary["hosts"], len(summary["violating"]), len(summary["no_result"])),
         )
-        return result

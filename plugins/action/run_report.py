@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _run_report
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._controller_action import (
+    ControllerAction,
+)
 
 ARGUMENT_SPEC = dict(
     run_dir=dict(type="path", required=True),
@@ -20,34 +21,22 @@ ARGUMENT_SPEC = dict(
 )
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
-    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ERRORS = (_run_report.RunReportError, OSError)
 
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        check_mode = bool(self._task.check_mode)
+    def act(self, args: dict, check_mode: bool) -> dict:
         # Relative paths are relative to the directory ansible-playbook was started in.
         run_dir = os.path.abspath(args["run_dir"])
         audit = os.path.abspath(args["audit"]) if args["audit"] else None
-        try:
-            report = _run_report.write_report(run_dir, title=args["title"], audit=audit,
-                                              top=args["top_events"], dry_run=check_mode)
-        except (_run_report.RunReportError, OSError) as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
+        report = _run_report.write_report(run_dir, title=args["title"], audit=audit,
+                                          top=args["top_events"], dry_run=check_mode)
         if report["changed"]:
             action = "would write" if check_mode else "wrote"
         else:
             action = "up to date:"
-        result.update(report)
-        result["msg"] = "%s %s: %d host(s), %d capture(s), %d events, %d lost%s" % (
+        return dict(report, msg="%s %s: %d host(s), %d capture(s), %d events, %d lost%s" % (
             action, report["path"], report["hosts"], report["captures"], report["events"],
             report["lost_events"],
             "; %d problem(s): %s" % (len(report["problems"]), "; ".join(report["problems"]))
-            if report["problems"] else "")
-        return result
+            if report["problems"] else ""))

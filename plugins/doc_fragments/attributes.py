@@ -47,3 +47,21 @@ attributes:
   idempotent:
     support: full
 """
+
+    # Actions that run on the controller only and never contact a host.
+    CONTROLLER = r"""
+options: {}
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  become:
+    support: none
+    details: It runs on the controller, as the controller's user; nothing runs on the hosts.
+  connection:
+    support: none
+  delegation:
+    support: none
+    details: It runs on the controller whatever the delegation.
+"""

@@ -28,27 +28,16 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.attributes.CONTROLLER
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  become:
-    support: none
-    details: Nothing runs on the host.
   bypass_host_loop:
-    support: none
-  connection:
     support: none
   check_mode:
     support: full
     details:
       - This action does not modify state.
-  delegation:
-    support: none
-    details: It runs on the controller whatever the delegation.
   diff_mode:
     support: none
     details:

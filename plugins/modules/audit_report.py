@@ -34,28 +34,17 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.attributes.CONTROLLER
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  become:
-    support: none
-    details: The files are written by the controller's user.
   bypass_host_loop:
     support: none
     details: Use C(run_once), and pass every host's result in O(results).
-  connection:
-    support: none
   check_mode:
     support: full
     details:
       - Nothing is written; RV(written) lists the files that would be.
-  delegation:
-    support: none
-    details: It runs on the controller whatever the delegation.
   diff_mode:
     support: none
   idempotent:

@@ -39,29 +39,18 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.attributes.CONTROLLER
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  become:
-    support: none
-    details: The report is written by the controller's user.
   bypass_host_loop:
     support: none
     details: Use C(run_once); the report covers every host in the run directory.
-  connection:
-    support: none
   check_mode:
     support: full
     details:
       - Everything is read and checked; nothing is written. The result says whether the page
         would change.
-  delegation:
-    support: none
-    details: It runs on the controller whatever the delegation.
   diff_mode:
     support: none
   idempotent:

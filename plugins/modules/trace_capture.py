@@ -48,7 +48,7 @@ attributes:
     support: full
     description: Runs on the target, then fetches and files the result on the controller.
   check_mode:
-    support: none
+    support: partial
     details:
       - In check mode the task is skipped; nothing is recorded or fetched.
   diff_mode:

@@ -151,4 +151,3 @@ def file_capture(run: str, host: str, host_dir: str, staging: str, entry: dict,
         manifest["updated"] = _now()
         _save(path, manifest)
     return files
-

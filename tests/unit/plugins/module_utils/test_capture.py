@@ -85,8 +85,8 @@ def test_parse_stats_and_loss():
     stats = _capture.parse_stats(STATS)
     assert stats["entries"] == 359 and stats["read events"] == 76954
     assert stats["now ts"] == pytest.approx(170.028821)
-    before = {0: dict(stats, overrun=10, **{"commit overrun": 0, "dropped events": 0,
-                                             "read events": 70000})}
+    earlier = {"overrun": 10, "commit overrun": 0, "dropped events": 0, "read events": 70000}
+    before = {0: dict(stats, **earlier)}
     after = {0: stats}
     assert _capture.loss(before, after) == {0: 2 + 1 + 3}
     assert _capture.kernel_events(before, after, consumed=True) == {0: 6954 + 359}
