@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import zlib
 
 SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 CHUNK = 1 << 20
@@ -179,8 +180,11 @@ def decompress(method: str, source: str, target: str) -> None:
             raise CompressError("the capture is zstd-compressed and there is no zstd program here")
         _run(["zstd", "-q", "-d", "-c"], source, target)
     elif method == "gzip":
-        with gzip.open(source, "rb") as stdin, open(target, "wb") as out:
-            shutil.copyfileobj(stdin, out, CHUNK)
+        try:
+            with gzip.open(source, "rb") as stdin, open(target, "wb") as out:
+                shutil.copyfileobj(stdin, out, CHUNK)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise CompressError("%s is damaged: %s" % (source, exc))
     else:
         raise CompressError("unknown compression %r" % method)
 

@@ -1,0 +1,185 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The trace_capture action plugin on the controller: the module's run is faked (a
+"remote" file in a temporary directory), the transfer is real code. Fetch, the
+fallback to chunks when fetch fails, a damaged file, a failed module, and where
+the files land."""
+from __future__ import annotations
+
+import base64
+import gzip
+import importlib
+import json
+import os
+import shlex
+from unittest.mock import MagicMock
+
+import pytest
+from ansible.module_utils import _internal
+
+PAYLOAD = bytes(range(256)) * 40000   # ~10 MiB: more than two 4 MiB chunks
+
+
+@pytest.fixture(autouse=True)
+def controller(monkeypatch):
+    """Importing controller code sets ansible's process-wide `is_controller` flag; put
+    it back after each test (see test_run_report_action.py)."""
+    monkeypatch.setattr(_internal, "is_controller", True)
+    yield
+
+
+@pytest.fixture
+def remote(tmp_path):
+    """The target's side: a gzip-compressed capture file, as the module leaves it."""
+    directory = tmp_path / "remote"
+    directory.mkdir()
+    path = directory / "trace.dat.gz"
+    with gzip.open(path, "wb", compresslevel=1) as handle:
+        handle.write(PAYLOAD)
+    return path
+
+
+def module_result(remote):
+    return {"changed": True, "file": str(remote), "file_name": "trace.dat", "compress": "gzip",
+            "bytes": remote.stat().st_size, "raw_bytes": len(PAYLOAD), "sha256": None,
+            "events": 1234, "events_per_cpu": {"0": 1234}, "lost_events": {"0": 0},
+            "seconds": 1.0, "started": "2026-11-27T03:15:02.000000Z", "kernel": "6.1.0",
+            "trace_clock": "local", "clock_anchor": {"wall": 1.0, "trace": 2.0, "clock": "local"},
+            "enabled_events": ["sched:*"], "timings": {}, "format": "dat", "instance": "cap"}
+
+
+def make_action(remote, fetch_works=True, module=None):
+    from ansible.playbook.play_context import PlayContext
+
+    plugin = importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action.trace_capture")
+    task = MagicMock()
+    task.check_mode = False
+    task.async_val = 0
+    task.action = "tracefleet.ftrace.trace_capture"
+    task.get_play.return_value = MagicMock(_uuid="play-1")
+    connection = MagicMock()
+    connection._shell.tmpdir = None
+
+    def fetch_file(source, local):
+        if not fetch_works:
+            raise OSError("Permission denied")
+        with open(source, "rb") as src, open(local, "wb") as out:
+            out.write(src.read())
+    connection.fetch_file.side_effect = fetch_file
+    action = plugin.ActionModule(task, connection, PlayContext(), loader=None, templar=None,
+                                 shared_loader_obj=None)
+    action._make_tmp_path = MagicMock(return_value=str(remote.parent))
+    action._remove_tmp_path = MagicMock()
+    action._execute_module = MagicMock(return_value=module or module_result(remote))
+    commands = []
+
+    def low_level(cmd, sudoable=True):
+        # Run the chunk command's dd | base64 for real, on the "remote" file.
+        commands.append(cmd)
+        argv = shlex.split(cmd.split("|")[0])
+        options = dict(arg.split("=", 1) for arg in argv[1:] if "=" in arg)
+        with open(options["if"], "rb") as handle:
+            handle.seek(int(options["bs"]) * int(options["skip"]))
+            data = handle.read(int(options["bs"]))
+        return {"rc": 0, "stdout": base64.b64encode(data).decode(), "stderr": ""}
+    action._low_level_execute_command = MagicMock(side_effect=low_level)
+    action.commands = commands
+    return action, task
+
+
+def run(action, task, args, host="web01"):
+    task.args = args
+    return action.run(task_vars={"inventory_hostname": host})
+
+
+def test_fetch_lands_the_file_and_the_manifest(remote, tmp_path):
+    action, task = make_action(remote)
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "traces"),
+                                "run_id": "r1"})
+    assert not result.get("failed"), result
+    stored = tmp_path / "traces" / "r1" / "web01" / "trace.dat"
+    assert result["files"] == [str(stored)] and stored.read_bytes() == PAYLOAD
+    assert result["transfer"] == "fetch" and result["stored_bytes"] == len(PAYLOAD)
+    assert "file" not in result and "sha256" not in result
+    manifest = json.loads((tmp_path / "traces" / "r1" / "manifest.json").read_text())
+    capture = manifest["hosts"]["web01"]["captures"][0]
+    assert capture["files"][0]["bytes"] == len(PAYLOAD) and capture["events"] == 1234
+    assert capture["clock_anchor"] == {"wall": 1.0, "trace": 2.0, "clock": "local"}
+    # The module was asked to work in the task's temporary directory, which is removed.
+    module_args = action._execute_module.call_args.kwargs["module_args"]
+    assert module_args["work_dir"] == str(remote.parent)
+    assert "dest" not in module_args and "run_id" not in module_args
+    action._remove_tmp_path.assert_called_once_with(str(remote.parent), force=True)
+
+
+def test_fetch_that_fails_falls_back_to_chunks(remote, tmp_path):
+    action, task = make_action(remote, fetch_works=False)
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"),
+                                "run_id": "r1"})
+    assert not result.get("failed"), result
+    assert result["transfer"] == "chunks"
+    assert (tmp_path / "t" / "r1" / "web01" / "trace.dat").read_bytes() == PAYLOAD
+    # One 4 MiB piece per command, run with become like the module.
+    assert len(action.commands) == -(-remote.stat().st_size // (4 << 20))
+    assert all(call.kwargs.get("sudoable") for call in action._low_level_execute_command.call_args_list)
+
+
+def test_transfer_fetch_does_not_fall_back(remote, tmp_path):
+    action, task = make_action(remote, fetch_works=False)
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"),
+                                "run_id": "r1", "transfer": "fetch"})
+    assert result["failed"] and "Permission denied" in result["msg"]
+    assert "nothing was kept for web01" in result["msg"]
+    assert os.listdir(tmp_path / "t" / "r1") == []
+
+
+def test_damaged_transfer_keeps_nothing(remote, tmp_path):
+    remote.write_bytes(remote.read_bytes()[:-100])   # a truncated gzip member
+    module = module_result(remote)
+    action, task = make_action(remote, module=module)
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"),
+                                "run_id": "r1"})
+    assert result["failed"] and "nothing was kept" in result["msg"]
+    assert os.listdir(tmp_path / "t" / "r1") == []
+
+
+def test_failed_module_keeps_nothing(remote, tmp_path):
+    action, task = make_action(remote, module={"failed": True, "msg": "instance='x' does not exist"})
+    result = run(action, task, {"instance": "x", "duration": 1, "dest": str(tmp_path / "t"),
+                                "run_id": "r1"})
+    assert result["failed"] and result["msg"] == "instance='x' does not exist"
+    assert not (tmp_path / "t" / "r1").exists() or os.listdir(tmp_path / "t" / "r1") == []
+    action._remove_tmp_path.assert_called_once()
+
+
+def test_default_run_id_is_shared_by_the_play(remote, tmp_path):
+    ids = set()
+    for host in ("web01", "web02"):
+        action, task = make_action(remote)
+        result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t")},
+                     host=host)
+        ids.add(result["run_id"])
+    assert len(ids) == 1
+    (run_id,) = ids
+    assert sorted(os.listdir(tmp_path / "t" / run_id)) == [".manifest.lock", "manifest.json",
+                                                           "web01", "web02"]
+
+
+def test_check_mode_and_started_fetch_nothing(remote, tmp_path):
+    action, task = make_action(remote)
+    task.check_mode = True
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t")})
+    assert result["skipped"] and not (tmp_path / "t").exists()
+    action, task = make_action(remote, module={"changed": True, "started": "now"})
+    result = run(action, task, {"instance": "cap", "state": "started", "dest": str(tmp_path / "t")})
+    assert result["started"] == "now" and not (tmp_path / "t").exists()
+    action._make_tmp_path.assert_not_called()
+
+
+def test_bad_run_id_is_refused_before_the_host_is_touched(remote, tmp_path):
+    action, task = make_action(remote)
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"),
+                                "run_id": "../x"})
+    assert result["failed"] and "run_id='../x'" in result["msg"]
+    action._execute_module.assert_not_called()
