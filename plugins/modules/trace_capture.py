@@ -29,6 +29,9 @@ description:
   - Loss is reported, never hidden. The overrun, commit overrun and dropped event counts
     of C(per_cpu/cpuN/stats) are read before and after the window, and a capture that
     lost events succeeds with a warning giving the numbers.
+  - When the controller goes away while the window is open (nobody reads the module's
+    output any more), the window is closed, the workload and everything it started is
+    killed, and the host is put back as below.
   - The capture leaves no files on the target. Afterwards the buffer's C(tracing_on) is
     back as it was; only the buffer's contents have been consumed (or, with O(clear),
     emptied at the start).
