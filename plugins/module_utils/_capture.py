@@ -84,8 +84,7 @@ class Buffer:
         return list(range(cpus[-1] + 1)) if cpus else []
 
     def stats(self, cpus: list) -> dict:
-        return {cpu: parse_stats(self.control.read(self.rel("per_cpu", "cpu%d" % cpu, "stats")))
-                for cpu in cpus}
+        return {cpu: parse_stats(self.stats_text(cpu).decode()) for cpu in cpus}
 
     def stats_text(self, cpu: int) -> bytes:
         return (self.control.read(self.rel("per_cpu", "cpu%d" % cpu, "stats")) or "").encode()

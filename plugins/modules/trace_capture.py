@@ -506,8 +506,10 @@ def run(module: AnsibleModule) -> dict:
             if drainer is not None:
                 timings["during"] = round(timings["during"] + drainer.busy, 6)
                 drainer.drain(final=True)
-            after = buffer.stats(window.cpus)
+            # One read of each CPU's stats: the text goes into the trace.dat as it is.
             after_text = [buffer.stats_text(cpu) for cpu in window.cpus]
+            after = {cpu: _capture.parse_stats(text.decode(errors="replace"))
+                     for cpu, text in zip(window.cpus, after_text)}
             if not dat:  # copied while recording is off: our own reads are not traced
                 _capture.copy_text(buffer, plain)
         finally:

@@ -26,15 +26,13 @@ class ControllerAction(ActionBase):
         cls._VALID_ARGS = frozenset(cls.ARGUMENT_SPEC)
 
     def run(self, tmp=None, task_vars=None):
+        """Validate, then call the subclass's `act(args, check_mode)`, which does the
+        work and returns what goes into the task's result."""
         result = super().run(tmp, task_vars)
         del tmp
         _validation, args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)
         try:
-            result.update(self.act(args, bool(self._task.check_mode)))
+            result.update(self.act(args, bool(self._task.check_mode)))  # pylint: disable=no-member
         except self.ERRORS as exc:
             result.update(failed=True, msg=str(exc))
         return result
-
-    def act(self, args: dict, check_mode: bool) -> dict:
-        """Do the work; returns what goes into the task's result."""
-        raise NotImplementedError
