@@ -234,10 +234,10 @@ def build(name: str, force: bool = False) -> Path:
     inputs = _inputs(spec, suite, kernel)
     target = image_dir(name)
     stamp = target / "inputs.json"
-    if not force and stamp.exists() and (target / "initrd.img").exists():
-        if json.loads(stamp.read_text()) == inputs:
-            print("tracelab: image %s is up to date (%s)" % (name, target), flush=True)
-            return target
+    if (not force and stamp.exists() and (target / "initrd.img").exists()
+            and json.loads(stamp.read_text()) == inputs):
+        print("tracelab: image %s is up to date (%s)" % (name, target), flush=True)
+        return target
     tar = _rootfs_tar(spec, suite)
     target.parent.mkdir(parents=True, exist_ok=True)
     print("tracelab: assembling image %s..." % name, flush=True)

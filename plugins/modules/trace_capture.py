@@ -379,11 +379,10 @@ class Window:
         was_on = buffer.tracing_on()
         facts = dict(instance=buffer.instance, was_on=was_on)
         with self._ledger() as ledger:
-            if record_capture:
-                if ledger.find(kind="capture", instance=buffer.instance) is not None:
-                    raise CaptureError(
-                        "a capture window is already open in %s (state=started earlier); "
-                        "collect it first with state=collected" % self.where())
+            if record_capture and ledger.find(kind="capture", instance=buffer.instance) is not None:
+                raise CaptureError(
+                    "a capture window is already open in %s (state=started earlier); "
+                    "collect it first with state=collected" % self.where())
             # tracing_on is switched during the window (on while it is open, off while it
             # is read out): record its value so teardown restores it if we die here.
             facts["recorded_knob"] = ledger.record(
@@ -592,7 +591,7 @@ def _start_workload(params: dict, work_dir: str):
         if params["duration"] is None:
             raise CaptureError("state=captured needs duration or command")
         return None, {}
-    outputs = {name: tempfile.TemporaryFile(dir=work_dir) for name in ("stdout", "stderr")}
+    outputs = {name: tempfile.TemporaryFile(dir=work_dir) for name in ("stdout", "stderr")}  # noqa: SIM115
     process = subprocess.Popen(["/bin/sh", "-c", params["command"]], stdin=subprocess.DEVNULL,
                                stdout=outputs["stdout"], stderr=outputs["stderr"],
                                start_new_session=True)

@@ -412,13 +412,12 @@ def main() -> None:
         is_usable = None
     else:
         is_usable = usable(result.tracing_path) if mounted else False
-    if mounted and is_usable is False:
-        if after_host.lockdown == "confidentiality" or (
-                after_host.lockdown == "unknown" and mount is not None):
-            module.warn(
-                "%s is mounted but its tracing files are missing: kernel lockdown (%s) "
-                "restricts tracefs, so tracing is not usable on this host"
-                % (result.tracing_path, after_host.lockdown))
+    if mounted and is_usable is False and (after_host.lockdown == "confidentiality" or (
+            after_host.lockdown == "unknown" and mount is not None)):
+        module.warn(
+            "%s is mounted but its tracing files are missing: kernel lockdown (%s) "
+            "restricts tracefs, so tracing is not usable on this host"
+            % (result.tracing_path, after_host.lockdown))
     if not module.check_mode:
         result.after = observe(Facts(after_host.mounts, after_host.filesystems, False, ""),
                                result.fstype, result.mount_point)

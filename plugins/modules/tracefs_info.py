@@ -363,6 +363,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knobs
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
     DEFAULT_PATH as LEDGER_PATH,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
     Ledger,
     LedgerError,
 )

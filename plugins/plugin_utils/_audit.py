@@ -465,7 +465,7 @@ def build_report(results: dict, run_id: str) -> dict:
     for host in sorted(results, key=str):
         hosts[str(host)] = _host_entry(str(host), results[host])
     hosts = _plain(hosts)
-    counts = {status: 0 for status in STATUSES}
+    counts = dict.fromkeys(STATUSES, 0)
     for entry in hosts.values():
         for check in entry["checks"]:
             counts[check["status"]] += 1

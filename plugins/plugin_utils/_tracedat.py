@@ -210,7 +210,7 @@ class TraceDat:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._handle = open(path, "rb")
+        self._handle = open(path, "rb")  # noqa: SIM115 (closed by close())
         try:
             size = os.fstat(self._handle.fileno()).st_size
             if size < len(MAGIC) + 8:

@@ -73,19 +73,16 @@ def test_dry_run_does_not_write(path):
 def test_not_a_ledger(tmp_path):
     bad = tmp_path / "ledger.json"
     bad.write_text('{"something": "else"}')
-    with pytest.raises(LedgerError, match="not a tracefleet ledger"):
-        with Ledger(str(bad)):
-            pass
+    with pytest.raises(LedgerError, match="not a tracefleet ledger"), Ledger(str(bad)):
+        pass
     bad.write_text("{broken")
-    with pytest.raises(LedgerError, match="cannot read the ledger"):
-        with Ledger(str(bad)):
-            pass
+    with pytest.raises(LedgerError, match="cannot read the ledger"), Ledger(str(bad)):
+        pass
 
 
 def test_unknown_kind(path):
-    with Ledger(path) as ledger:
-        with pytest.raises(LedgerError):
-            ledger.record("s", kind="bogus")
+    with Ledger(path) as ledger, pytest.raises(LedgerError):
+        ledger.record("s", kind="bogus")
 
 
 def _add_many(path, prefix, count):

@@ -116,9 +116,8 @@ def test_deferred_tracer_option_checked_after_tracer(tree):
     changes = plan(tree, tracer="function_graph", options={"funcgraph-proc": True})
     assert [c.ledger_kind for c in changes] == ["knob", "deferred_option"]
     control = Control(str(tree))
-    with Ledger(str(tree / "ledger.json")) as ledger:
-        with pytest.raises(_tracer.KnobError, match="not an option of the tracer"):
-            _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
+    with Ledger(str(tree / "ledger.json")) as ledger, pytest.raises(_tracer.KnobError, match="not an option of the tracer"):
+        _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
 
 
 def test_apply_records_originals(tree):

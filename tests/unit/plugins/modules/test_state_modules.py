@@ -41,9 +41,8 @@ def run(capsys, tmp_path, tree):
     def run_module(module, args) -> dict:
         args = dict({"ledger_path": str(tmp_path / "ledger.json"),
                      "tracefs_path": str(tree)}, **args)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                module.main()
+        with patch_module_args(args), pytest.raises(SystemExit):
+            module.main()
         return json.loads(capsys.readouterr().out)
     return run_module
 

@@ -32,6 +32,7 @@ class FakeKernel(Control):
             lines.append(value.replace("r:", "r10:", 1))
         with open(path, "w") as handle:
             handle.write("".join(line + "\n" for line in lines))
+        return None
 
 
 @pytest.fixture
@@ -50,9 +51,8 @@ def tree(tmp_path, monkeypatch):
 def run(capsys, tmp_path):
     def run_module(args) -> dict:
         args = dict({"ledger_path": str(tmp_path / "ledger.json"), "name": "open"}, **args)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                trace_probe.main()
+        with patch_module_args(args), pytest.raises(SystemExit):
+            trace_probe.main()
         return json.loads(capsys.readouterr().out)
     return run_module
 

@@ -38,9 +38,8 @@ def kernel(fake_host, monkeypatch):
 def run(capsys, tmp_path):
     def run_module(args) -> dict:
         args = dict({"ledger_path": str(tmp_path / "ledger.json")}, **args)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                tracefs.main()
+        with patch_module_args(args), pytest.raises(SystemExit):
+            tracefs.main()
         return json.loads(capsys.readouterr().out)
     return run_module
 

@@ -14,9 +14,8 @@ def run(fake_host, monkeypatch, capsys):
     monkeypatch.setattr(tracefs_info, "Host", lambda: _locate.Host(str(fake_host.root)))
 
     def run_module(args=None) -> dict:
-        with patch_module_args(args or {}):
-            with pytest.raises(SystemExit):
-                tracefs_info.main()
+        with patch_module_args(args or {}), pytest.raises(SystemExit):
+            tracefs_info.main()
         return json.loads(capsys.readouterr().out)
     return run_module
 

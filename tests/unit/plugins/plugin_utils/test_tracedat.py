@@ -44,7 +44,7 @@ def every_record_kind(builder):
         b.data(0, b.wakeup(0, cpu=1)),
         b.data((1 << 27) - 1, b.wakeup(42, cpu=1)),            # the largest delta without an extend
     ]))
-    expected = [
+    return [
         (0, 1_000_000, WAKEUP, 1),
         (0, 1_000_250, WAKEUP, 42),
         (0, 1_000_357, PRINT, 4242),
@@ -55,7 +55,6 @@ def every_record_kind(builder):
         (1, 1_500_000, WAKEUP, 0),
         (1, 1_500_000 + (1 << 27) - 1, WAKEUP, 42),
     ]
-    return expected
 
 
 @pytest.mark.parametrize("endian,long_size", LAYOUTS, ids=LAYOUT_IDS)
