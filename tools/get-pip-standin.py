@@ -5,6 +5,7 @@ installs this file where ansible-test caches that script. It bootstraps pip from
 interpreter's bundled wheel (ensurepip) and then lets that pip install the versions
 ansible-test asked for, from the package index pip is configured to use.
 """
+
 import ensurepip
 import os
 import subprocess

@@ -1,4 +1,5 @@
 """Command line of tracelab."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
     up.add_argument("--kvm", action="store_true", help="use KVM instead of TCG")
     up.add_argument("--memory", type=int, default=1536, help="MiB (default 1536)")
-    up.add_argument("--smp", type=int, default=min(2, os.cpu_count() or 1),
-                    help="virtual CPUs (default: 2, or fewer host cores)")
-    up.add_argument("--timeout", type=float, default=None,
-                    help="seconds to wait for SSH (default 300 under TCG, 120 with KVM)")
+    up.add_argument(
+        "--smp", type=int, default=min(2, os.cpu_count() or 1), help="virtual CPUs (default: 2, or fewer host cores)"
+    )
+    up.add_argument(
+        "--timeout", type=float, default=None, help="seconds to wait for SSH (default 300 under TCG, 120 with KVM)"
+    )
 
     down = sub.add_parser("down", help="stop VMs and remove their state")
     target = down.add_mutually_exclusive_group(required=True)
@@ -41,8 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
 
     inv = sub.add_parser("inventory", help="print a YAML Ansible inventory of the ready VMs")
-    inv.add_argument("--name", action="append", default=[],
-                     help="only this VM (repeatable); default: every ready VM")
+    inv.add_argument("--name", action="append", default=[], help="only this VM (repeatable); default: every ready VM")
     sub.add_parser("profiles", help="list the VM profiles")
 
     ssh = sub.add_parser("ssh", help="run a command in a VM (or a shell)")
@@ -58,24 +60,30 @@ def _status(as_json: bool) -> int:
             state = "ready"
         else:
             state = "booting" if machine.running() else "stopped"
-        rows.append({
-            "name": machine.name, "profile": machine.profile, "port": machine.port,
-            "pid": machine.pid(), "state": state,
-            "accel": machine.accel, "uptime_s": int(time.time() - machine.started),
-            "console": str(machine.console),
-        })
+        rows.append(
+            {
+                "name": machine.name,
+                "profile": machine.profile,
+                "port": machine.port,
+                "pid": machine.pid(),
+                "state": state,
+                "accel": machine.accel,
+                "uptime_s": int(time.time() - machine.started),
+                "console": str(machine.console),
+            }
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
         print("no VMs")
         return 0
-    print("%-20s %-12s %-6s %-8s %-8s %-5s %s" % ("NAME", "PROFILE", "PORT", "PID", "STATE",
-                                                  "ACCEL", "UPTIME"))
+    print("%-20s %-12s %-6s %-8s %-8s %-5s %s" % ("NAME", "PROFILE", "PORT", "PID", "STATE", "ACCEL", "UPTIME"))
     for row in rows:
-        print("%-20s %-12s %-6d %-8s %-8s %-5s %ds" % (
-            row["name"], row["profile"], row["port"], row["pid"] or "-", row["state"],
-            row["accel"], row["uptime_s"]))
+        print(
+            "%-20s %-12s %-6d %-8s %-8s %-5s %ds"
+            % (row["name"], row["profile"], row["port"], row["pid"] or "-", row["state"], row["accel"], row["uptime_s"])
+        )
     return 0
 
 

@@ -5,6 +5,7 @@ Three cached layers, each rebuilt only when its inputs change:
   rootfs/<hash>.tar             mmdebstrap output for a suite and a package list
   images/<image>/               vmlinuz + initrd.img + inputs.json (everything combined)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,17 +26,26 @@ BUILD_FORMAT = 1
 GUEST_DIR = Path(__file__).resolve().parent.parent / "guest"
 
 BASE_PACKAGES = (
-    "python3", "openssh-server", "kmod", "iproute2", "procps", "trace-cmd",
+    "python3",
+    "openssh-server",
+    "kmod",
+    "iproute2",
+    "procps",
+    "trace-cmd",
     # probe targets for uprobes
-    "bash", "coreutils",
+    "bash",
+    "coreutils",
     # trace_capture compresses with zstd on the target when both sides have it
     "zstd",
 )
 
 # Files the images are made without: docs and translations only cost boot time.
 DPKG_EXCLUDES = (
-    "/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*",
-    "/usr/share/locale/*", "/usr/share/lintian/*",
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/info/*",
+    "/usr/share/locale/*",
+    "/usr/share/lintian/*",
 )
 
 
@@ -87,8 +97,7 @@ def resolve_kernel_package() -> tuple[str, str]:
     """The versioned cloud kernel package the metapackage points at, and its version."""
     package = os.environ.get("TRACELAB_KERNEL_PACKAGE")
     if not package:
-        out = _run(["apt-cache", "depends", "linux-image-cloud-amd64"],
-                   capture_output=True, text=True).stdout
+        out = _run(["apt-cache", "depends", "linux-image-cloud-amd64"], capture_output=True, text=True).stdout
         for line in out.splitlines():
             line = line.strip()
             if line.startswith("Depends:") and "linux-image-" in line:
@@ -96,11 +105,9 @@ def resolve_kernel_package() -> tuple[str, str]:
                 break
         if not package:
             raise LabError(
-                "apt knows no linux-image-cloud-amd64; run `apt-get update` "
-                "(or set TRACELAB_KERNEL_PACKAGE)"
+                "apt knows no linux-image-cloud-amd64; run `apt-get update` (or set TRACELAB_KERNEL_PACKAGE)"
             )
-    out = _run(["apt-cache", "show", "--no-all-versions", package],
-               capture_output=True, text=True).stdout
+    out = _run(["apt-cache", "show", "--no-all-versions", package], capture_output=True, text=True).stdout
     for line in out.splitlines():
         if line.startswith("Version:"):
             return package, line.split(":", 1)[1].strip()
@@ -116,14 +123,13 @@ def _fetch_kernel(package: str, version: str) -> Path:
         tmp_path = Path(tmp)
         # apt's sandbox user cannot write into root-owned temp dirs; it falls
         # back to downloading as root with a warning, which is fine here.
-        _run(["apt-get", "download", "%s=%s" % (package, version)], cwd=tmp,
-             capture_output=True)
+        _run(["apt-get", "download", "%s=%s" % (package, version)], cwd=tmp, capture_output=True)
         debs = list(tmp_path.glob("*.deb"))
         if not debs:
             raise LabError("apt-get download %s left no .deb" % package)
         unpacked = tmp_path / "x"
         _run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)])
-        release = package[len("linux-image-"):]
+        release = package[len("linux-image-") :]
         staged = tmp_path / "kernel"
         staged.mkdir()
         shutil.move(str(unpacked / "boot" / ("vmlinuz-" + release)), str(staged / "vmlinuz"))
@@ -138,30 +144,25 @@ def _fetch_kernel(package: str, version: str) -> Path:
 
 
 def _rootfs_tar(spec: ImageSpec, suite: str) -> Path:
-    key = hashlib.sha256(json.dumps(
-        {"suite": suite, "packages": sorted(spec.packages), "excludes": DPKG_EXCLUDES}
-    ).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps({"suite": suite, "packages": sorted(spec.packages), "excludes": DPKG_EXCLUDES}).encode()
+    ).hexdigest()[:16]
     tar = paths.cache_dir() / "rootfs" / ("%s-%s-%s.tar" % (spec.name, suite, key))
     if tar.exists():
         return tar
     tar.parent.mkdir(parents=True, exist_ok=True)
     partial = tar.with_suffix(".partial.tar")
-    cmd = ["mmdebstrap", "--variant=minbase", "--quiet",
-           "--include=" + ",".join(spec.packages)]
+    cmd = ["mmdebstrap", "--variant=minbase", "--quiet", "--include=" + ",".join(spec.packages)]
     cmd += ["--dpkgopt=path-exclude=" + pattern for pattern in DPKG_EXCLUDES]
     cmd += [suite, str(partial)]
-    print("tracelab: building the %s root filesystem (%s, mmdebstrap)..." % (spec.name, suite),
-          flush=True)
+    print("tracelab: building the %s root filesystem (%s, mmdebstrap)..." % (spec.name, suite), flush=True)
     _run(cmd, capture_output=True)
     os.replace(partial, tar)
     return tar
 
 
 def _inputs(spec: ImageSpec, suite: str, kernel: Path) -> dict:
-    guest = {
-        name: hashlib.sha256((GUEST_DIR / name).read_bytes()).hexdigest()
-        for name in spec.guest_files
-    }
+    guest = {name: hashlib.sha256((GUEST_DIR / name).read_bytes()).hexdigest() for name in spec.guest_files}
     return {
         "format": BUILD_FORMAT,
         "image": spec.name,
@@ -192,26 +193,34 @@ def _customise(spec: ImageSpec, root: Path, kernel: Path) -> None:
     if spec.name == "minimal":
         _install(GUEST_DIR / "init", root / "init", 0o755)
         return
-    _install(GUEST_DIR / "tracelab-setup.service",
-             root / "etc/systemd/system/tracelab-setup.service", 0o644)
-    _install(GUEST_DIR / "10-tracelab.network",
-             root / "etc/systemd/network/10-tracelab.network", 0o644)
+    _install(GUEST_DIR / "tracelab-setup.service", root / "etc/systemd/system/tracelab-setup.service", 0o644)
+    _install(GUEST_DIR / "10-tracelab.network", root / "etc/systemd/network/10-tracelab.network", 0o644)
     (root / "etc/modules-load.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/modules-load.d/tracelab.conf").write_text("virtio_pci\nvirtio_net\nvirtio_rng\n")
     (root / "etc/machine-id").write_text("")
-    _run(["chroot", str(root), "systemctl", "enable", "--quiet",
-          "tracelab-setup.service", "systemd-networkd.service", "ssh.service"])
+    _run(
+        [
+            "chroot",
+            str(root),
+            "systemctl",
+            "enable",
+            "--quiet",
+            "tracelab-setup.service",
+            "systemd-networkd.service",
+            "ssh.service",
+        ]
+    )
 
 
 def _pack(root: Path, out: Path) -> None:
     """newc cpio of the whole tree, zstd-compressed (the cloud kernel has RD_ZSTD)."""
     with open(out, "wb") as sink:
         find = subprocess.Popen(["find", ".", "-print0"], cwd=root, stdout=subprocess.PIPE)
-        cpio = subprocess.Popen(["cpio", "--null", "--quiet", "-o", "-H", "newc"], cwd=root,
-                                stdin=find.stdout, stdout=subprocess.PIPE)
+        cpio = subprocess.Popen(
+            ["cpio", "--null", "--quiet", "-o", "-H", "newc"], cwd=root, stdin=find.stdout, stdout=subprocess.PIPE
+        )
         find.stdout.close()
-        zstd = subprocess.Popen(["zstd", "-q", "-T0", "-3", "-c"], stdin=cpio.stdout,
-                                stdout=sink)
+        zstd = subprocess.Popen(["zstd", "-q", "-T0", "-3", "-c"], stdin=cpio.stdout, stdout=sink)
         cpio.stdout.close()
         codes = (zstd.wait(), cpio.wait(), find.wait())
     if any(codes):
@@ -234,8 +243,7 @@ def build(name: str, force: bool = False) -> Path:
     inputs = _inputs(spec, suite, kernel)
     target = image_dir(name)
     stamp = target / "inputs.json"
-    if (not force and stamp.exists() and (target / "initrd.img").exists()
-            and json.loads(stamp.read_text()) == inputs):
+    if not force and stamp.exists() and (target / "initrd.img").exists() and json.loads(stamp.read_text()) == inputs:
         print("tracelab: image %s is up to date (%s)" % (name, target), flush=True)
         return target
     tar = _rootfs_tar(spec, suite)
@@ -256,8 +264,7 @@ def build(name: str, force: bool = False) -> Path:
             shutil.rmtree(target)
         os.replace(staged, target)
     size = (target / "initrd.img").stat().st_size
-    print("tracelab: image %s ready (%s, initramfs %.0f MB)" % (name, target, size / 1e6),
-          flush=True)
+    print("tracelab: image %s ready (%s, initramfs %.0f MB)" % (name, target, size / 1e6), flush=True)
     return target
 
 

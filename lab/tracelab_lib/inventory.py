@@ -1,4 +1,5 @@
 """Render running VMs as a YAML Ansible inventory (written by hand: stdlib only)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Where tracelab keeps its cache (kernels, images) and its VM state."""
+
 from __future__ import annotations
 
 import os

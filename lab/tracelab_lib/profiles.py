@@ -1,4 +1,5 @@
 """VM profiles: a boot image plus kernel command line switches."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,14 +22,24 @@ class Profile:
 PROFILES = {
     p.name: p
     for p in (
-        Profile("default", "minimal", "/init", (),
-                "minimal init; nothing mounts tracefs or debugfs at boot"),
-        Profile("debugfs-off", "minimal", "/init", ("debugfs=off",),
-                "debugfs=off: no debugfs in /proc/filesystems, no /sys/kernel/debug"),
-        Profile("lockdown", "minimal", "/init", ("lockdown=confidentiality",),
-                "kernel lockdown in confidentiality mode"),
-        Profile("systemd", "systemd", "/sbin/init", (),
-                "systemd as init: tracefs and debugfs mounted the way distributions do"),
+        Profile("default", "minimal", "/init", (), "minimal init; nothing mounts tracefs or debugfs at boot"),
+        Profile(
+            "debugfs-off",
+            "minimal",
+            "/init",
+            ("debugfs=off",),
+            "debugfs=off: no debugfs in /proc/filesystems, no /sys/kernel/debug",
+        ),
+        Profile(
+            "lockdown", "minimal", "/init", ("lockdown=confidentiality",), "kernel lockdown in confidentiality mode"
+        ),
+        Profile(
+            "systemd",
+            "systemd",
+            "/sbin/init",
+            (),
+            "systemd as init: tracefs and debugfs mounted the way distributions do",
+        ),
     )
 }
 
@@ -37,6 +48,4 @@ def get(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(
-            "unknown profile %r; choose one of: %s" % (name, ", ".join(sorted(PROFILES)))
-        ) from None
+        raise ValueError("unknown profile %r; choose one of: %s" % (name, ", ".join(sorted(PROFILES)))) from None

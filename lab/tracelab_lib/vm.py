@@ -1,4 +1,5 @@
 """Run lab VMs: one state directory per VM, qemu daemonised, SSH on a loopback port."""
+
 from __future__ import annotations
 
 import base64
@@ -69,16 +70,28 @@ class VM:
     def ssh_options(self) -> list[str]:
         """OpenSSH options shared by `tracelab ssh`, the boot wait and the inventory."""
         return [
-            "-o", "StrictHostKeyChecking=accept-new",
-            "-o", "UserKnownHostsFile=%s" % self.known_hosts,
-            "-o", "IdentitiesOnly=yes",
-            "-o", "LogLevel=ERROR",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "UserKnownHostsFile=%s" % self.known_hosts,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
         ]
 
     def ssh_command(self, command: list[str] | None = None) -> list[str]:
-        cmd = ["ssh"] + self.ssh_options() + [
-            "-i", str(self.key), "-p", str(self.port), "root@127.0.0.1",
-        ]
+        cmd = (
+            ["ssh"]
+            + self.ssh_options()
+            + [
+                "-i",
+                str(self.key),
+                "-p",
+                str(self.port),
+                "root@127.0.0.1",
+            ]
+        )
         return cmd + (command or [])
 
     def ready(self) -> bool:
@@ -96,8 +109,7 @@ class VM:
 def validate_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise LabError(
-            "invalid VM name %r: use 1-40 lowercase letters, digits and '-', "
-            "starting with a letter or digit" % name
+            "invalid VM name %r: use 1-40 lowercase letters, digits and '-', starting with a letter or digit" % name
         )
     return name
 
@@ -155,8 +167,7 @@ def kernel_cmdline(vm: VM, profile: profiles.Profile) -> str:
     pubkey = (vm.key.with_suffix(".pub")).read_text().strip()
     words = ["console=ttyS0", "panic=-1", "loglevel=4", "rdinit=" + profile.init]
     words += list(profile.cmdline)
-    words += ["tracelab.hostname=" + vm.name,
-              "tracelab.key=" + base64.b64encode(pubkey.encode()).decode()]
+    words += ["tracelab.hostname=" + vm.name, "tracelab.key=" + base64.b64encode(pubkey.encode()).decode()]
     return " ".join(words)
 
 
@@ -165,19 +176,40 @@ def qemu_command(vm: VM, profile: profiles.Profile, image_dir: Path) -> list[str
         accel = ["-accel", "kvm", "-cpu", "host"]
     else:
         accel = ["-accel", "tcg", "-cpu", "max"]
-    return ["qemu-system-x86_64", "-name", "tracelab-" + vm.name] + accel + [
-        "-m", str(vm.memory), "-smp", str(vm.smp),
-        "-kernel", str(image_dir / "vmlinuz"),
-        "-initrd", str(image_dir / "initrd.img"),
-        "-append", kernel_cmdline(vm, profile),
-        "-display", "none", "-vga", "none", "-monitor", "none",
-        "-serial", "file:" + str(vm.console),
-        "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % vm.port,
-        "-device", "virtio-net-pci,netdev=n0",
-        "-device", "virtio-rng-pci",
-        "-no-reboot",
-        "-daemonize", "-pidfile", str(vm.dir / "qemu.pid"),
-    ]
+    return (
+        ["qemu-system-x86_64", "-name", "tracelab-" + vm.name]
+        + accel
+        + [
+            "-m",
+            str(vm.memory),
+            "-smp",
+            str(vm.smp),
+            "-kernel",
+            str(image_dir / "vmlinuz"),
+            "-initrd",
+            str(image_dir / "initrd.img"),
+            "-append",
+            kernel_cmdline(vm, profile),
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "file:" + str(vm.console),
+            "-netdev",
+            "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % vm.port,
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-device",
+            "virtio-rng-pci",
+            "-no-reboot",
+            "-daemonize",
+            "-pidfile",
+            str(vm.dir / "qemu.pid"),
+        ]
+    )
 
 
 def _stop(vm: VM) -> None:
@@ -198,38 +230,50 @@ def _wait_for_ssh(vm: VM, timeout: float) -> None:
     probe[1:1] = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
     while time.monotonic() < deadline:
         if not vm.running():
-            raise LabError("VM %s stopped while booting; console tail:\n%s"
-                           % (vm.name, vm.console_tail()))
-        result = subprocess.run(probe, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, timeout=30, check=False)
+            raise LabError("VM %s stopped while booting; console tail:\n%s" % (vm.name, vm.console_tail()))
+        result = subprocess.run(
+            probe,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
         if result.returncode == 0:
             return
         time.sleep(1)
-    raise LabError("VM %s: SSH on 127.0.0.1:%d did not answer within %ds; console log %s ends:\n%s"
-                   % (vm.name, vm.port, timeout, vm.console, vm.console_tail()))
+    raise LabError(
+        "VM %s: SSH on 127.0.0.1:%d did not answer within %ds; console log %s ends:\n%s"
+        % (vm.name, vm.port, timeout, vm.console, vm.console_tail())
+    )
 
 
-def _start(name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, memory: int,
-           smp: int) -> VM:
+def _start(name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, memory: int, smp: int) -> VM:
     """Start qemu for a new VM (called with the state lock held)."""
     if vm_dir(name).exists():
         shutil.rmtree(vm_dir(name))
     taken = {other.port for other in all_vms() if other.running()}
-    vm = VM(name=name, profile=profile.name, port=allocate_port(taken),
-            accel="kvm" if kvm else "tcg", memory=memory, smp=smp, started=time.time())
+    vm = VM(
+        name=name,
+        profile=profile.name,
+        port=allocate_port(taken),
+        accel="kvm" if kvm else "tcg",
+        memory=memory,
+        smp=smp,
+        started=time.time(),
+    )
     vm.dir.mkdir(parents=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                    "tracelab-" + name, "-f", str(vm.key)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tracelab-" + name, "-f", str(vm.key)], check=True
+    )
     (vm.dir / "vm.json").write_text(json.dumps(asdict(vm), indent=2) + "\n")
-    result = subprocess.run(qemu_command(vm, profile, image_dir), capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(qemu_command(vm, profile, image_dir), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise LabError("qemu failed to start VM %s: %s" % (name, result.stderr.strip()))
     return vm
 
 
-def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int,
-       timeout: float) -> VM:
+def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int, timeout: float) -> VM:
     validate_name(name)
     try:
         profile = profiles.get(profile_name)
@@ -245,8 +289,7 @@ def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int,
         existing = load(name)
         if existing is not None and existing.running():
             if existing.profile != profile.name:
-                raise LabError("VM %s is already running with profile %s"
-                               % (name, existing.profile))
+                raise LabError("VM %s is already running with profile %s" % (name, existing.profile))
             if existing.ready():
                 print("tracelab: %s is already up (port %d)" % (name, existing.port))
                 return existing
@@ -254,8 +297,7 @@ def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int,
         else:
             vm = _start(name, profile, image_dir, kvm, memory, smp)
 
-    print("tracelab: booting %s (profile %s, %s, port %d)..."
-          % (name, profile.name, vm.accel, vm.port), flush=True)
+    print("tracelab: booting %s (profile %s, %s, port %d)..." % (name, profile.name, vm.accel, vm.port), flush=True)
     started = time.monotonic()
     try:
         _wait_for_ssh(vm, timeout)
@@ -263,8 +305,7 @@ def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int,
         _stop(vm)
         raise
     (vm.dir / "ready").write_text("%d\n" % int(time.time()))
-    print("tracelab: %s is up after %.0fs (lab/tracelab ssh %s)"
-          % (name, time.monotonic() - started, name), flush=True)
+    print("tracelab: %s is up after %.0fs (lab/tracelab ssh %s)" % (name, time.monotonic() - started, name), flush=True)
     return vm
 
 

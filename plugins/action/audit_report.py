@@ -17,8 +17,7 @@ from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._controller_acti
 ARGUMENT_SPEC = dict(
     results=dict(type="dict", required=True),
     dest=dict(type="path", default="./audit"),
-    formats=dict(type="list", elements="str", default=["json", "junit", "markdown"],
-                 choices=list(_audit.FORMATS)),
+    formats=dict(type="list", elements="str", default=["json", "junit", "markdown"], choices=list(_audit.FORMATS)),
     run_id=dict(type="str"),
 )
 
@@ -35,8 +34,7 @@ class ActionModule(ControllerAction):
         run_id = args["run_id"] or default_run_id()
         report = _audit.build_report(args["results"], _audit.check_run_id(run_id))
         # Relative to the directory ansible-playbook was started in.
-        written = _audit.write_reports(report, os.path.abspath(args["dest"]),
-                                       args["formats"], dry_run=check_mode)
+        written = _audit.write_reports(report, os.path.abspath(args["dest"]), args["formats"], dry_run=check_mode)
         summary = report["summary"]
         return dict(
             changed=bool(written["written"]),
@@ -47,9 +45,16 @@ class ActionModule(ControllerAction):
             summary=summary,
             compliant=not summary["violating"] and not summary["no_result"],
             violating=summary["violating"],
-            msg="%s: %d host(s), %d violating, %d without a result" % (
-                ("%s %d report file(s) in %s" % ("would write" if check_mode else "wrote",
-                                                 len(written["written"]), written["path"]))
-                if written["written"] else "reports in %s up to date" % written["path"],
-                summary["hosts"], len(summary["violating"]), len(summary["no_result"])),
+            msg="%s: %d host(s), %d violating, %d without a result"
+            % (
+                (
+                    "%s %d report file(s) in %s"
+                    % ("would write" if check_mode else "wrote", len(written["written"]), written["path"])
+                )
+                if written["written"]
+                else "reports in %s up to date" % written["path"],
+                summary["hosts"],
+                len(summary["violating"]),
+                len(summary["no_result"]),
+            ),
         )

@@ -29,14 +29,25 @@ class ActionModule(ControllerAction):
         # Relative paths are relative to the directory ansible-playbook was started in.
         run_dir = os.path.abspath(args["run_dir"])
         audit = os.path.abspath(args["audit"]) if args["audit"] else None
-        report = _run_report.write_report(run_dir, title=args["title"], audit=audit,
-                                          top=args["top_events"], dry_run=check_mode)
+        report = _run_report.write_report(
+            run_dir, title=args["title"], audit=audit, top=args["top_events"], dry_run=check_mode
+        )
         if report["changed"]:
             action = "would write" if check_mode else "wrote"
         else:
             action = "up to date:"
-        return dict(report, msg="%s %s: %d host(s), %d capture(s), %d events, %d lost%s" % (
-            action, report["path"], report["hosts"], report["captures"], report["events"],
-            report["lost_events"],
-            "; %d problem(s): %s" % (len(report["problems"]), "; ".join(report["problems"]))
-            if report["problems"] else ""))
+        return dict(
+            report,
+            msg="%s %s: %d host(s), %d capture(s), %d events, %d lost%s"
+            % (
+                action,
+                report["path"],
+                report["hosts"],
+                report["captures"],
+                report["events"],
+                report["lost_events"],
+                "; %d problem(s): %s" % (len(report["problems"]), "; ".join(report["problems"]))
+                if report["problems"]
+                else "",
+            ),
+        )

@@ -38,20 +38,22 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         _validation, args = self.validate_argument_spec(
-            argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE)
+            argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE
+        )
         if self._task.check_mode:
-            result.update(changed=False, skipped=True,
-                          msg="check mode: no window recorded, nothing fetched")
+            result.update(changed=False, skipped=True, msg="check mode: no window recorded, nothing fetched")
             return result
         host = task_vars.get("inventory_hostname", self._task.delegate_to or "localhost")
-        module_args = {key: value for key, value in args.items()
-                       if key not in ("dest", "run_id", "transfer") and value is not None}
+        module_args = {
+            key: value for key, value in args.items() if key not in ("dest", "run_id", "transfer") and value is not None
+        }
         if args["compress"] == "auto" and not _compress.available("zstd"):
             module_args["compress"] = "gzip"  # the controller could not unpack zstd
 
         if args["state"] == "started":  # nothing to fetch yet
-            result.update(self._execute_module("tracefleet.ftrace.trace_capture",
-                                               module_args=module_args, task_vars=task_vars))
+            result.update(
+                self._execute_module("tracefleet.ftrace.trace_capture", module_args=module_args, task_vars=task_vars)
+            )
             return result
 
         dest = os.path.abspath(os.path.expanduser(args["dest"]))
@@ -68,8 +70,9 @@ class ActionModule(ActionBase):
         try:
             work_dir = self._make_tmp_path()
             module_args["work_dir"] = work_dir
-            captured = self._execute_module("tracefleet.ftrace.trace_capture",
-                                            module_args=module_args, task_vars=task_vars)
+            captured = self._execute_module(
+                "tracefleet.ftrace.trace_capture", module_args=module_args, task_vars=task_vars
+            )
             if captured.get("failed") or captured.get("skipped"):
                 result.update(captured)
                 return result
@@ -80,28 +83,35 @@ class ActionModule(ActionBase):
             method = self._transfer(args["transfer"], captured, packed)
             received = _compress.sha256(packed) if captured.get("sha256") else None
             if received != captured.get("sha256"):
-                raise AnsibleError("the capture arrived damaged: sha256 %s on the target, %s "
-                                   "here" % (captured["sha256"], received))
+                raise AnsibleError(
+                    "the capture arrived damaged: sha256 %s on the target, %s here" % (captured["sha256"], received)
+                )
             plain = os.path.join(staging, captured["file_name"])
             if packed != plain:
                 _compress.decompress(captured["compress"], packed, plain)
                 os.unlink(packed)
             entry = dict(
-                name=args["name"], format=args["format"], instance=args["instance"],
-                trace_clock=captured.get("trace_clock"), started=captured.get("started"),
-                clock_anchor=captured.get("clock_anchor"), seconds=captured.get("seconds"),
-                events=captured.get("events"), events_per_cpu=captured.get("events_per_cpu"),
+                name=args["name"],
+                format=args["format"],
+                instance=args["instance"],
+                trace_clock=captured.get("trace_clock"),
+                started=captured.get("started"),
+                clock_anchor=captured.get("clock_anchor"),
+                seconds=captured.get("seconds"),
+                events=captured.get("events"),
+                events_per_cpu=captured.get("events_per_cpu"),
                 lost_events=captured.get("lost_events"),
                 enabled_events=captured.get("enabled_events"),
-                compress=captured.get("compress"), transferred_bytes=captured.get("bytes"),
-                transfer=method, timings=captured.get("timings"))
+                compress=captured.get("compress"),
+                transferred_bytes=captured.get("bytes"),
+                transfer=method,
+                timings=captured.get("timings"),
+            )
             if "rc" in captured:
                 entry["command"] = dict(cmd=captured.get("cmd"), rc=captured.get("rc"))
-            stored = _runs.file_capture(run_dir, host, host_dir, staging, entry,
-                                        kernel=captured.get("kernel"))
+            stored = _runs.file_capture(run_dir, host, host_dir, staging, entry, kernel=captured.get("kernel"))
         except (AnsibleError, OSError, _compress.CompressError, _runs.RunError) as exc:
-            result.update(failed=True, msg="trace_capture: %s; nothing was kept for %s" % (
-                exc, host))
+            result.update(failed=True, msg="trace_capture: %s; nothing was kept for %s" % (exc, host))
             return result
         finally:
             if staging is not None and os.path.isdir(staging):
@@ -111,10 +121,14 @@ class ActionModule(ActionBase):
 
         result.update({key: value for key, value in captured.items() if key not in INTERNAL})
         result.update(
-            changed=True, run_id=run_id, path=os.path.join(run_dir, host_dir),
+            changed=True,
+            run_id=run_id,
+            path=os.path.join(run_dir, host_dir),
             files=[os.path.join(run_dir, item["path"]) for item in stored],
-            manifest=os.path.join(run_dir, _runs.MANIFEST), stored_bytes=sum(
-                item["bytes"] for item in stored), transfer=method)
+            manifest=os.path.join(run_dir, _runs.MANIFEST),
+            stored_bytes=sum(item["bytes"] for item in stored),
+            transfer=method,
+        )
         return result
 
     def _play_key(self) -> str:
@@ -145,15 +159,14 @@ class ActionModule(ActionBase):
         with open(local, "wb") as out:
             index = 0
             while out.tell() < size:
-                cmd = "dd if=%s bs=%d skip=%d count=1 status=none | base64 -w0" % (
-                    shlex.quote(remote), CHUNK, index)
+                cmd = "dd if=%s bs=%d skip=%d count=1 status=none | base64 -w0" % (shlex.quote(remote), CHUNK, index)
                 res = self._low_level_execute_command(cmd, sudoable=True)
                 if res["rc"] != 0:
-                    raise AnsibleError("streaming %s failed at byte %d: %s" % (
-                        remote, out.tell(), res.get("stderr", "").strip()))
+                    raise AnsibleError(
+                        "streaming %s failed at byte %d: %s" % (remote, out.tell(), res.get("stderr", "").strip())
+                    )
                 data = base64.b64decode(res["stdout"])
                 if not data:
-                    raise AnsibleError("streaming %s stopped at byte %d of %d" % (
-                        remote, out.tell(), size))
+                    raise AnsibleError("streaming %s stopped at byte %d of %d" % (remote, out.tell(), size))
                 out.write(data)
                 index += 1

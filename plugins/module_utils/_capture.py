@@ -34,10 +34,10 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import 
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
-F_SETPIPE_SZ = 1031       # fcntl.F_SETPIPE_SZ, named in Python 3.10+
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in Python 3.10+
 F_GETPIPE_SZ = 1032
-PAGE_HEADER = 16          # u64 timestamp + commit (a long) on 64-bit kernels
-FULL_PAGE_SLACK = 512     # a page whose data ends this close to its end counts as full
+PAGE_HEADER = 16  # u64 timestamp + commit (a long) on 64-bit kernels
+FULL_PAGE_SLACK = 512  # a page whose data ends this close to its end counts as full
 LOSS_FIELDS = ("overrun", "commit overrun", "dropped events")
 
 
@@ -108,8 +108,7 @@ class Buffer:
 
     def enabled_events(self) -> list:
         """'system:event' for every event enabled in this buffer (set_event)."""
-        return [event for event in _instance.enabled_events(self.control, self.instance)
-                if ":" in event]
+        return [event for event in _instance.enabled_events(self.control, self.instance) if ":" in event]
 
     def summarise_events(self, events: list) -> list:
         """The enabled events, with a fully enabled system as 'system:*'."""
@@ -254,8 +253,14 @@ def controller_gone(fd: int = 1) -> bool:
     return any(mask & (select.POLLERR | select.POLLHUP) for _fd, mask in events)
 
 
-def wait_window(duration: float | None, process, drainer: Drainer | None, deadline: float | None,
-                interval: float = 0.25, gone=controller_gone) -> bool:
+def wait_window(
+    duration: float | None,
+    process,
+    drainer: Drainer | None,
+    deadline: float | None,
+    interval: float = 0.25,
+    gone=controller_gone,
+) -> bool:
     """Wait out the window, draining as we go. Returns False when `deadline` passed
     first (the workload is still running). Raises Abandoned when the controller went
     away, so that the window is closed and the host put back without waiting for the
@@ -270,8 +275,10 @@ def wait_window(duration: float | None, process, drainer: Drainer | None, deadli
         if deadline is not None and now >= deadline:
             return False
         if gone():
-            raise Abandoned("the controller's connection closed while the window was open; "
-                            "the window was closed and tracing_on put back")
+            raise Abandoned(
+                "the controller's connection closed while the window was open; "
+                "the window was closed and tracing_on put back"
+            )
         if drainer is not None:
             drainer.drain()
         pause = interval
@@ -311,8 +318,9 @@ def kernel_events(before: dict, after: dict, consumed: bool) -> dict:
     counts = {}
     for cpu, stats in after.items():
         if consumed:
-            counts[cpu] = (max(0, stats.get("read events", 0) - before.get(cpu, {}).get("read events", 0))
-                           + stats.get("entries", 0))
+            counts[cpu] = max(0, stats.get("read events", 0) - before.get(cpu, {}).get("read events", 0)) + stats.get(
+                "entries", 0
+            )
         else:
             counts[cpu] = stats.get("entries", 0)
     return counts
@@ -350,7 +358,12 @@ def opening_layout(buffer: Buffer, events: list, kallsyms: bool) -> _datfile.Dat
         ftrace_formats=ftrace,
         systems=sorted(systems.items()),
         kallsyms=_read_bytes("/proc/kallsyms") if kallsyms else b"",
-        printk_formats=b"", cmdlines=b"", cpu_stats=[], trace_clock=b"", uname=b"")
+        printk_formats=b"",
+        cmdlines=b"",
+        cpu_stats=[],
+        trace_clock=b"",
+        uname=b"",
+    )
 
 
 def closing(layout: _datfile.DatLayout, buffer: Buffer, cpu_stats: list) -> None:
@@ -362,8 +375,7 @@ def closing(layout: _datfile.DatLayout, buffer: Buffer, cpu_stats: list) -> None
     layout.cmdlines = _read_bytes(control.path("saved_cmdlines"))
     layout.cpu_stats = cpu_stats
     layout.trace_clock = (control.read(buffer.rel("trace_clock")) or "").strip().encode()
-    layout.uname = " ".join((uname.sysname, uname.nodename, uname.release, uname.version,
-                             uname.machine)).encode()
+    layout.uname = " ".join((uname.sysname, uname.nodename, uname.release, uname.version, uname.machine)).encode()
 
 
 def copy_text(buffer: Buffer, path: str) -> int:

@@ -22,8 +22,8 @@ import zlib
 
 SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 CHUNK = 1 << 20
-PIPE_SIZE = 1 << 18     # what a compressor may have left to do when the window closes
-F_SETPIPE_SZ = 1031       # fcntl.F_SETPIPE_SZ, named in Python 3.10+
+PIPE_SIZE = 1 << 18  # what a compressor may have left to do when the window closes
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in Python 3.10+
 
 
 class CompressError(Exception):
@@ -45,11 +45,11 @@ def choose(requested: str, peer_has_zstd: bool = True) -> str:
 
 def _run(argv: list, source: str, target: str) -> None:
     with open(source, "rb") as stdin, open(target, "wb") as stdout:
-        proc = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
-                              check=False)
+        proc = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, check=False)
     if proc.returncode != 0:
-        raise CompressError("%s failed (rc %d): %s" % (
-            " ".join(argv), proc.returncode, proc.stderr.decode(errors="replace").strip()))
+        raise CompressError(
+            "%s failed (rc %d): %s" % (" ".join(argv), proc.returncode, proc.stderr.decode(errors="replace").strip())
+        )
 
 
 def compress(method: str, source: str, target: str, level: int | None = None) -> None:
@@ -86,11 +86,9 @@ class Stream:
         self.process = None
         self._plain = None
         if method == "zstd" or (method == "gzip" and shutil.which("gzip")):
-            argv = (["zstd", "-q", "-c", "-%d" % level] if method == "zstd"
-                    else ["gzip", "-c", "-%d" % level])
+            argv = ["zstd", "-q", "-c", "-%d" % level] if method == "zstd" else ["gzip", "-c", "-%d" % level]
             with open(path, "wb") as out:
-                self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out,
-                                                stderr=subprocess.PIPE)
+                self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE)
             self.fd = self.process.stdin.fileno()
             self.is_pipe = True
             try:
@@ -107,7 +105,7 @@ class Stream:
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
         self.raw_bytes += len(data)
 
     def finish(self) -> None:
@@ -116,14 +114,14 @@ class Stream:
             if not self.process.stdin.closed:
                 self.process.stdin.close()
             _pid, status, usage = os.wait4(self.process.pid, 0)
-            self.process.returncode = os.waitstatus_to_exitcode(status) if hasattr(
-                os, "waitstatus_to_exitcode") else status >> 8
+            self.process.returncode = (
+                os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
+            )
             self.cpu_seconds = usage.ru_utime + usage.ru_stime
             errors = self.process.stderr.read().decode(errors="replace").strip()
             self.process.stderr.close()
             if self.process.returncode != 0:
-                raise CompressError("%s failed (rc %d): %s" % (
-                    self.method, self.process.returncode, errors))
+                raise CompressError("%s failed (rc %d): %s" % (self.method, self.process.returncode, errors))
         elif self.fd is not None:
             os.close(self.fd)
             if self.method == "gzip":

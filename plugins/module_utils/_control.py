@@ -22,12 +22,23 @@ import os
 # Files where a truncating write would wipe other users' entries. `trigger` is one
 # of them: opening an event's trigger file with O_TRUNC unregisters its hist
 # triggers (seen on the lab's 6.1 kernel), so triggers are always appended too.
-SHARED_LISTS = frozenset((
-    "kprobe_events", "uprobe_events", "dynamic_events", "set_event", "set_event_pid",
-    "set_event_notrace_pid", "set_ftrace_filter", "set_ftrace_notrace",
-    "set_graph_function", "set_graph_notrace", "set_ftrace_pid", "set_ftrace_notrace_pid",
-    "trigger",
-))
+SHARED_LISTS = frozenset(
+    (
+        "kprobe_events",
+        "uprobe_events",
+        "dynamic_events",
+        "set_event",
+        "set_event_pid",
+        "set_event_notrace_pid",
+        "set_ftrace_filter",
+        "set_ftrace_notrace",
+        "set_graph_function",
+        "set_graph_notrace",
+        "set_ftrace_pid",
+        "set_ftrace_notrace_pid",
+        "trigger",
+    )
+)
 
 
 class ControlError(Exception):
@@ -41,8 +52,7 @@ class ControlError(Exception):
         self.error_log = error_log
 
     def __str__(self) -> str:
-        text = "writing %r to %s failed: [Errno %d] %s" % (
-            self.value, self.path, self.errno, os.strerror(self.errno))
+        text = "writing %r to %s failed: [Errno %d] %s" % (self.value, self.path, self.errno, os.strerror(self.errno))
         if self.error_log:
             text += "; the kernel's error_log says:\n" + "\n".join(self.error_log)
         return text
@@ -107,8 +117,9 @@ class Control:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise ControlError(self.path(relative), value, exc.errno or errno.EIO,
-                               self._new_lines(before, self._log_lines(logs))) from None
+            raise ControlError(
+                self.path(relative), value, exc.errno or errno.EIO, self._new_lines(before, self._log_lines(logs))
+            ) from None
 
     @staticmethod
     def _new_lines(before: dict[str, list[str]], after: dict[str, list[str]]) -> list[str]:
@@ -129,8 +140,7 @@ class Control:
         """Rewrite a pid list in one all-or-nothing write. The pid files have no removal
         syntax, so removing one pid means writing back all the others; this is the only
         truncating write tracefleet makes to a list file."""
-        pid_lists = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid",
-                     "set_ftrace_notrace_pid")
+        pid_lists = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid", "set_ftrace_notrace_pid")
         if os.path.basename(relative) not in pid_lists:
             raise ValueError("replace_list is only for pid lists, not %s" % relative)
         logs = self._error_logs(relative)
@@ -143,8 +153,9 @@ class Control:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise ControlError(self.path(relative), entries, exc.errno or errno.EIO,
-                               self._new_lines(before, self._log_lines(logs))) from None
+            raise ControlError(
+                self.path(relative), entries, exc.errno or errno.EIO, self._new_lines(before, self._log_lines(logs))
+            ) from None
 
     def mkdir(self, relative: str) -> None:
         try:
@@ -168,8 +179,14 @@ class Transaction:
         self.undo: list[tuple[str, str]] = []
         self.done: list[str] = []
 
-    def write(self, relative: str, value: str, undo_value: str | None = None,
-              note: str | None = None, undo_if_failed: bool = False) -> None:
+    def write(
+        self,
+        relative: str,
+        value: str,
+        undo_value: str | None = None,
+        note: str | None = None,
+        undo_if_failed: bool = False,
+    ) -> None:
         """Write (unless dry-run) and remember how to put it back (`undo_value`).
 
         `undo_if_failed` is for files a failed write still changes: a rejected event
@@ -199,7 +216,7 @@ class Transaction:
             relative, value = self.undo.pop()
             try:
                 if value.startswith("\0replace:"):
-                    self.control.replace_list(relative, value[len("\0replace:"):])
+                    self.control.replace_list(relative, value[len("\0replace:") :])
                 else:
                     self.control.write(relative, value)
             except ControlError as exc:

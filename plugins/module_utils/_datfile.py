@@ -42,18 +42,29 @@ OPTION_UNAME = 5
 class DatLayout:
     """What goes into one trace.dat, everything but the per-CPU pages as bytes."""
 
-    def __init__(self, page_size: int, header_page: bytes, header_event: bytes,
-                 ftrace_formats: list, systems: list, kallsyms: bytes, printk_formats: bytes,
-                 cmdlines: bytes, cpu_stats: list, trace_clock: bytes, uname: bytes) -> None:
+    def __init__(
+        self,
+        page_size: int,
+        header_page: bytes,
+        header_event: bytes,
+        ftrace_formats: list,
+        systems: list,
+        kallsyms: bytes,
+        printk_formats: bytes,
+        cmdlines: bytes,
+        cpu_stats: list,
+        trace_clock: bytes,
+        uname: bytes,
+    ) -> None:
         self.page_size = page_size
         self.header_page = header_page
         self.header_event = header_event
-        self.ftrace_formats = ftrace_formats          # [bytes]
-        self.systems = systems                        # [(name, [bytes])]
+        self.ftrace_formats = ftrace_formats  # [bytes]
+        self.systems = systems  # [(name, [bytes])]
         self.kallsyms = kallsyms
         self.printk_formats = printk_formats
         self.cmdlines = cmdlines
-        self.cpu_stats = cpu_stats                    # [bytes], one per CPU, in CPU order
+        self.cpu_stats = cpu_stats  # [bytes], one per CPU, in CPU order
         self.trace_clock = trace_clock
         self.uname = uname
 
@@ -95,8 +106,9 @@ def _initial(out: _Writer, layout: DatLayout, order: str, long_size: int) -> Non
     out.u32(layout.page_size)
 
 
-def opening_bytes(layout: DatLayout, order: str = sys.byteorder,
-                  long_size: int = ctypes.sizeof(ctypes.c_long)) -> bytes:
+def opening_bytes(
+    layout: DatLayout, order: str = sys.byteorder, long_size: int = ctypes.sizeof(ctypes.c_long)
+) -> bytes:
     """The file's first part, which does not change during a window: the initial
     format, header_page, header_event, the ftrace and event formats, and kallsyms."""
     buf = io.BytesIO()
@@ -119,8 +131,7 @@ def opening_bytes(layout: DatLayout, order: str = sys.byteorder,
     return buf.getvalue()
 
 
-def closing_bytes(layout: DatLayout, opening_size: int, cpu_sizes: list,
-                  order: str = sys.byteorder) -> bytes:
+def closing_bytes(layout: DatLayout, opening_size: int, cpu_sizes: list, order: str = sys.byteorder) -> bytes:
     """The rest of the header, known when the window has closed: printk formats, saved
     cmdlines, the CPU count, the options (per-CPU stats, trace clock, uname), the
     flyrecord table for CPUs with the given data sizes (whole pages each), the trace
@@ -153,8 +164,9 @@ def closing_bytes(layout: DatLayout, opening_size: int, cpu_sizes: list,
     return buf.getvalue()
 
 
-def header_bytes(layout: DatLayout, cpu_sizes: list, order: str = sys.byteorder,
-                 long_size: int = ctypes.sizeof(ctypes.c_long)) -> bytes:
+def header_bytes(
+    layout: DatLayout, cpu_sizes: list, order: str = sys.byteorder, long_size: int = ctypes.sizeof(ctypes.c_long)
+) -> bytes:
     """Everything before the per-CPU data, padding included."""
     opening = opening_bytes(layout, order, long_size)
     return opening + closing_bytes(layout, len(opening), cpu_sizes, order)
@@ -163,8 +175,7 @@ def header_bytes(layout: DatLayout, cpu_sizes: list, order: str = sys.byteorder,
 def check_pages(layout: DatLayout, cpu_sizes: list) -> None:
     for cpu, size in enumerate(cpu_sizes):
         if size % layout.page_size:
-            raise ValueError("cpu%d data is %d bytes, not whole %d-byte pages"
-                             % (cpu, size, layout.page_size))
+            raise ValueError("cpu%d data is %d bytes, not whole %d-byte pages" % (cpu, size, layout.page_size))
 
 
 def write(path: str, layout: DatLayout, cpu_files: list) -> int:

@@ -92,27 +92,48 @@ class ElfFile:
 
     def _read_header(self) -> None:
         if self.is64:
-            (self.type, _machine, _version, _entry, self.phoff, self.shoff, _flags, _ehsize,
-             self.phentsize, self.phnum, self.shentsize, self.shnum,
-             self.shstrndx) = self._unpack("HHIQQQIHHHHHH", 16)
+            (
+                self.type,
+                _machine,
+                _version,
+                _entry,
+                self.phoff,
+                self.shoff,
+                _flags,
+                _ehsize,
+                self.phentsize,
+                self.phnum,
+                self.shentsize,
+                self.shnum,
+                self.shstrndx,
+            ) = self._unpack("HHIQQQIHHHHHH", 16)
         else:
-            (self.type, _machine, _version, _entry, self.phoff, self.shoff, _flags, _ehsize,
-             self.phentsize, self.phnum, self.shentsize, self.shnum,
-             self.shstrndx) = self._unpack("HHIIIIIHHHHHH", 16)
+            (
+                self.type,
+                _machine,
+                _version,
+                _entry,
+                self.phoff,
+                self.shoff,
+                _flags,
+                _ehsize,
+                self.phentsize,
+                self.phnum,
+                self.shentsize,
+                self.shnum,
+                self.shstrndx,
+            ) = self._unpack("HHIIIIIHHHHHH", 16)
         if self.type not in (ET_EXEC, ET_DYN):
-            raise ElfError("%s is not an executable or shared library (ELF type %d)"
-                           % (self.path, self.type))
+            raise ElfError("%s is not an executable or shared library (ELF type %d)" % (self.path, self.type))
 
     def _read_segments(self) -> list[Segment]:
         segments = []
         for index in range(self.phnum):
             base = self.phoff + index * self.phentsize
             if self.is64:
-                (p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz,
-                 p_memsz, _align) = self._unpack("IIQQQQQQ", base)
+                (p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, _align) = self._unpack("IIQQQQQQ", base)
             else:
-                (p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_flags,
-                 _align) = self._unpack("IIIIIIII", base)
+                (p_type, p_offset, p_vaddr, _paddr, p_filesz, p_memsz, p_flags, _align) = self._unpack("IIIIIIII", base)
             if p_type == PT_LOAD:
                 segments.append(Segment(p_offset, p_vaddr, p_filesz, p_memsz, p_flags))
         return segments
@@ -132,7 +153,7 @@ class ElfFile:
     def _string(self, table_offset: int, index: int) -> str:
         start = table_offset + index
         end = self.data.find(b"\0", start)
-        return self.data[start:end if end >= 0 else len(self.data)].decode("utf-8", "replace")
+        return self.data[start : end if end >= 0 else len(self.data)].decode("utf-8", "replace")
 
     def symbols(self) -> list[Symbol]:
         """Function symbols from .symtab and .dynsym (defined ones only)."""
@@ -143,7 +164,12 @@ class ElfFile:
             sections = self._sections()
             for section in sections:
                 sh_type, sh_offset, sh_size, sh_link, sh_entsize = (
-                    section[1], section[4], section[5], section[6], section[9])
+                    section[1],
+                    section[4],
+                    section[5],
+                    section[6],
+                    section[9],
+                )
                 if sh_type not in (SHT_SYMTAB, SHT_DYNSYM) or not sh_entsize:
                     continue
                 strtab_offset = sections[sh_link][4]
@@ -151,18 +177,15 @@ class ElfFile:
                 for index in range(sh_size // sh_entsize):
                     base = sh_offset + index * sh_entsize
                     if self.is64:
-                        st_name, st_info, _other, st_shndx, st_value, st_size = self._unpack(
-                            "IBBHQQ", base)
+                        st_name, st_info, _other, st_shndx, st_value, st_size = self._unpack("IBBHQQ", base)
                     else:
-                        st_name, st_value, st_size, st_info, _other, st_shndx = self._unpack(
-                            "IIIBBH", base)
+                        st_name, st_value, st_size, st_info, _other, st_shndx = self._unpack("IIIBBH", base)
                     kind = st_info & 0xF
                     if kind not in (STT_FUNC, STT_GNU_IFUNC) or st_shndx == SHN_UNDEF:
                         continue
                     if not st_value:
                         continue
-                    found.append(Symbol(self._string(strtab_offset, st_name), st_value,
-                                        st_size, kind, table))
+                    found.append(Symbol(self._string(strtab_offset, st_name), st_value, st_size, kind, table))
         except (struct.error, IndexError):
             raise ElfError("%s has a damaged section or symbol table" % self.path) from None
         self._symbols = found
@@ -177,8 +200,7 @@ class ElfFile:
             if symbol.name.split("@", 1)[0] == name:
                 return symbol
         if not self.symbols():
-            raise ElfError("%s has no function symbols (stripped, and no .dynsym entry)"
-                           % self.path)
+            raise ElfError("%s has no function symbols (stripped, and no .dynsym entry)" % self.path)
         raise ElfError("%s has no function symbol %r" % (self.path, name))
 
     def segment_for_address(self, address: int) -> Segment | None:
@@ -198,20 +220,21 @@ class ElfFile:
         symbol = self.find_symbol(name)
         segment = self.segment_for_address(symbol.value)
         if segment is None or not segment.executable:
-            raise ElfError("%s: symbol %r (0x%x) is not in an executable load segment"
-                           % (self.path, name, symbol.value))
+            raise ElfError(
+                "%s: symbol %r (0x%x) is not in an executable load segment" % (self.path, name, symbol.value)
+            )
         offset = symbol.value - segment.vaddr + segment.offset
         if offset >= segment.offset + segment.filesz:
-            raise ElfError("%s: symbol %r lies beyond the file bytes of its segment"
-                           % (self.path, name))
+            raise ElfError("%s: symbol %r lies beyond the file bytes of its segment" % (self.path, name))
         return offset
 
     def check_offset(self, offset: int) -> None:
         """The kernel accepts any offset; refuse one outside executable code."""
         if offset >= len(self.data):
-            raise ElfError("offset 0x%x is beyond the end of %s (%d bytes)"
-                           % (offset, self.path, len(self.data)))
+            raise ElfError("offset 0x%x is beyond the end of %s (%d bytes)" % (offset, self.path, len(self.data)))
         segment = self.segment_for_offset(offset)
         if segment is None or not segment.executable:
-            raise ElfError("offset 0x%x of %s is not in executable code (no executable load "
-                           "segment covers it)" % (offset, self.path))
+            raise ElfError(
+                "offset 0x%x of %s is not in executable code (no executable load "
+                "segment covers it)" % (offset, self.path)
+            )

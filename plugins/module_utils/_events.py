@@ -53,34 +53,46 @@ class EventCatalog:
             if system in _NOT_SYSTEMS or not os.path.isdir(path):
                 continue
             self.systems[system] = sorted(
-                event for event in os.listdir(path)
-                if os.path.isdir(os.path.join(path, event)))
+                event for event in os.listdir(path) if os.path.isdir(os.path.join(path, event))
+            )
 
     def resolve(self, spec: str) -> list[str]:
         """`sys/event`, `sys:event`, `sys` (a whole system) or globs -> `sys/event` names."""
         text = spec.strip()
         if not text or not _NAME.match(text) or ".." in text.split("/"):
-            raise EventError("events: %r is not an event name (system/event, system, or a "
-                             "glob)" % spec)
+            raise EventError("events: %r is not an event name (system/event, system, or a glob)" % spec)
         text = text.replace(":", "/", 1)
         if "/" in text:
             system_spec, event_spec = text.split("/", 1)
         else:
             system_spec, event_spec = text, "*"
-        systems = (fnmatch.filter(self.systems, system_spec) if _is_glob(system_spec)
-                   else [system_spec] if system_spec in self.systems else [])
+        systems = (
+            fnmatch.filter(self.systems, system_spec)
+            if _is_glob(system_spec)
+            else [system_spec]
+            if system_spec in self.systems
+            else []
+        )
         if not systems:
-            raise EventError("events: %r matches no event system here%s" % (
-                spec, "" if _is_glob(system_spec) else " (no such system %r)" % system_spec))
+            raise EventError(
+                "events: %r matches no event system here%s"
+                % (spec, "" if _is_glob(system_spec) else " (no such system %r)" % system_spec)
+            )
         found = []
         for system in sorted(systems):
             events = self.systems[system]
-            matched = (fnmatch.filter(events, event_spec) if _is_glob(event_spec)
-                       else [event_spec] if event_spec in events else [])
+            matched = (
+                fnmatch.filter(events, event_spec)
+                if _is_glob(event_spec)
+                else [event_spec]
+                if event_spec in events
+                else []
+            )
             found.extend("%s/%s" % (system, event) for event in matched)
         if not found:
-            raise EventError("events: %r matches no event here (system %s has no event %r)" % (
-                spec, ", ".join(systems), event_spec))
+            raise EventError(
+                "events: %r matches no event here (system %s has no event %r)" % (spec, ", ".join(systems), event_spec)
+            )
         return found
 
     def file(self, event: str, name: str) -> str:
@@ -141,8 +153,7 @@ def removal_rank(trigger: str) -> int:
 class EventState:
     """What the kernel says about one event."""
 
-    def __init__(self, name: str, enabled: bool, event_filter: str | None,
-                 triggers: list[str]) -> None:
+    def __init__(self, name: str, enabled: bool, event_filter: str | None, triggers: list[str]) -> None:
         self.name = name
         self.enabled = enabled
         self.filter = event_filter
@@ -161,17 +172,16 @@ def read_state(catalog: EventCatalog, event: str) -> EventState:
         # disabled the event's filter when it rejected the new one.
         event_filter = "none"
     trigger_text = control.read(catalog.file(event, "trigger")) or ""
-    triggers = [line.strip() for line in trigger_text.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
-    return EventState(event, enable.startswith("1"),
-                      None if event_filter == "none" else event_filter, triggers)
+    triggers = [
+        line.strip() for line in trigger_text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    return EventState(event, enable.startswith("1"), None if event_filter == "none" else event_filter, triggers)
 
 
 class EventChange:
     """One write about one event, with what puts it back."""
 
-    def __init__(self, event: str, kind: str, file: str, value: str, undo: str,
-                 ledger: dict) -> None:
+    def __init__(self, event: str, kind: str, file: str, value: str, undo: str, ledger: dict) -> None:
         self.event = event
         self.kind = kind
         self.file = file
@@ -180,8 +190,9 @@ class EventChange:
         self.ledger = ledger
 
 
-def plan_events(catalog: EventCatalog, entries: list[dict], exclusive: bool,
-                enabled_now: list[str]) -> tuple[list[EventChange], dict[str, dict], dict]:
+def plan_events(
+    catalog: EventCatalog, entries: list[dict], exclusive: bool, enabled_now: list[str]
+) -> tuple[list[EventChange], dict[str, dict], dict]:
     """Validate every entry, then return (changes in write order, wanted per event,
     state before per event)."""
     wanted: dict[str, dict] = {}
@@ -216,42 +227,69 @@ def plan_events(catalog: EventCatalog, entries: list[dict], exclusive: bool,
         if "filter" in settings:
             new = settings["filter"] or None
             if new != current.filter:
-                filters.append(EventChange(
-                    event, "filter", catalog.file(event, "filter"), new or "0",
-                    current.filter or "0",
-                    {"kind": "filter", "event": event, "original": current.filter or "none"}))
+                filters.append(
+                    EventChange(
+                        event,
+                        "filter",
+                        catalog.file(event, "filter"),
+                        new or "0",
+                        current.filter or "0",
+                        {"kind": "filter", "event": event, "original": current.filter or "none"},
+                    )
+                )
         if "triggers" in settings:
             for trigger in settings["triggers"]:
                 if not any(trigger_matches(trigger, have) for have in current.triggers):
-                    adds.append(EventChange(
-                        event, "trigger_add", catalog.file(event, "trigger"), trigger,
-                        "!" + removal_form(trigger),
-                        {"kind": "trigger_add", "event": event, "value": trigger}))
+                    adds.append(
+                        EventChange(
+                            event,
+                            "trigger_add",
+                            catalog.file(event, "trigger"),
+                            trigger,
+                            "!" + removal_form(trigger),
+                            {"kind": "trigger_add", "event": event, "value": trigger},
+                        )
+                    )
             for have in current.triggers:
                 if not any(trigger_matches(trigger, have) for trigger in settings["triggers"]):
                     plain = normalise_trigger(have)
-                    removals.append(EventChange(
-                        event, "trigger_remove", catalog.file(event, "trigger"),
-                        "!" + removal_form(have), plain,
-                        {"kind": "trigger_remove", "event": event, "value": plain}))
+                    removals.append(
+                        EventChange(
+                            event,
+                            "trigger_remove",
+                            catalog.file(event, "trigger"),
+                            "!" + removal_form(have),
+                            plain,
+                            {"kind": "trigger_remove", "event": event, "value": plain},
+                        )
+                    )
         enable = settings["state"] == "enabled"
         if enable != current.enabled:
-            enables.append(EventChange(
-                event, "enable", catalog.file(event, "enable"), "1" if enable else "0",
-                "1" if current.enabled else "0",
-                {"kind": "event", "event": event,
-                 "original": "1" if current.enabled else "0"}))
+            enables.append(
+                EventChange(
+                    event,
+                    "enable",
+                    catalog.file(event, "enable"),
+                    "1" if enable else "0",
+                    "1" if current.enabled else "0",
+                    {"kind": "event", "event": event, "original": "1" if current.enabled else "0"},
+                )
+            )
     removals.sort(key=lambda change: removal_rank(change.undo))
     adds.sort(key=lambda change: -removal_rank(change.value))
-    return filters + removals + adds + enables, wanted, {
-        event: state.as_dict() for event, state in before.items()}
+    return filters + removals + adds + enables, wanted, {event: state.as_dict() for event, state in before.items()}
 
 
-def apply_events(changes: list[EventChange], transaction, ledger, session: str,
-                 instance: str | None, record: bool) -> None:
+def apply_events(
+    changes: list[EventChange], transaction, ledger, session: str, instance: str | None, record: bool
+) -> None:
     for change in changes:
         if record:
             ledger.record(session, instance=instance, **change.ledger)
-        transaction.write(change.file, change.value, change.undo,
-                          note="%s %s: %s" % (change.event, change.kind, change.value),
-                          undo_if_failed=change.kind == "filter")
+        transaction.write(
+            change.file,
+            change.value,
+            change.undo,
+            note="%s %s: %s" % (change.event, change.kind, change.value),
+            undo_if_failed=change.kind == "filter",
+        )

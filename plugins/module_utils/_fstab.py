@@ -28,8 +28,9 @@ def escape(field: str) -> str:
 class FstabEntry:
     __slots__ = ("spec", "mount_point", "fstype", "options", "freq", "passno")
 
-    def __init__(self, spec: str, mount_point: str, fstype: str, options: list[str],
-                 freq: str = "0", passno: str = "0") -> None:
+    def __init__(
+        self, spec: str, mount_point: str, fstype: str, options: list[str], freq: str = "0", passno: str = "0"
+    ) -> None:
         self.spec = spec
         self.mount_point = mount_point
         self.fstype = fstype
@@ -38,15 +39,25 @@ class FstabEntry:
         self.passno = passno
 
     def render(self) -> str:
-        return "%s %s %s %s %s %s" % (escape(self.spec), escape(self.mount_point), self.fstype,
-                                      ",".join(self.options) or "defaults", self.freq,
-                                      self.passno)
+        return "%s %s %s %s %s %s" % (
+            escape(self.spec),
+            escape(self.mount_point),
+            self.fstype,
+            ",".join(self.options) or "defaults",
+            self.freq,
+            self.passno,
+        )
 
     def same_as(self, other: FstabEntry) -> bool:
         """Equal for mount(8): option order does not matter."""
-        return (self.spec == other.spec and self.mount_point == other.mount_point
-                and self.fstype == other.fstype and set(self.options) == set(other.options)
-                and self.freq == other.freq and self.passno == other.passno)
+        return (
+            self.spec == other.spec
+            and self.mount_point == other.mount_point
+            and self.fstype == other.fstype
+            and set(self.options) == set(other.options)
+            and self.freq == other.freq
+            and self.passno == other.passno
+        )
 
 
 def parse_line(line: str) -> FstabEntry | None:

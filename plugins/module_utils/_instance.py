@@ -30,7 +30,8 @@ def validate_name(name: str | None, option: str = "instance") -> str | None:
     if not _NAME.match(name) or name in (".", ".."):
         raise InstanceError(
             "%s=%r is not a valid instance name: use up to 64 letters, digits, '_', '-' "
-            "and '.', starting with a letter, digit or '_' (no '/', no '..')" % (option, name))
+            "and '.', starting with a letter, digit or '_' (no '/', no '..')" % (option, name)
+        )
     return name
 
 
@@ -47,9 +48,10 @@ def exists(control: Control, name: str) -> bool:
 
 def require(control: Control, name: str | None, option: str = "instance") -> None:
     if name is not None and not exists(control, name):
-        raise InstanceError("%s=%r does not exist (no %s); create it with "
-                            "tracefleet.ftrace.trace_instance" % (
-                                option, name, control.path(relative(name))))
+        raise InstanceError(
+            "%s=%r does not exist (no %s); create it with "
+            "tracefleet.ftrace.trace_instance" % (option, name, control.path(relative(name)))
+        )
 
 
 def enabled_events(control: Control, name: str | None) -> list[str]:
@@ -73,7 +75,8 @@ def remove(control: Control, ledger: Ledger, name: str) -> None:
         if exc.errno == 16:
             raise InstanceError(
                 "instance %r is busy: a process holds one of its files open (a reader of "
-                "trace_pipe?) or a probe is enabled in it: %s" % (name, exc)) from None
+                "trace_pipe?) or a probe is enabled in it: %s" % (name, exc)
+            ) from None
         raise
     ledger.forget_instance_contents(name)
     entry = ledger.find(kind="instance", name=name)

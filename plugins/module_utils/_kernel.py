@@ -73,12 +73,13 @@ def parse_kconfig(text: str) -> dict[str, str]:
             key, value = line.split("=", 1)
             config[key] = value.strip('"')
         elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            config[line[2:-len(" is not set")]] = "n"
+            config[line[2 : -len(" is not set")]] = "n"
     return config
 
 
-def read_kconfig(release: str | None = None, boot_dir: str = "/boot",
-                 config_gz: str = CONFIG_GZ) -> tuple[dict[str, str] | None, str | None]:
+def read_kconfig(
+    release: str | None = None, boot_dir: str = "/boot", config_gz: str = CONFIG_GZ
+) -> tuple[dict[str, str] | None, str | None]:
     """The running kernel's build configuration and where it came from, if readable."""
     try:
         with gzip.open(config_gz, "rt", encoding="utf-8", errors="replace") as handle:
@@ -113,8 +114,7 @@ def lockdown_mode(cmdline: dict[str, str | None], path: str = LOCKDOWN) -> tuple
     return "unknown", "none"
 
 
-def debugfs_policy(cmdline: dict[str, str | None], kconfig: dict[str, str] | None,
-                   registered: bool) -> dict:
+def debugfs_policy(cmdline: dict[str, str | None], kconfig: dict[str, str] | None, registered: bool) -> dict:
     """Whether debugfs may be mounted, and why.
 
     `debugfs=` on the command line overrides the Kconfig default; `off` also
@@ -135,8 +135,7 @@ def debugfs_policy(cmdline: dict[str, str | None], kconfig: dict[str, str] | Non
                     break
     if not registered:
         # Not in /proc/filesystems: nothing can mount it, whatever else says.
-        return {"mode": mode or "off", "mount_allowed": False,
-                "source": source or "filesystems"}
+        return {"mode": mode or "off", "mount_allowed": False, "source": source or "filesystems"}
     if mode is None:
         # Registered and no policy found: mounting is allowed (the kernel default).
         return {"mode": "on", "mount_allowed": True, "source": "default"}

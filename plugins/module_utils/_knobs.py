@@ -27,21 +27,39 @@ BUFFER_PAGE_DATA = PAGE_SIZE - 16
 # Options not listed here are tracer-specific or version-specific and are not
 # judged.
 DEFAULT_OPTIONS = {
-    "print-parent": True, "sym-offset": False, "sym-addr": False, "verbose": False,
-    "raw": False, "hex": False, "bin": False, "block": False, "trace_printk": True,
-    "annotate": True, "userstacktrace": False, "sym-userobj": False,
-    "printk-msg-only": False, "context-info": True, "latency-format": False,
-    "record-cmd": True, "record-tgid": False, "overwrite": True,
-    "disable_on_free": False, "irq-info": True, "markers": True, "event-fork": False,
-    "pause-on-trace": False, "hash-ptr": True, "function-trace": True,
-    "function-fork": False, "display-graph": False, "stacktrace": False,
+    "print-parent": True,
+    "sym-offset": False,
+    "sym-addr": False,
+    "verbose": False,
+    "raw": False,
+    "hex": False,
+    "bin": False,
+    "block": False,
+    "trace_printk": True,
+    "annotate": True,
+    "userstacktrace": False,
+    "sym-userobj": False,
+    "printk-msg-only": False,
+    "context-info": True,
+    "latency-format": False,
+    "record-cmd": True,
+    "record-tgid": False,
+    "overwrite": True,
+    "disable_on_free": False,
+    "irq-info": True,
+    "markers": True,
+    "event-fork": False,
+    "pause-on-trace": False,
+    "hash-ptr": True,
+    "function-trace": True,
+    "function-fork": False,
+    "display-graph": False,
+    "stacktrace": False,
 }
 
 # Shared list files that are empty (or say so in a comment) by default.
-FUNCTION_LISTS = ("set_ftrace_filter", "set_ftrace_notrace", "set_graph_function",
-                  "set_graph_notrace")
-PID_LISTS = ("set_ftrace_pid", "set_ftrace_notrace_pid", "set_event_pid",
-             "set_event_notrace_pid")
+FUNCTION_LISTS = ("set_ftrace_filter", "set_ftrace_notrace", "set_graph_function", "set_graph_notrace")
+PID_LISTS = ("set_ftrace_pid", "set_ftrace_notrace_pid", "set_event_pid", "set_event_notrace_pid")
 
 _BUFFER_RE = re.compile(r"^\s*(\d+|X)\s*(?:\(expanded:\s*(\d+)\))?\s*$")
 _SIZE_RE = re.compile(r"^(\d+)([kKmMgG]?)$")
@@ -63,8 +81,7 @@ class TracingDir:
 
     def read(self, name: str) -> str | None:
         try:
-            with open(os.path.join(self.path, name), encoding="utf-8",
-                      errors="replace") as handle:
+            with open(os.path.join(self.path, name), encoding="utf-8", errors="replace") as handle:
                 return handle.read()
         except OSError:
             return None
@@ -72,14 +89,12 @@ class TracingDir:
     def lines(self, name: str) -> list[str]:
         """Non-empty lines, without the kernel's `#` comment lines."""
         text = self.read(name) or ""
-        return [line.rstrip() for line in text.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+        return [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def parse_buffer_size(text: str | None) -> dict:
     """`1408`, `7 (expanded: 1408)` (not yet allocated), or `X` (CPUs differ)."""
-    result = {"kb": None, "expanded_kb": None, "per_cpu_differs": False,
-              "raw": (text or "").strip()}
+    result = {"kb": None, "expanded_kb": None, "per_cpu_differs": False, "raw": (text or "").strip()}
     if text is None:
         return result
     match = _BUFFER_RE.match(text)
@@ -163,8 +178,7 @@ def parse_size(value: str) -> int | None:
 class Defaults:
     """The kernel's defaults on this host, where boot parameters can change them."""
 
-    def __init__(self, cmdline: dict, possible_cpus: set[int], clocksource: str | None,
-                 top_level: bool) -> None:
+    def __init__(self, cmdline: dict, possible_cpus: set[int], clocksource: str | None, top_level: bool) -> None:
         size = parse_size(cmdline.get("trace_buf_size") or "") or DEFAULT_BUFFER_BYTES
         self.buffer_kb = size // 1024
         # Either reading is the default: before and after the buffer is allocated.
@@ -214,10 +228,10 @@ def snapshot(tracing: TracingDir) -> dict:
         "options": parse_trace_options(tracing.read("trace_options")),
         "cpumask": (tracing.read("tracing_cpumask") or "").strip() or None,
         "enabled_events": [line.replace(":", "/", 1) for line in tracing.lines("set_event")],
-        "function_lists": {name: tracing.lines(name) for name in FUNCTION_LISTS
-                           if tracing.has(name)},
-        "pid_lists": {name: [line for line in tracing.lines(name) if line != "no pid"]
-                      for name in PID_LISTS if tracing.has(name)},
+        "function_lists": {name: tracing.lines(name) for name in FUNCTION_LISTS if tracing.has(name)},
+        "pid_lists": {
+            name: [line for line in tracing.lines(name) if line != "no pid"] for name in PID_LISTS if tracing.has(name)
+        },
         "error_log": tracing.lines("error_log") if tracing.has("error_log") else [],
     }
     if tracing.instance is None:
@@ -239,8 +253,7 @@ def _event_settings(tracing: TracingDir, events: list[str]) -> dict:
         event_filter = (tracing.read(os.path.join(base, "filter")) or "none").strip()
         triggers = tracing.lines(os.path.join(base, "trigger"))
         if event_filter != "none" or triggers:
-            settings[name] = {"filter": None if event_filter == "none" else event_filter,
-                              "triggers": triggers}
+            settings[name] = {"filter": None if event_filter == "none" else event_filter, "triggers": triggers}
     return settings
 
 

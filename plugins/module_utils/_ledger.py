@@ -51,8 +51,12 @@ KEY_FIELDS = {
     "capture": ("instance",),
 }
 # Entries that cancel each other: adding back what we removed, or removing what we added.
-OPPOSITES = {"list_add": "list_remove", "list_remove": "list_add",
-             "trigger_add": "trigger_remove", "trigger_remove": "trigger_add"}
+OPPOSITES = {
+    "list_add": "list_remove",
+    "list_remove": "list_add",
+    "trigger_add": "trigger_remove",
+    "trigger_remove": "trigger_add",
+}
 
 
 class LedgerError(Exception):
@@ -99,8 +103,10 @@ class Ledger:
         except (OSError, ValueError) as exc:
             raise LedgerError("cannot read the ledger %s: %s" % (self.path, exc)) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise LedgerError("%s is not a tracefleet ledger (format %r)" % (
-                self.path, data.get("format") if isinstance(data, dict) else None))
+            raise LedgerError(
+                "%s is not a tracefleet ledger (format %r)"
+                % (self.path, data.get("format") if isinstance(data, dict) else None)
+            )
         self.data = data
 
     def _save(self) -> None:
@@ -175,8 +181,7 @@ class Ledger:
 
     def forget_instance_contents(self, name: str) -> None:
         """Entries about things inside an instance go away with the instance."""
-        kept = [entry for entry in self.entries
-                if entry["kind"] == "instance" or entry.get("instance") != name]
+        kept = [entry for entry in self.entries if entry["kind"] == "instance" or entry.get("instance") != name]
         if len(kept) != len(self.entries):
             self.data["entries"] = kept
             self._save()

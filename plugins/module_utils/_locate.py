@@ -44,8 +44,7 @@ def tracefs_state(mounts: list[MountEntry], filesystems: dict[str, bool]) -> dic
     }
 
 
-def debugfs_state(mounts: list[MountEntry], filesystems: dict[str, bool],
-                  mount_point_exists: bool) -> dict:
+def debugfs_state(mounts: list[MountEntry], filesystems: dict[str, bool], mount_point_exists: bool) -> dict:
     """debugfs as the kernel reports it. With debugfs=off it is not even registered,
     and when mounting is disallowed /sys/kernel/debug does not exist."""
     debugfs_mounts = mounts_of_type(mounts, "debugfs")
@@ -71,12 +70,13 @@ class Host:
         self.filesystems = read_filesystems(self.path("/proc/filesystems"))
         self.cmdline = _kernel.read_cmdline(self.path("/proc/cmdline"))
         self.kconfig, self.kconfig_source = _kernel.read_kconfig(
-            self.release, self.path("/boot"), self.path("/proc/config.gz"))
+            self.release, self.path("/boot"), self.path("/proc/config.gz")
+        )
         self.lockdown, self.lockdown_source = _kernel.lockdown_mode(
-            self.cmdline, self.path("/sys/kernel/security/lockdown"))
+            self.cmdline, self.path("/sys/kernel/security/lockdown")
+        )
         self.debugfs_mount_point_exists = os.path.isdir(self.path(DEBUGFS_MOUNT_POINT))
-        self.debugfs_policy = _kernel.debugfs_policy(
-            self.cmdline, self.kconfig, "debugfs" in self.filesystems)
+        self.debugfs_policy = _kernel.debugfs_policy(self.cmdline, self.kconfig, "debugfs" in self.filesystems)
 
     def path(self, absolute: str) -> str:
         return os.path.join(self.root, absolute.lstrip("/"))
@@ -98,8 +98,7 @@ class Host:
         if policy["source"] == "cmdline":
             return "debugfs=%s on the kernel command line" % policy["mode"]
         if policy["source"] == "kconfig":
-            return "the kernel is built with debugfs mode '%s' (%s)" % (
-                policy["mode"], self.kconfig_source)
+            return "the kernel is built with debugfs mode '%s' (%s)" % (policy["mode"], self.kconfig_source)
         if policy["source"] == "filesystems":
             return "debugfs is not registered in /proc/filesystems"
         if not self.debugfs_mount_point_exists:

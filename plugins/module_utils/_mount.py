@@ -62,8 +62,7 @@ class MountError(OSError):
             hint = " (needs root: use become)"
         elif self.errno == errno.ENODEV:
             hint = " (the kernel does not know this filesystem type)"
-        return "%s %s failed: [Errno %d] %s%s" % (
-            self.operation, self.target, self.errno, self.strerror, hint)
+        return "%s %s failed: [Errno %d] %s%s" % (self.operation, self.target, self.errno, self.strerror, hint)
 
 
 class OptionError(ValueError):
@@ -79,8 +78,10 @@ def split_options(options: list[str]) -> list[str]:
         if name in DATA_OPTIONS:
             raise OptionError("%r belongs in the %s option, not in options" % (option, name))
         if option not in FLAG_OPTIONS and option not in NEUTRAL_OPTIONS:
-            raise OptionError("unsupported mount option %r; supported: %s" % (
-                option, ", ".join(sorted(set(FLAG_OPTIONS) | set(NEUTRAL_OPTIONS)))))
+            raise OptionError(
+                "unsupported mount option %r; supported: %s"
+                % (option, ", ".join(sorted(set(FLAG_OPTIONS) | set(NEUTRAL_OPTIONS))))
+            )
         if option not in result:
             result.append(option)
     if len([opt for opt in result if opt in ATIME_OPTIONS]) > 1:
@@ -99,8 +100,7 @@ def flags_for(options: list[str]) -> int:
 
 def _libc():
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                           ctypes.c_ulong, ctypes.c_char_p)
+    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
     libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
     return libc
 
@@ -110,15 +110,13 @@ def _bytes(value: str | None) -> bytes | None:
 
 
 def mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
-    result = _libc().mount(_bytes(source), _bytes(target), _bytes(fstype), flags,
-                           _bytes(data) if data else None)
+    result = _libc().mount(_bytes(source), _bytes(target), _bytes(fstype), flags, _bytes(data) if data else None)
     if result != 0:
         raise MountError("mount -t %s" % fstype, target, ctypes.get_errno())
 
 
 def remount(target: str, flags: int, data: str) -> None:
-    result = _libc().mount(None, _bytes(target), None, flags | MS_REMOUNT,
-                           _bytes(data) if data else None)
+    result = _libc().mount(None, _bytes(target), None, flags | MS_REMOUNT, _bytes(data) if data else None)
     if result != 0:
         raise MountError("remount", target, ctypes.get_errno())
 

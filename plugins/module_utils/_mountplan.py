@@ -31,8 +31,9 @@ class PolicyError(Exception):
 class Policy:
     """What the user asked for (already validated)."""
 
-    def __init__(self, state: str, path: str, options: list[str], gid: int | None,
-                 mode: int | None, legacy_debugfs: bool) -> None:
+    def __init__(
+        self, state: str, path: str, options: list[str], gid: int | None, mode: int | None, legacy_debugfs: bool
+    ) -> None:
         self.state = state
         self.path = path
         self.options = options
@@ -44,9 +45,16 @@ class Policy:
 class Facts:
     """What the host looks like, as read from the kernel (see `gather_facts`)."""
 
-    def __init__(self, mounts: list[MountEntry], filesystems: dict[str, bool],
-                 debugfs_allowed: bool, debugfs_reason: str,
-                 is_dir=os.path.isdir, exists=os.path.lexists, owner=None) -> None:
+    def __init__(
+        self,
+        mounts: list[MountEntry],
+        filesystems: dict[str, bool],
+        debugfs_allowed: bool,
+        debugfs_reason: str,
+        is_dir=os.path.isdir,
+        exists=os.path.lexists,
+        owner=None,
+    ) -> None:
         self.mounts = visible_mounts(mounts)
         self.filesystems = filesystems
         self.debugfs_allowed = debugfs_allowed
@@ -73,8 +81,9 @@ def _owner(path: str) -> tuple[int, int]:
 class Action:
     """One step of a plan: mkdir, mount, remount or umount."""
 
-    def __init__(self, kind: str, target: str, fstype: str = "", flags: int = 0,
-                 data: str = "", reason: str = "") -> None:
+    def __init__(
+        self, kind: str, target: str, fstype: str = "", flags: int = 0, data: str = "", reason: str = ""
+    ) -> None:
         self.kind = kind
         self.target = target
         self.fstype = fstype
@@ -83,10 +92,12 @@ class Action:
         self.reason = reason
 
     def describe(self) -> str:
-        words = {"mkdir": "create directory %s" % self.target,
-                 "mount": "mount %s on %s" % (self.fstype, self.target),
-                 "remount": "remount %s" % self.target,
-                 "umount": "unmount %s" % self.target}[self.kind]
+        words = {
+            "mkdir": "create directory %s" % self.target,
+            "mount": "mount %s on %s" % (self.fstype, self.target),
+            "remount": "remount %s" % self.target,
+            "umount": "unmount %s" % self.target,
+        }[self.kind]
         if self.data:
             words += " (%s)" % self.data
         return words + (": " + self.reason if self.reason else "")
@@ -125,8 +136,14 @@ def _flag_options(entry: MountEntry) -> list[str]:
 def _describe(entry: MountEntry | None, gid: int | None, mode: int | None) -> dict:
     if entry is None:
         return {"mounted": False}
-    return {"mounted": True, "fstype": entry.fstype, "source": entry.source,
-            "options": sorted(_flag_options(entry)), "gid": gid, "mode": _mode_text(mode)}
+    return {
+        "mounted": True,
+        "fstype": entry.fstype,
+        "source": entry.source,
+        "options": sorted(_flag_options(entry)),
+        "gid": gid,
+        "mode": _mode_text(mode),
+    }
 
 
 def observe(facts: Facts, fstype: str, mount_point: str) -> dict:
@@ -163,17 +180,21 @@ def _data(gid: int | None, mode: int | None) -> str:
 
 def _target(policy: Policy, facts: Facts) -> tuple[str, str, str]:
     """(fstype, mount point, tracing dir) the policy applies to on this host."""
-    tracefs_missing = ("tracefs" not in facts.filesystems
-                       or (policy.path == TRACEFS_MOUNT_POINT
-                           and not facts.exists(TRACEFS_MOUNT_POINT)))
+    tracefs_missing = "tracefs" not in facts.filesystems or (
+        policy.path == TRACEFS_MOUNT_POINT and not facts.exists(TRACEFS_MOUNT_POINT)
+    )
     if not tracefs_missing:
         return "tracefs", policy.path, policy.path
-    why = ("the kernel has no tracefs filesystem" if "tracefs" not in facts.filesystems
-           else "%s does not exist" % TRACEFS_MOUNT_POINT)
+    why = (
+        "the kernel has no tracefs filesystem"
+        if "tracefs" not in facts.filesystems
+        else "%s does not exist" % TRACEFS_MOUNT_POINT
+    )
     if not policy.legacy_debugfs:
         raise PolicyError(
             "tracefs cannot be mounted here: %s (a kernel older than 4.1?). Set "
-            "legacy_debugfs=true to use <debugfs>/tracing instead." % why)
+            "legacy_debugfs=true to use <debugfs>/tracing instead." % why
+        )
     existing = facts.mounts_of("debugfs")
     if existing:
         mount_point = existing[0].mount_point
@@ -187,8 +208,8 @@ def _target(policy: Policy, facts: Facts) -> tuple[str, str, str]:
         if facts.debugfs_allowed and not facts.is_dir(DEBUGFS_MOUNT_POINT):
             reason = "%s does not exist" % DEBUGFS_MOUNT_POINT
         raise PolicyError(
-            "no way to reach the tracing files: %s, and debugfs may not be mounted on "
-            "this host (%s)" % (why, reason))
+            "no way to reach the tracing files: %s, and debugfs may not be mounted on this host (%s)" % (why, reason)
+        )
     return "debugfs", mount_point, os.path.join(mount_point, "tracing")
 
 
@@ -197,8 +218,9 @@ def plan(policy: Policy, facts: Facts) -> Plan:
     result = Plan(fstype, mount_point, tracing_path)
     entry = facts.mount_at(mount_point)
     if entry is not None and entry.fstype != fstype:
-        raise PolicyError("%s already has a %s mount on it; not mounting %s over it"
-                          % (mount_point, entry.fstype, fstype))
+        raise PolicyError(
+            "%s already has a %s mount on it; not mounting %s over it" % (mount_point, entry.fstype, fstype)
+        )
     if facts.exists(mount_point) and not facts.is_dir(mount_point):
         raise PolicyError("%s exists and is not a directory" % mount_point)
 
@@ -217,8 +239,7 @@ def plan(policy: Policy, facts: Facts) -> Plan:
     if entry is None:
         if not facts.exists(mount_point):
             result.actions.append(Action("mkdir", mount_point, reason="mount point missing"))
-        result.actions.append(Action("mount", mount_point, fstype, flags,
-                                     _data(policy.gid, policy.mode)))
+        result.actions.append(Action("mount", mount_point, fstype, flags, _data(policy.gid, policy.mode)))
         # Unmanaged gid/mode (None) on a fresh mount: whatever tracefs' single
         # superblock ends up with; the module reports the real values afterwards.
         after_gid = policy.gid
@@ -233,17 +254,21 @@ def plan(policy: Policy, facts: Facts) -> Plan:
         after_mode = current_mode if policy.mode is None else policy.mode
         if drift:
             # Restate gid and mode so the remount cannot reset what the policy leaves alone.
-            result.actions.append(Action("remount", mount_point, fstype, flags,
-                                         _data(after_gid, after_mode), ", ".join(drift)))
-    kept_atime = [] if entry is None else [opt for opt in entry.options
-                                           if opt in _mount.ATIME_OPTIONS]
+            result.actions.append(
+                Action("remount", mount_point, fstype, flags, _data(after_gid, after_mode), ", ".join(drift))
+            )
+    kept_atime = [] if entry is None else [opt for opt in entry.options if opt in _mount.ATIME_OPTIONS]
     wanted_atime = [opt for opt in policy.options if opt in _mount.ATIME_OPTIONS]
     after_options = [opt for opt in policy.options if opt in _mount.ALWAYS_COMPARED]
     after_options += wanted_atime or kept_atime or (["relatime"] if entry is None else [])
-    result.after = {"mounted": True, "fstype": fstype,
-                    "source": entry.source if entry is not None else fstype,
-                    "options": sorted(after_options), "gid": after_gid,
-                    "mode": _mode_text(after_mode)}
+    result.after = {
+        "mounted": True,
+        "fstype": fstype,
+        "source": entry.source if entry is not None else fstype,
+        "options": sorted(after_options),
+        "gid": after_gid,
+        "mode": _mode_text(after_mode),
+    }
     return result
 
 

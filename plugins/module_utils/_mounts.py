@@ -24,12 +24,32 @@ def unescape(field: str) -> str:
 class MountEntry:
     """One line of /proc/self/mountinfo (see proc(5))."""
 
-    __slots__ = ("mount_id", "parent_id", "device", "root", "mount_point", "options",
-                 "optional_fields", "fstype", "source", "super_options")
+    __slots__ = (
+        "mount_id",
+        "parent_id",
+        "device",
+        "root",
+        "mount_point",
+        "options",
+        "optional_fields",
+        "fstype",
+        "source",
+        "super_options",
+    )
 
-    def __init__(self, mount_id: int, parent_id: int, device: str, root: str,
-                 mount_point: str, options: list[str], optional_fields: list[str],
-                 fstype: str, source: str, super_options: list[str]) -> None:
+    def __init__(
+        self,
+        mount_id: int,
+        parent_id: int,
+        device: str,
+        root: str,
+        mount_point: str,
+        options: list[str],
+        optional_fields: list[str],
+        fstype: str,
+        source: str,
+        super_options: list[str],
+    ) -> None:
         self.mount_id = mount_id
         self.parent_id = parent_id
         self.device = device

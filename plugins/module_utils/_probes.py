@@ -22,12 +22,16 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracer import a
 
 TYPES = ("kprobe", "kretprobe", "uprobe", "uretprobe")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_KSYM = re.compile(r"^(?:(?P<module>[A-Za-z0-9_]+):)?(?P<symbol>[A-Za-z0-9_.]+)"
-                   r"(?:\+(?P<offset>0x[0-9a-fA-F]+|\d+))?$")
+_KSYM = re.compile(
+    r"^(?:(?P<module>[A-Za-z0-9_]+):)?(?P<symbol>[A-Za-z0-9_.]+)"
+    r"(?:\+(?P<offset>0x[0-9a-fA-F]+|\d+))?$"
+)
 _USYM = re.compile(r"^(?P<symbol>[A-Za-z_][A-Za-z0-9_.@]*)(?:\+(?P<offset>0x[0-9a-fA-F]+|\d+))?$")
 _UOFFSET = re.compile(r"^0x[0-9a-fA-F]+$|^\d+$")
-_LINE = re.compile(r"^(?P<kind>[pr])(?P<maxactive>\d*):(?P<group>[^/\s]+)/(?P<event>\S+)\s+"
-                   r"(?P<target>\S+)(?P<args>.*)$")
+_LINE = re.compile(
+    r"^(?P<kind>[pr])(?P<maxactive>\d*):(?P<group>[^/\s]+)/(?P<event>\S+)\s+"
+    r"(?P<target>\S+)(?P<args>.*)$"
+)
 
 
 class ProbeError(ValueError):
@@ -38,20 +42,18 @@ class Definition:
     """A probe definition in normalised form."""
 
     def __init__(self, kind: str, group: str, event: str, target: str, args: list[str]) -> None:
-        self.kind = kind          # 'p' or 'r'
+        self.kind = kind  # 'p' or 'r'
         self.group = group
         self.event = event
-        self.target = target      # 'sym', 'sym+16', 'mod:sym' or '/path:0x...'
-        self.args = args          # ['name=fetcharg', ...]
+        self.target = target  # 'sym', 'sym+16', 'mod:sym' or '/path:0x...'
+        self.args = args  # ['name=fetcharg', ...]
 
     def line(self) -> str:
         """The text written to dynamic_events."""
-        return " ".join(["%s:%s/%s" % (self.kind, self.group, self.event), self.target]
-                        + self.args)
+        return " ".join(["%s:%s/%s" % (self.kind, self.group, self.event), self.target] + self.args)
 
     def key(self) -> tuple:
-        return (self.kind, self.group, self.event, _normal_target(self.target),
-                tuple(self.args))
+        return (self.kind, self.group, self.event, _normal_target(self.target), tuple(self.args))
 
 
 def _normal_target(target: str) -> str:
@@ -78,8 +80,13 @@ def parse_line(line: str) -> Definition | None:
     match = _LINE.match(line.strip())
     if not match:
         return None
-    return Definition(match.group("kind"), match.group("group"), match.group("event"),
-                      match.group("target"), match.group("args").split())
+    return Definition(
+        match.group("kind"),
+        match.group("group"),
+        match.group("event"),
+        match.group("target"),
+        match.group("args").split(),
+    )
 
 
 def read_definitions(control: Control) -> dict[tuple[str, str], tuple[Definition, str]]:
@@ -94,8 +101,10 @@ def read_definitions(control: Control) -> dict[tuple[str, str], tuple[Definition
 
 def validate_identifier(option: str, value: str) -> str:
     if not isinstance(value, str) or not _IDENT.match(value):
-        raise ProbeError("%s=%r is not a valid event name: use letters, digits and '_', "
-                         "starting with a letter or '_' (no spaces, no '/')" % (option, value))
+        raise ProbeError(
+            "%s=%r is not a valid event name: use letters, digits and '_', "
+            "starting with a letter or '_' (no spaces, no '/')" % (option, value)
+        )
     return value
 
 
@@ -104,8 +113,7 @@ def _fetchargs(fetchargs: list[str]) -> list[str]:
     for raw in fetchargs or []:
         text = str(raw).strip()
         if "=" not in text:
-            raise ProbeError("fetchargs: %r must be NAME=FETCHARG, such as "
-                             "'filename=+0($arg2):string'" % raw)
+            raise ProbeError("fetchargs: %r must be NAME=FETCHARG, such as 'filename=+0($arg2):string'" % raw)
         name, value = text.split("=", 1)
         if not _IDENT.match(name):
             raise ProbeError("fetchargs: %r has an invalid name %r" % (raw, name))
@@ -137,11 +145,14 @@ def kprobe_target(control: Control, kind: str, target: str, kallsyms: str = "/pr
     symbol = match.group("symbol")
     offset = int(match.group("offset"), 0) if match.group("offset") else 0
     if kind == "r" and offset:
-        raise ProbeError("target=%r: a kretprobe can only be placed at a function's entry "
-                         "(offset 0), not at +%d" % (target, offset))
+        raise ProbeError(
+            "target=%r: a kretprobe can only be placed at a function's entry (offset 0), not at +%d" % (target, offset)
+        )
     if symbol not in available_functions(control) and not _kallsyms_has(symbol, kallsyms):
-        raise ProbeError("target=%r: kernel symbol %r does not exist (not in "
-                         "available_filter_functions or /proc/kallsyms)" % (target, symbol))
+        raise ProbeError(
+            "target=%r: kernel symbol %r does not exist (not in "
+            "available_filter_functions or /proc/kallsyms)" % (target, symbol)
+        )
     module = match.group("module")
     text = ("%s:%s" % (module, symbol)) if module else symbol
     return text + ("+%d" % offset if offset else "")
@@ -163,8 +174,7 @@ def uprobe_target(target: str) -> str:
         else:
             match = _USYM.match(where)
             if not match:
-                raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (
-                    target, where))
+                raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (target, where))
             offset = elf.symbol_offset(match.group("symbol"))
             if match.group("offset"):
                 offset += int(match.group("offset"), 0)
@@ -174,16 +184,16 @@ def uprobe_target(target: str) -> str:
     return "%s:0x%x" % (os.path.realpath(path), offset)
 
 
-def build(control: Control, probe_type: str, group: str, name: str, target: str | None,
-          fetchargs: list[str] | None) -> Definition:
+def build(
+    control: Control, probe_type: str, group: str, name: str, target: str | None, fetchargs: list[str] | None
+) -> Definition:
     """Validate everything we can before the kernel sees it."""
     if probe_type not in TYPES:
         raise ProbeError("type=%r: use one of %s" % (probe_type, ", ".join(TYPES)))
     validate_identifier("group", group)
     validate_identifier("name", name)
     if not target or not str(target).strip():
-        raise ProbeError("target is empty: give a kernel symbol (kprobes) or PATH:SYMBOL "
-                         "(uprobes)")
+        raise ProbeError("target is empty: give a kernel symbol (kprobes) or PATH:SYMBOL (uprobes)")
     kind = "r" if probe_type.endswith("retprobe") else "p"
     args = _fetchargs(fetchargs)
     if probe_type in ("uprobe", "uretprobe"):
@@ -191,8 +201,9 @@ def build(control: Control, probe_type: str, group: str, name: str, target: str 
     else:
         where = kprobe_target(control, kind, str(target).strip())
     if kind == "p" and any("$retval" in arg for arg in args):
-        raise ProbeError("fetchargs: $retval is only available to %s" % (
-            "uretprobes" if probe_type == "uprobe" else "kretprobes"))
+        raise ProbeError(
+            "fetchargs: $retval is only available to %s" % ("uretprobes" if probe_type == "uprobe" else "kretprobes")
+        )
     return Definition(kind, group, name, where, args)
 
 

@@ -31,14 +31,15 @@ def open_tracefs(tracefs_path: str | None) -> Control:
         state = host.tracefs()
         if not state["mounted"]:
             raise TracingUnavailable(
-                "tracefs is not mounted on this host; mount it first with "
-                "tracefleet.ftrace.tracefs")
+                "tracefs is not mounted on this host; mount it first with tracefleet.ftrace.tracefs"
+            )
         tracefs_path = state["path"]
         if not usable(tracefs_path):
             if host.lockdown in ("confidentiality", "unknown"):
                 raise TracingUnavailable(
                     "tracefs is mounted at %s but its files are missing: kernel lockdown (%s) "
-                    "restricts tracefs on this host" % (tracefs_path, host.lockdown))
+                    "restricts tracefs on this host" % (tracefs_path, host.lockdown)
+                )
             raise TracingUnavailable("tracefs at %s is not readable (use become)" % tracefs_path)
     elif not usable(tracefs_path):
         raise TracingUnavailable("tracefs_path=%s holds no usable tracing files" % tracefs_path)

@@ -39,8 +39,7 @@ def describe(entry: dict) -> str:
     if kind == "list_remove":
         return "put %r back into %s of %s" % (entry["value"], entry["file"], where)
     if kind == "event":
-        return "%s event %s in %s" % ("enable" if entry["original"] == "1" else "disable",
-                                      entry["event"], where)
+        return "%s event %s in %s" % ("enable" if entry["original"] == "1" else "disable", entry["event"], where)
     if kind == "filter":
         return "restore the filter of %s in %s to %r" % (entry["event"], where, entry["original"])
     if kind == "trigger_add":
@@ -61,8 +60,9 @@ def undo(control: Control | None, ledger: Ledger, entry: dict) -> str | None:
     kind = entry["kind"]
     instance = entry.get("instance")
     if kind == "mount":
-        mounted = any(mount.mount_point == entry["path"] and mount.fstype == entry["fstype"]
-                      for mount in read_mountinfo())
+        mounted = any(
+            mount.mount_point == entry["path"] and mount.fstype == entry["fstype"] for mount in read_mountinfo()
+        )
         if not mounted:
             return "%s was no longer mounted" % entry["path"]
         _mount.umount(entry["path"])
@@ -105,8 +105,7 @@ def undo(control: Control | None, ledger: Ledger, entry: dict) -> str | None:
         control.write(rel, entry["original"])
     elif kind == "list_add":
         if os.path.basename(rel) in PID_FILES:
-            remaining = [pid for pid in read_lines(control, rel)
-                         if pid not in ("no pid", entry["value"])]
+            remaining = [pid for pid in read_lines(control, rel) if pid not in ("no pid", entry["value"])]
             control.replace_list(rel, " ".join(remaining))
         else:
             control.write(rel, "!" + entry["value"])
@@ -115,8 +114,9 @@ def undo(control: Control | None, ledger: Ledger, entry: dict) -> str | None:
     return None
 
 
-def teardown(control: Control | None, ledger: Ledger, session: str | None, keep_mounts: bool,
-             dry_run: bool) -> tuple[list[str], list[str], list[str]]:
+def teardown(
+    control: Control | None, ledger: Ledger, session: str | None, keep_mounts: bool, dry_run: bool
+) -> tuple[list[str], list[str], list[str]]:
     """(undone, notes, failures) for the session's entries (all sessions when None)."""
     undone, notes, failures = [], [], []
     for entry in reversed(ledger.session_entries(session)):

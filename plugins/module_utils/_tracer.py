@@ -41,8 +41,17 @@ class KnobError(ValueError):
 class Change:
     """One write: which file, the value, its original (for the ledger and undo)."""
 
-    def __init__(self, knob: str, file: str, value: str, before, after, original: str | None,
-                 ledger_kind: str = "knob", ledger_value: str | None = None) -> None:
+    def __init__(
+        self,
+        knob: str,
+        file: str,
+        value: str,
+        before,
+        after,
+        original: str | None,
+        ledger_kind: str = "knob",
+        ledger_value: str | None = None,
+    ) -> None:
         self.knob = knob
         self.file = file
         self.value = value
@@ -56,8 +65,7 @@ class Change:
 def read_lines(control: Control, rel: str) -> list[str]:
     """Entries of a list file, without the kernel's `#` comment lines."""
     text = control.read(rel) or ""
-    return [line.strip() for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _memory_kb() -> int | None:
@@ -73,8 +81,7 @@ def _memory_kb() -> int | None:
 
 def _cpu_count(control: Control) -> int:
     try:
-        return len([name for name in os.listdir(control.path("per_cpu"))
-                    if name.startswith("cpu")]) or 1
+        return len([name for name in os.listdir(control.path("per_cpu")) if name.startswith("cpu")]) or 1
     except OSError:
         return os.cpu_count() or 1
 
@@ -96,8 +103,7 @@ def available_functions(control: Control) -> set[str]:
     return names
 
 
-def _list_delta(option: str, entries: list, current: list[str],
-                expand=None) -> tuple[list[str], list[str]]:
+def _list_delta(option: str, entries: list, current: list[str], expand=None) -> tuple[list[str], list[str]]:
     """(to add, to remove) for entries like `name` (present) and `!name` (absent)."""
     add, remove = [], []
     for raw in entries:
@@ -130,7 +136,8 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
         if memory and wanted * cpus > memory // MAX_BUFFER_SHARE:
             raise KnobError(
                 "buffer_size_kb=%d: %d CPUs x %d KiB is more than a quarter of this host's "
-                "%d KiB of memory" % (wanted, cpus, wanted, memory))
+                "%d KiB of memory" % (wanted, cpus, wanted, memory)
+            )
         parsed = _knobs.parse_buffer_size(control.read(rel("buffer_size_kb")))
         if not _buffer_matches(wanted, parsed):
             original = _knobs.effective_buffer_kb(parsed)
@@ -141,20 +148,38 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
                 # teardown can give it that size.
                 top = _knobs.parse_buffer_size(control.read("buffer_size_kb"))
                 if top["expanded_kb"] is not None and top["kb"] != top["expanded_kb"]:
-                    changes.append(Change("buffer_size_kb", "buffer_size_kb", "", top["raw"],
-                                          top["raw"], str(top["expanded_kb"]), "top_buffer"))
-            changes.append(Change("buffer_size_kb", rel("buffer_size_kb"), str(wanted),
-                                  parsed["raw"], wanted,
-                                  None if original is None else str(original)))
+                    changes.append(
+                        Change(
+                            "buffer_size_kb",
+                            "buffer_size_kb",
+                            "",
+                            top["raw"],
+                            top["raw"],
+                            str(top["expanded_kb"]),
+                            "top_buffer",
+                        )
+                    )
+            changes.append(
+                Change(
+                    "buffer_size_kb",
+                    rel("buffer_size_kb"),
+                    str(wanted),
+                    parsed["raw"],
+                    wanted,
+                    None if original is None else str(original),
+                )
+            )
 
     if params.get("trace_clock") is not None:
         current, clocks = _knobs.parse_bracketed(control.read(rel("trace_clock")))
         if params["trace_clock"] not in clocks:
-            raise KnobError("trace_clock=%r: this kernel offers %s" % (
-                params["trace_clock"], ", ".join(clocks)))
+            raise KnobError("trace_clock=%r: this kernel offers %s" % (params["trace_clock"], ", ".join(clocks)))
         if params["trace_clock"] != current:
-            changes.append(Change("trace_clock", rel("trace_clock"), params["trace_clock"],
-                                  current, params["trace_clock"], current))
+            changes.append(
+                Change(
+                    "trace_clock", rel("trace_clock"), params["trace_clock"], current, params["trace_clock"], current
+                )
+            )
 
     if params.get("cpumask") is not None:
         text = str(params["cpumask"]).strip()
@@ -164,11 +189,11 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
         current_text = (control.read(rel("tracing_cpumask")) or "").strip()
         possible = sum(1 << cpu for cpu in range(_cpu_count(control)))
         if wanted == 0 or wanted & ~possible:
-            raise KnobError("cpumask=%r: must select CPUs that exist (this host: %x)" % (
-                text, possible))
+            raise KnobError("cpumask=%r: must select CPUs that exist (this host: %x)" % (text, possible))
         if wanted != _knobs.parse_cpumask(current_text or "0"):
-            changes.append(Change("cpumask", rel("tracing_cpumask"), "%x" % wanted,
-                                  current_text, "%x" % wanted, current_text))
+            changes.append(
+                Change("cpumask", rel("tracing_cpumask"), "%x" % wanted, current_text, "%x" % wanted, current_text)
+            )
 
     functions: set[str] | None = None
     for option, file_name in FUNCTION_LISTS.items():
@@ -188,20 +213,18 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
             if not any(ch in name for ch in "*?[") and name not in functions:
                 raise KnobError("%s: %r is not in available_filter_functions" % (option, name))
             if any(ch in name for ch in "*?[") and not fnmatch.filter(functions, name):
-                raise KnobError("%s: %r matches no function in available_filter_functions"
-                                % (option, name))
+                raise KnobError("%s: %r matches no function in available_filter_functions" % (option, name))
 
         def expand(name: str, names=functions) -> list[str]:
             if any(ch in name for ch in "*?["):
                 return sorted(fnmatch.filter(names, name))
             return [name]
+
         add, remove = _list_delta(option, entries, current, expand)
         for name in add:
-            changes.append(Change(option, list_file, name, False, True, None,
-                                  "list_add", name))
+            changes.append(Change(option, list_file, name, False, True, None, "list_add", name))
         for name in remove:
-            changes.append(Change(option, list_file, "!" + name, True, False, None,
-                                  "list_remove", name))
+            changes.append(Change(option, list_file, "!" + name, True, False, None, "list_remove", name))
 
     if params.get("pids"):
         for raw in params["pids"]:
@@ -220,20 +243,22 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
                 # The pid files have no removal syntax: the remaining pids are written
                 # back in one all-or-nothing write (other users' pids stay).
                 remaining = [pid for pid in current if pid not in remove]
-                changes.append(Change("pids", pid_file, " ".join(remaining), current,
-                                      remaining, None, "pid_replace", " ".join(remove)))
+                changes.append(
+                    Change(
+                        "pids", pid_file, " ".join(remaining), current, remaining, None, "pid_replace", " ".join(remove)
+                    )
+                )
 
     if params.get("tracer") is not None:
-        tracers_file = rel("available_tracers") if control.exists(rel("available_tracers")) \
-            else "available_tracers"
+        tracers_file = rel("available_tracers") if control.exists(rel("available_tracers")) else "available_tracers"
         tracers = (control.read(tracers_file) or "").split()
         if params["tracer"] not in tracers:
-            raise KnobError("tracer=%r: not in available_tracers (%s)" % (
-                params["tracer"], ", ".join(tracers)))
+            raise KnobError("tracer=%r: not in available_tracers (%s)" % (params["tracer"], ", ".join(tracers)))
         current = (control.read(rel("current_tracer")) or "").strip()
         if params["tracer"] != current:
-            changes.append(Change("tracer", rel("current_tracer"), params["tracer"], current,
-                                  params["tracer"], current))
+            changes.append(
+                Change("tracer", rel("current_tracer"), params["tracer"], current, params["tracer"], current)
+            )
 
     tracer_changes = any(change.knob == "tracer" for change in changes)
     for name, wanted in sorted((params.get("options") or {}).items()):
@@ -243,39 +268,62 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
         if not control.exists(option_file):
             if tracer_changes:
                 # Options of a tracer appear once it is current: checked after that write.
-                changes.append(Change("options/" + name, option_file, "1" if wanted else "0",
-                                      None, bool(wanted), None, "deferred_option"))
+                changes.append(
+                    Change(
+                        "options/" + name,
+                        option_file,
+                        "1" if wanted else "0",
+                        None,
+                        bool(wanted),
+                        None,
+                        "deferred_option",
+                    )
+                )
                 continue
-            known = sorted(os.listdir(control.path(rel("options")))) \
-                if os.path.isdir(control.path(rel("options"))) else []
-            raise KnobError("options: %r is not a trace option here; known: %s" % (
-                name, ", ".join(known)))
+            known = (
+                sorted(os.listdir(control.path(rel("options")))) if os.path.isdir(control.path(rel("options"))) else []
+            )
+            raise KnobError("options: %r is not a trace option here; known: %s" % (name, ", ".join(known)))
         current = (control.read(option_file) or "").strip() == "1"
         if bool(wanted) != current:
-            changes.append(Change("options/" + name, option_file, "1" if wanted else "0",
-                                  current, bool(wanted), "1" if current else "0"))
+            changes.append(
+                Change(
+                    "options/" + name,
+                    option_file,
+                    "1" if wanted else "0",
+                    current,
+                    bool(wanted),
+                    "1" if current else "0",
+                )
+            )
 
     if params.get("tracing_on") is not None:
         current = (control.read(rel("tracing_on")) or "").strip() == "1"
         if bool(params["tracing_on"]) != current:
-            changes.append(Change("tracing_on", rel("tracing_on"),
-                                  "1" if params["tracing_on"] else "0", current,
-                                  bool(params["tracing_on"]), "1" if current else "0"))
+            changes.append(
+                Change(
+                    "tracing_on",
+                    rel("tracing_on"),
+                    "1" if params["tracing_on"] else "0",
+                    current,
+                    bool(params["tracing_on"]),
+                    "1" if current else "0",
+                )
+            )
     return changes
 
 
-def apply_knobs(control: Control, instance: str | None, changes: list[Change], transaction,
-                ledger, session: str, record: bool) -> None:
+def apply_knobs(
+    control: Control, instance: str | None, changes: list[Change], transaction, ledger, session: str, record: bool
+) -> None:
     """Write the planned changes, recording each in the ledger first (when `record`)."""
     for change in changes:
         if change.ledger_kind == "top_buffer":
-            ledger.record(session, kind="knob", instance=None, file="buffer_size_kb",
-                          original=change.original)
+            ledger.record(session, kind="knob", instance=None, file="buffer_size_kb", original=change.original)
             continue
         if change.ledger_kind == "deferred_option":
             if not control.exists(change.file):
-                raise KnobError("options: %r is not an option of the tracer set here" % (
-                    change.knob.split("/", 1)[1]))
+                raise KnobError("options: %r is not an option of the tracer set here" % (change.knob.split("/", 1)[1]))
             current = (control.read(change.file) or "").strip()
             if current == change.value:
                 continue
@@ -297,12 +345,9 @@ def _record(ledger, session: str, instance: str | None, change: Change) -> None:
     file_name = os.path.relpath(change.file, relative(instance)) if instance else change.file
     if change.ledger_kind == "knob":
         if change.original is not None:
-            ledger.record(session, kind="knob", instance=instance, file=file_name,
-                          original=change.original)
+            ledger.record(session, kind="knob", instance=instance, file=file_name, original=change.original)
     elif change.ledger_kind == "pid_replace":
         for pid in change.ledger_value.split():
-            ledger.record(session, kind="list_remove", instance=instance, file=file_name,
-                          value=pid)
+            ledger.record(session, kind="list_remove", instance=instance, file=file_name, value=pid)
     else:
-        ledger.record(session, kind=change.ledger_kind, instance=instance, file=file_name,
-                      value=change.ledger_value)
+        ledger.record(session, kind=change.ledger_kind, instance=instance, file=file_name, value=change.ledger_value)

@@ -114,17 +114,18 @@ def main() -> None:
                 try:
                     control = open_tracefs(params["tracefs_path"])
                 except TracingUnavailable as exc:
-                    module.fail_json(msg="cannot undo the tracing changes: %s" % exc,
-                                     remaining=len(ledger.entries))
-            undone, notes, failures = teardown(control, ledger, params["session"],
-                                               params["keep_mounts"], module.check_mode)
+                    module.fail_json(msg="cannot undo the tracing changes: %s" % exc, remaining=len(ledger.entries))
+            undone, notes, failures = teardown(
+                control, ledger, params["session"], params["keep_mounts"], module.check_mode
+            )
             remaining = len(ledger.entries)
     except LedgerError as exc:
         module.fail_json(msg=str(exc))
     result = dict(changed=bool(undone), undone=undone, notes=notes, remaining=remaining)
     if failures:
-        module.fail_json(msg="teardown could not undo %d change(s): %s" % (
-            len(failures), "; ".join(failures)), **result)
+        module.fail_json(
+            msg="teardown could not undo %d change(s): %s" % (len(failures), "; ".join(failures)), **result
+        )
     module.exit_json(**result)
 
 

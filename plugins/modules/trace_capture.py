@@ -382,16 +382,25 @@ class Window:
             if record_capture and ledger.find(kind="capture", instance=buffer.instance) is not None:
                 raise CaptureError(
                     "a capture window is already open in %s (state=started earlier); "
-                    "collect it first with state=collected" % self.where())
+                    "collect it first with state=collected" % self.where()
+                )
             # tracing_on is switched during the window (on while it is open, off while it
             # is read out): record its value so teardown restores it if we die here.
             facts["recorded_knob"] = ledger.record(
-                self.params["session"], kind="knob", instance=buffer.instance,
-                file="tracing_on", original="1" if was_on else "0")
+                self.params["session"],
+                kind="knob",
+                instance=buffer.instance,
+                file="tracing_on",
+                original="1" if was_on else "0",
+            )
             if record_capture:
-                ledger.record(self.params["session"], kind="capture",
-                              instance=buffer.instance, was_on=was_on,
-                              recorded_knob=facts["recorded_knob"])
+                ledger.record(
+                    self.params["session"],
+                    kind="capture",
+                    instance=buffer.instance,
+                    was_on=was_on,
+                    recorded_knob=facts["recorded_knob"],
+                )
         if self.params["clear"]:
             buffer.clear()
         facts["before"] = buffer.stats(self.cpus)
@@ -425,11 +434,14 @@ def _started_facts(window: Window) -> dict:
     with Ledger(window.params["ledger_path"], dry_run=True) as ledger:
         entry = ledger.find(kind="capture", instance=window.buffer.instance)
     if entry is None:
-        raise CaptureError("no capture window is open in %s: start one with state=started"
-                           % window.where())
-    return dict(was_on=entry["was_on"], recorded_knob=entry.get("recorded_knob"),
-                wall=entry.get("wall"), trace_now=entry.get("trace_now"),
-                before={int(cpu): stats for cpu, stats in entry.get("before", {}).items()})
+        raise CaptureError("no capture window is open in %s: start one with state=started" % window.where())
+    return dict(
+        was_on=entry["was_on"],
+        recorded_knob=entry.get("recorded_knob"),
+        wall=entry.get("wall"),
+        trace_now=entry.get("trace_now"),
+        before={int(cpu): stats for cpu, stats in entry.get("before", {}).items()},
+    )
 
 
 def _remember_start(window: Window, facts: dict) -> None:
@@ -437,8 +449,12 @@ def _remember_start(window: Window, facts: dict) -> None:
     with Ledger(window.params["ledger_path"]) as ledger:
         entry = ledger.find(kind="capture", instance=window.buffer.instance)
         if entry is not None:
-            ledger.update(entry, wall=facts["wall"], trace_now=facts["trace_now"],
-                          before={str(cpu): stats for cpu, stats in facts["before"].items()})
+            ledger.update(
+                entry,
+                wall=facts["wall"],
+                trace_now=facts["trace_now"],
+                before={str(cpu): stats for cpu, stats in facts["before"].items()},
+            )
 
 
 def run(module: AnsibleModule) -> dict:
@@ -452,8 +468,10 @@ def run(module: AnsibleModule) -> dict:
     if state == "started":
         facts = window.open(record_capture=True)
         _remember_start(window, facts)
-        result.update(started=_iso(facts["wall"]), clock_anchor=dict(
-            wall=facts["wall"], trace=facts["trace_now"], clock=result["trace_clock"]))
+        result.update(
+            started=_iso(facts["wall"]),
+            clock_anchor=dict(wall=facts["wall"], trace=facts["trace_now"], clock=result["trace_clock"]),
+        )
         return result
 
     work_dir = params["work_dir"] or tempfile.mkdtemp(prefix="tracefleet-capture-")
@@ -474,8 +492,10 @@ def run(module: AnsibleModule) -> dict:
         drainer = None
         try:
             if dat:
-                streams = [_compress.Stream(method, os.path.join(parts_dir, "%d-cpu%d" % (
-                    2 + cpu, cpu))) for cpu in window.cpus]
+                streams = [
+                    _compress.Stream(method, os.path.join(parts_dir, "%d-cpu%d" % (2 + cpu, cpu)))
+                    for cpu in window.cpus
+                ]
                 drainer = _capture.Drainer(buffer, window.cpus, streams)
                 # Started now, fed when the window has closed: one process less to
                 # start then.
@@ -492,13 +512,17 @@ def run(module: AnsibleModule) -> dict:
             timings["during"] = time.monotonic() - during
             if state == "captured":
                 finished = _capture.wait_window(
-                    params["duration"] if process is None else None, process, drainer,
-                    time.monotonic() + params["timeout"] if process is not None else None)
+                    params["duration"] if process is None else None,
+                    process,
+                    drainer,
+                    time.monotonic() + params["timeout"] if process is not None else None,
+                )
                 if not finished:
                     _capture.stop_workload(process)
-                    raise CaptureError("command=%r ran longer than timeout=%s seconds and was "
-                                       "killed; nothing was fetched" % (params["command"],
-                                                                        params["timeout"]))
+                    raise CaptureError(
+                        "command=%r ran longer than timeout=%s seconds and was "
+                        "killed; nothing was fetched" % (params["command"], params["timeout"])
+                    )
             window.stop()
             closed = time.monotonic()
             timings["window"] = round(time.time() - (facts.get("wall") or time.time()), 6)
@@ -507,8 +531,9 @@ def run(module: AnsibleModule) -> dict:
                 drainer.drain(final=True)
             # One read of each CPU's stats: the text goes into the trace.dat as it is.
             after_text = [buffer.stats_text(cpu) for cpu in window.cpus]
-            after = {cpu: _capture.parse_stats(text.decode(errors="replace"))
-                     for cpu, text in zip(window.cpus, after_text)}
+            after = {
+                cpu: _capture.parse_stats(text.decode(errors="replace")) for cpu, text in zip(window.cpus, after_text)
+            }
             if not dat:  # copied while recording is off: our own reads are not traced
                 _capture.copy_text(buffer, plain)
         finally:
@@ -519,10 +544,11 @@ def run(module: AnsibleModule) -> dict:
                     drainer.close()
         result.update(_workload_result(params, process, outputs))
         if process is not None and process.returncode not in params["allowed_rc"]:
-            raise CaptureError("command=%r exited with rc %d (allowed_rc: %s); nothing was "
-                               "fetched. stderr: %s" % (
-                                   params["command"], process.returncode, params["allowed_rc"],
-                                   result["stderr"][-2000:].strip()))
+            raise CaptureError(
+                "command=%r exited with rc %d (allowed_rc: %s); nothing was "
+                "fetched. stderr: %s"
+                % (params["command"], process.returncode, params["allowed_rc"], result["stderr"][-2000:].strip())
+            )
         if dat:
             _compress.finish_all(streams[1:])
             _capture.closing(layout, buffer, after_text)
@@ -548,23 +574,31 @@ def run(module: AnsibleModule) -> dict:
         counts = _capture.kernel_events(facts["before"], after, consumed=dat)
         lost = _capture.loss(facts["before"], after)
         result.update(
-            file=packed, file_name=os.path.basename(plain), compress=method,
-            bytes=os.path.getsize(packed), raw_bytes=stored, sha256=digest,
-            events=sum(counts.values()), events_per_cpu={str(k): v for k, v in counts.items()},
-            lost_events={str(k): v for k, v in lost.items()}, seconds=timings["window"],
+            file=packed,
+            file_name=os.path.basename(plain),
+            compress=method,
+            bytes=os.path.getsize(packed),
+            raw_bytes=stored,
+            sha256=digest,
+            events=sum(counts.values()),
+            events_per_cpu={str(k): v for k, v in counts.items()},
+            lost_events={str(k): v for k, v in lost.items()},
+            seconds=timings["window"],
             started=_iso(facts["wall"]) if facts.get("wall") else None,
-            clock_anchor=dict(wall=facts.get("wall"), trace=facts.get("trace_now"),
-                              clock=result["trace_clock"]),
-            enabled_events=buffer.summarise_events(events), timings=timings,
-            format=params["format"], instance=params["instance"])
+            clock_anchor=dict(wall=facts.get("wall"), trace=facts.get("trace_now"), clock=result["trace_clock"]),
+            enabled_events=buffer.summarise_events(events),
+            timings=timings,
+            format=params["format"],
+            instance=params["instance"],
+        )
         if not events and dat:
-            module.warn("no events are enabled in %s: the capture holds only what a tracer "
-                        "recorded" % window.where())
+            module.warn("no events are enabled in %s: the capture holds only what a tracer recorded" % window.where())
         if sum(lost.values()):
-            module.warn("%s lost %d events during the window (per CPU: %s): the reader or the "
-                        "buffer could not keep up; a bigger buffer_size_kb helps" % (
-                            window.where(), sum(lost.values()),
-                            ", ".join("cpu%s=%d" % item for item in sorted(lost.items()))))
+            module.warn(
+                "%s lost %d events during the window (per CPU: %s): the reader or the "
+                "buffer could not keep up; a bigger buffer_size_kb helps"
+                % (window.where(), sum(lost.values()), ", ".join("cpu%s=%d" % item for item in sorted(lost.items())))
+            )
         return result
     finally:
         _capture.stop_workload(process)
@@ -592,9 +626,13 @@ def _start_workload(params: dict, work_dir: str):
             raise CaptureError("state=captured needs duration or command")
         return None, {}
     outputs = {name: tempfile.TemporaryFile(dir=work_dir) for name in ("stdout", "stderr")}  # noqa: SIM115
-    process = subprocess.Popen(["/bin/sh", "-c", params["command"]], stdin=subprocess.DEVNULL,
-                               stdout=outputs["stdout"], stderr=outputs["stderr"],
-                               start_new_session=True)
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", params["command"]],
+        stdin=subprocess.DEVNULL,
+        stdout=outputs["stdout"],
+        stderr=outputs["stderr"],
+        start_new_session=True,
+    )
     return process, outputs
 
 
@@ -617,24 +655,32 @@ def _hand_over(path: str, work_dir: str) -> None:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE,
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE, supports_check_mode=True)
     if module.check_mode:
-        module.exit_json(changed=False, skipped=True,
-                         msg="check mode: no window recorded, nothing fetched")
+        module.exit_json(changed=False, skipped=True, msg="check mode: no window recorded, nothing fetched")
     params = module.params
     if params["state"] != "captured" and (params["duration"] is not None or params["command"]):
-        module.fail_json(msg="duration and command are for state=captured; with state=%s the "
-                             "window spans tasks" % params["state"])
+        module.fail_json(
+            msg="duration and command are for state=captured; with state=%s the window spans tasks" % params["state"]
+        )
     if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$", params["name"]):
-        module.fail_json(msg="name=%r: use letters, digits, '.', '_' and '-', not starting with "
-                             "'.' (it names a file)" % params["name"])
+        module.fail_json(
+            msg="name=%r: use letters, digits, '.', '_' and '-', not starting with "
+            "'.' (it names a file)" % params["name"]
+        )
     if params["duration"] is not None and params["duration"] <= 0:
         module.fail_json(msg="duration=%s: must be more than 0 seconds" % params["duration"])
     try:
         result = run(module)
-    except (_instance.InstanceError, TracingUnavailable, CaptureError, ControlError,
-            LedgerError, _compress.CompressError, OSError) as exc:
+    except (
+        _instance.InstanceError,
+        TracingUnavailable,
+        CaptureError,
+        ControlError,
+        LedgerError,
+        _compress.CompressError,
+        OSError,
+    ) as exc:
         module.fail_json(msg="trace_capture (instance=%s): %s" % (params["instance"], exc))
     module.exit_json(**result)
 

@@ -132,12 +132,17 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             instance=dict(type="str"),
-            events=dict(type="list", elements="dict", required=True, options=dict(
-                name=dict(type="str", required=True),
-                state=dict(type="str", default="enabled", choices=["enabled", "disabled"]),
-                filter=dict(type="str"),
-                triggers=dict(type="list", elements="str"),
-            )),
+            events=dict(
+                type="list",
+                elements="dict",
+                required=True,
+                options=dict(
+                    name=dict(type="str", required=True),
+                    state=dict(type="str", default="enabled", choices=["enabled", "disabled"]),
+                    filter=dict(type="str"),
+                    triggers=dict(type="list", elements="str"),
+                ),
+            ),
             exclusive=dict(type="bool", default=False),
             **COMMON_ARGS,
         ),
@@ -154,8 +159,8 @@ def main() -> None:
     catalog = _events.EventCatalog(control, instance)
     try:
         changes, wanted, before = _events.plan_events(
-            catalog, params["events"], params["exclusive"],
-            _instance.enabled_events(control, instance))
+            catalog, params["events"], params["exclusive"], _instance.enabled_events(control, instance)
+        )
     except _events.EventError as exc:
         module.fail_json(msg="%s (in %s); nothing was changed" % (exc, where))
 
@@ -165,8 +170,7 @@ def main() -> None:
             record = instance is None or not ledger.owns_instance(instance)
             checkpoint = ledger.checkpoint()
             try:
-                _events.apply_events(changes, transaction, ledger, params["session"], instance,
-                                     record)
+                _events.apply_events(changes, transaction, ledger, params["session"], instance, record)
             except ControlError as exc:
                 problems = transaction.rollback()
                 ledger.restore(checkpoint)
@@ -175,10 +179,8 @@ def main() -> None:
                 if failed is not None and failed.kind == "filter":
                     what = "filter %r of %s was rejected: " % (failed.value, failed.event)
                 elif failed is not None:
-                    what = "%s %r of %s was rejected: " % (
-                        failed.kind, failed.value, failed.event)
-                msg = "events: %s%s (in %s); the changes this task had made were put back" % (
-                    what, exc, where)
+                    what = "%s %r of %s was rejected: " % (failed.kind, failed.value, failed.event)
+                msg = "events: %s%s (in %s); the changes this task had made were put back" % (what, exc, where)
                 if problems:
                     msg += ", except: " + "; ".join(problems)
                 module.fail_json(msg=msg, error_log=exc.error_log)
@@ -196,8 +198,7 @@ def main() -> None:
             after["triggers"] = settings["triggers"]
         if not module.check_mode:
             after = _events.read_state(catalog, event).as_dict()
-        report[event] = {"changed": event in changed_events, "before": before[event],
-                         "after": after}
+        report[event] = {"changed": event in changed_events, "before": before[event], "after": after}
     result = dict(changed=bool(changes), events=report, changes=transaction.done)
     if module._diff:
         result["diff"] = {

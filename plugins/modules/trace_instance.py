@@ -123,9 +123,11 @@ def main() -> None:
                 if not owned and not params["force"]:
                     module.fail_json(
                         msg="name=%r: the instance exists but tracefleet did not create it "
-                            "(not in the ledger %s); set force=true to remove it anyway"
-                            % (name, params["ledger_path"]), path=path, exists=True,
-                        owned=False)
+                        "(not in the ledger %s); set force=true to remove it anyway" % (name, params["ledger_path"]),
+                        path=path,
+                        exists=True,
+                        owned=False,
+                    )
                 changed = True
                 if not module.check_mode:
                     _instance.remove(control, ledger, name)

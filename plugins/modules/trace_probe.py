@@ -183,8 +183,7 @@ def main() -> None:
         control = open_tracefs(params["tracefs_path"])
         wanted = None
         if params["state"] == "present":
-            wanted = _probes.build(control, params["type"], group, name, params["target"],
-                                   params["fetchargs"])
+            wanted = _probes.build(control, params["type"], group, name, params["target"], params["fetchargs"])
     except (_probes.ProbeError, TracingUnavailable) as exc:
         module.fail_json(msg="%s; dynamic_events was not changed" % exc)
 
@@ -200,7 +199,8 @@ def main() -> None:
                 if existing is not None and not owned and not params["force"]:
                     module.fail_json(
                         msg="%s/%s exists with another definition (%s) and tracefleet did not "
-                            "create it; set force=true to replace it" % (group, name, before_line))
+                        "create it; set force=true to replace it" % (group, name, before_line)
+                    )
                 changed, written = True, wanted.line()
                 if not module.check_mode:
                     _replace(control, ledger, params["session"], existing, wanted, where)
@@ -209,10 +209,14 @@ def main() -> None:
                 if where and not params["force"]:
                     module.fail_json(
                         msg="%s/%s is enabled in %s; disable it there first, or set force=true"
-                            % (group, name, ", ".join(_names(where))), enabled_in=_names(where))
+                        % (group, name, ", ".join(_names(where))),
+                        enabled_in=_names(where),
+                    )
                 if not owned and not params["force"]:
-                    module.fail_json(msg="%s/%s was not created by tracefleet (not in the "
-                                         "ledger); set force=true to remove it" % (group, name))
+                    module.fail_json(
+                        msg="%s/%s was not created by tracefleet (not in the "
+                        "ledger); set force=true to remove it" % (group, name)
+                    )
                 changed, written = True, "-:%s/%s" % (group, name)
                 if not module.check_mode:
                     for instance in where:
@@ -223,22 +227,24 @@ def main() -> None:
                         ledger.forget(entry)
                 owned, where = False, []
     except ControlError as exc:
-        module.fail_json(msg="%s/%s: %s; dynamic_events %s" % (
-            group, name, exc, "was not changed" if existing is None else
-            "keeps the previous definition"), error_log=exc.error_log)
+        module.fail_json(
+            msg="%s/%s: %s; dynamic_events %s"
+            % (group, name, exc, "was not changed" if existing is None else "keeps the previous definition"),
+            error_log=exc.error_log,
+        )
     except LedgerError as exc:
         module.fail_json(msg=str(exc))
 
     after_line = before_line
     if module.check_mode:
-        after_line = written if written and not written.startswith("-:") else (
-            before_line if wanted is not None else None)
+        after_line = (
+            written if written and not written.startswith("-:") else (before_line if wanted is not None else None)
+        )
     else:
         current = _probes.read_definitions(control).get((group, name))
         after_line = current[1] if current else None
         where = _probes.enabled_in(control, group, name) if current else []
-    result = dict(changed=changed, definition=after_line, written=written,
-                  enabled_in=_names(where), owned=owned)
+    result = dict(changed=changed, definition=after_line, written=written, enabled_in=_names(where), owned=owned)
     if module._diff:
         result["diff"] = {"before": (before_line or "") + "\n", "after": (after_line or "") + "\n"}
     module.exit_json(**result)

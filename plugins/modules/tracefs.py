@@ -302,8 +302,7 @@ def parse_gid(value) -> int | None:
         raise InputError("gid=%r: no such group on this host" % text) from None
 
 
-def fstab_entry(result: Plan, options: list[str], gid: int | None,
-                mode: int | None) -> _fstab.FstabEntry:
+def fstab_entry(result: Plan, options: list[str], gid: int | None, mode: int | None) -> _fstab.FstabEntry:
     fs_options = [opt for opt in options if opt not in ("defaults",)]
     if gid is not None:
         fs_options.append("gid=%d" % gid)
@@ -350,14 +349,12 @@ def main() -> None:
         host = Host()
     except (OSError, MountinfoError) as exc:
         module.fail_json(msg="cannot read the kernel's mount facts: %s" % exc)
-    facts = Facts(host.mounts, host.filesystems,
-                  host.debugfs()["mount_allowed"], host.debugfs_reason())
+    facts = Facts(host.mounts, host.filesystems, host.debugfs()["mount_allowed"], host.debugfs_reason())
     policy = Policy(params["state"], path, options, gid, mode, params["legacy_debugfs"])
     try:
         result = plan(policy, facts)
     except PolicyError as exc:
-        module.fail_json(msg="path=%s: %s" % (path, exc), lockdown=host.lockdown,
-                         debugfs=host.debugfs())
+        module.fail_json(msg="path=%s: %s" % (path, exc), lockdown=host.lockdown, debugfs=host.debugfs())
     except OSError as exc:
         module.fail_json(msg="path=%s: cannot inspect the mount point: %s" % (path, exc))
 
@@ -365,8 +362,7 @@ def main() -> None:
     fstab_text = new_fstab_text = None
     wanted_line = None
     if params["persistent"]:
-        wanted = (fstab_entry(result, options, gid, mode)
-                  if params["state"] == "mounted" else None)
+        wanted = fstab_entry(result, options, gid, mode) if params["state"] == "mounted" else None
         wanted_line = wanted.render() if wanted is not None else None
         try:
             with open(params["fstab"], encoding="utf-8") as handle:
@@ -398,9 +394,14 @@ def main() -> None:
                 extra["backup_file"] = module.backup_local(params["fstab"])
             _write_atomically(module, params["fstab"], new_fstab_text)
     if fstab_changed:
-        done.append("%s %s in %s" % ("write" if wanted_line else "remove",
-                                     wanted_line or "the entry for " + result.mount_point,
-                                     params["fstab"]))
+        done.append(
+            "%s %s in %s"
+            % (
+                "write" if wanted_line else "remove",
+                wanted_line or "the entry for " + result.mount_point,
+                params["fstab"],
+            )
+        )
 
     after_host = host if module.check_mode else Host()
     mount = None
@@ -412,15 +413,19 @@ def main() -> None:
         is_usable = None
     else:
         is_usable = usable(result.tracing_path) if mounted else False
-    if mounted and is_usable is False and (after_host.lockdown == "confidentiality" or (
-            after_host.lockdown == "unknown" and mount is not None)):
+    if (
+        mounted
+        and is_usable is False
+        and (after_host.lockdown == "confidentiality" or (after_host.lockdown == "unknown" and mount is not None))
+    ):
         module.warn(
             "%s is mounted but its tracing files are missing: kernel lockdown (%s) "
-            "restricts tracefs, so tracing is not usable on this host"
-            % (result.tracing_path, after_host.lockdown))
+            "restricts tracefs, so tracing is not usable on this host" % (result.tracing_path, after_host.lockdown)
+        )
     if not module.check_mode:
-        result.after = observe(Facts(after_host.mounts, after_host.filesystems, False, ""),
-                               result.fstype, result.mount_point)
+        result.after = observe(
+            Facts(after_host.mounts, after_host.filesystems, False, ""), result.fstype, result.mount_point
+        )
         if params["persistent"]:
             result.after["fstab"] = wanted_line
     output = dict(

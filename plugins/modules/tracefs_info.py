@@ -371,11 +371,20 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
 
-PARTS = ("knobs", "events", "instances", "instance_events", "dynamic_events", "error_log",
-         "drift")
-KNOB_KEYS = ("tracers", "current_tracer", "tracing_on", "buffer_size_kb", "buffer_size_raw",
-             "trace_clock", "trace_clocks", "options", "cpumask", "function_lists",
-             "pid_lists")
+PARTS = ("knobs", "events", "instances", "instance_events", "dynamic_events", "error_log", "drift")
+KNOB_KEYS = (
+    "tracers",
+    "current_tracer",
+    "tracing_on",
+    "buffer_size_kb",
+    "buffer_size_raw",
+    "trace_clock",
+    "trace_clocks",
+    "options",
+    "cpumask",
+    "function_lists",
+    "pid_lists",
+)
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 
 
@@ -389,8 +398,7 @@ def tracing_automount(host: Host) -> bool | None:
 
 def read_ledger(path: str) -> dict:
     """The ledger as it is on disk: dry_run neither creates nor locks anything."""
-    result = {"path": path, "exists": None, "error": None, "entries": [],
-              "instances": [], "probe_groups": []}
+    result = {"path": path, "exists": None, "error": None, "entries": [], "instances": [], "probe_groups": []}
     try:
         with Ledger(path, dry_run=True) as ledger:
             entries = ledger.entries
@@ -399,33 +407,34 @@ def read_ledger(path: str) -> dict:
         return result
     result["exists"] = os.path.isfile(path)
     result["entries"] = entries
-    result["instances"] = sorted({entry["name"] for entry in entries
-                                  if entry.get("kind") == "instance"})
-    result["probe_groups"] = sorted({entry["group"] for entry in entries
-                                     if entry.get("kind") == "probe"})
+    result["instances"] = sorted({entry["name"] for entry in entries if entry.get("kind") == "instance"})
+    result["probe_groups"] = sorted({entry["group"] for entry in entries if entry.get("kind") == "probe"})
     return result
 
 
 def instance_events(root: str, instances: list[str]) -> dict[str, list[str]]:
-    return {name: [line.replace(":", "/", 1)
-                   for line in _knobs.TracingDir(root, name).lines("set_event")]
-            for name in instances}
+    return {
+        name: [line.replace(":", "/", 1) for line in _knobs.TracingDir(root, name).lines("set_event")]
+        for name in instances
+    }
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             instance=dict(type="str"),
-            gather=dict(type="list", elements="str", default=["all"],
-                        choices=["all", "mounts", "ledger"] + list(PARTS)),
+            gather=dict(
+                type="list", elements="str", default=["all"], choices=["all", "mounts", "ledger"] + list(PARTS)
+            ),
             ledger_path=dict(type="path", default=LEDGER_PATH),
         ),
         supports_check_mode=True,
     )
     instance = module.params["instance"]
     if instance is not None and (not _INSTANCE_NAME.match(instance) or instance in (".", "..")):
-        module.fail_json(msg="instance=%r is not a valid instance name (letters, digits, "
-                             "'_', '-', '.'; no '/')" % instance)
+        module.fail_json(
+            msg="instance=%r is not a valid instance name (letters, digits, '_', '-', '.'; no '/')" % instance
+        )
     gather = set(module.params["gather"])
     if "all" in gather:
         gather.add("ledger")
@@ -452,8 +461,7 @@ def main() -> None:
     if result["usable"] and gather & set(PARTS):
         tracing = _knobs.TracingDir(tracefs["path"], instance)
         if not tracing.exists():
-            module.fail_json(msg="instance=%r does not exist (no %s)" % (instance, tracing.path),
-                             **result)
+            module.fail_json(msg="instance=%r does not exist (no %s)" % (instance, tracing.path), **result)
         state = _knobs.snapshot(tracing)
         if "knobs" in gather:
             result.update((key, state[key]) for key in KNOB_KEYS)
@@ -469,8 +477,7 @@ def main() -> None:
         if "error_log" in gather:
             result["error_log"] = state["error_log"]
         if "drift" in gather:
-            defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None,
-                                            sysfs=host.path("/sys"))
+            defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None, sysfs=host.path("/sys"))
             result["drift"] = _knobs.drift(state, defaults)
     if "ledger" in gather:
         result["ledger"] = read_ledger(module.params["ledger_path"])

@@ -139,8 +139,18 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import 
     open_instance,
 )
 
-KNOB_OPTIONS = ("tracer", "tracing_on", "buffer_size_kb", "trace_clock", "options", "cpumask",
-                "function_filter", "function_notrace", "graph_functions", "pids")
+KNOB_OPTIONS = (
+    "tracer",
+    "tracing_on",
+    "buffer_size_kb",
+    "trace_clock",
+    "options",
+    "cpumask",
+    "function_filter",
+    "function_notrace",
+    "graph_functions",
+    "pids",
+)
 
 
 def main() -> None:
@@ -179,8 +189,7 @@ def main() -> None:
             transaction = Transaction(control, dry_run=module.check_mode)
             checkpoint = ledger.checkpoint()
             try:
-                _tracer.apply_knobs(control, instance, changes, transaction, ledger,
-                                    params["session"], record)
+                _tracer.apply_knobs(control, instance, changes, transaction, ledger, params["session"], record)
             except (ControlError, _tracer.KnobError) as exc:
                 problems = transaction.rollback()
                 ledger.restore(checkpoint)
@@ -198,13 +207,13 @@ def main() -> None:
         if change.ledger_kind in ("list_add", "list_remove", "pid_replace"):
             entry = after.setdefault(change.knob, {"added": [], "removed": []})
             key = "added" if change.ledger_kind == "list_add" else "removed"
-            entry[key].extend(change.ledger_value.split()
-                              if change.ledger_kind == "pid_replace" else [change.ledger_value])
+            entry[key].extend(
+                change.ledger_value.split() if change.ledger_kind == "pid_replace" else [change.ledger_value]
+            )
         else:
             before[change.knob] = change.before
             after[change.knob] = change.after
-    result = dict(changed=bool(transaction.done), before=before, after=after,
-                  changes=transaction.done)
+    result = dict(changed=bool(transaction.done), before=before, after=after, changes=transaction.done)
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     module.exit_json(**result)

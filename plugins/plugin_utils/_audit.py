@@ -46,8 +46,12 @@ POLICY_SPEC = dict(
 )
 
 FORMATS = ("json", "junit", "markdown", "html")
-FILE_NAMES = {"json": "compliance.json", "junit": "compliance-junit.xml",
-              "markdown": "compliance.md", "html": "compliance.html"}
+FILE_NAMES = {
+    "json": "compliance.json",
+    "junit": "compliance-junit.xml",
+    "markdown": "compliance.md",
+    "html": "compliance.html",
+}
 REPORT_FORMAT = 1
 _MODE = re.compile(r"^[0-7]{1,5}$")
 # `p:group/event ...`, `r10:group/event ...`, `s:synthetic/name ...`, `e:group/event ...`
@@ -89,9 +93,11 @@ def _parse_gid(value) -> int | None:
         return value
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
-    raise AuditError("policy: tracefs_gid=%r is not a numeric group id; a group name is "
-                     "resolved on the host first (the compliance role does it with getent) "
-                     "and its name goes in tracefs_group" % (value,))
+    raise AuditError(
+        "policy: tracefs_gid=%r is not a numeric group id; a group name is "
+        "resolved on the host first (the compliance role does it with getent) "
+        "and its name goes in tracefs_group" % (value,)
+    )
 
 
 def _parse_mode(value) -> int | None:
@@ -113,8 +119,7 @@ def _octal(mode: int) -> str:
 
 
 def _result(check: str, status: str, expected, actual, message: str) -> dict:
-    return {"check": check, "status": status, "expected": expected, "actual": actual,
-            "message": message}
+    return {"check": check, "status": status, "expected": expected, "actual": actual, "message": message}
 
 
 def _listing(items) -> str:
@@ -129,8 +134,7 @@ def _super_option(options: list, name: str) -> str | None:
 
 
 def _tracefs_mounts(facts: dict) -> list[dict]:
-    return [mount for mount in facts["tracefs"].get("mountpoints") or []
-            if isinstance(mount, dict)]
+    return [mount for mount in facts["tracefs"].get("mountpoints") or [] if isinstance(mount, dict)]
 
 
 def check_tracefs_mounted(facts: dict, policy: dict) -> dict:
@@ -140,11 +144,15 @@ def check_tracefs_mounted(facts: dict, policy: dict) -> dict:
     if path in points:
         return _result(name, PASS, path, points, "tracefs is mounted at %s" % path)
     if facts["tracefs"].get("registered") is False:
-        return _result(name, FAIL, path, points, "tracefs is not mounted at %s: the kernel "
-                       "does not know tracefs (not in /proc/filesystems)" % path)
+        return _result(
+            name,
+            FAIL,
+            path,
+            points,
+            "tracefs is not mounted at %s: the kernel does not know tracefs (not in /proc/filesystems)" % path,
+        )
     if points:
-        return _result(name, FAIL, path, points, "tracefs is mounted at %s, not at %s"
-                       % (_listing(points), path))
+        return _result(name, FAIL, path, points, "tracefs is mounted at %s, not at %s" % (_listing(points), path))
     return _result(name, FAIL, path, points, "tracefs is not mounted (policy: at %s)" % path)
 
 
@@ -155,13 +163,10 @@ def check_tracefs_options(facts: dict, policy: dict) -> dict | None:
     name = "tracefs_options"
     mounts = _tracefs_mounts(facts)
     if not mounts:
-        return _result(name, SKIP, required, {}, "tracefs is not mounted: no mount options "
-                       "to check")
+        return _result(name, SKIP, required, {}, "tracefs is not mounted: no mount options to check")
     actual = {mount.get("mount_point"): list(mount.get("options") or []) for mount in mounts}
-    missing = {point: [option for option in required if option not in options]
-               for point, options in actual.items()}
-    lacking = ["%s lacks %s" % (point, _listing(options))
-               for point, options in missing.items() if options]
+    missing = {point: [option for option in required if option not in options] for point, options in actual.items()}
+    lacking = ["%s lacks %s" % (point, _listing(options)) for point, options in missing.items() if options]
     if lacking:
         return _result(name, FAIL, required, actual, "; ".join(lacking))
     return _result(name, PASS, required, actual, "every tracefs mount has %s" % _listing(required))
@@ -183,8 +188,7 @@ def check_tracefs_gid(facts: dict, policy: dict) -> dict | None:
     name = "tracefs_gid"
     wanted = gid if not group else "%s (%s)" % (gid, group)
     if gid is None:
-        return _result(name, FAIL, group, None, "the group %r required on tracefs does not "
-                       "exist on this host" % group)
+        return _result(name, FAIL, group, None, "the group %r required on tracefs does not exist on this host" % group)
     if not _tracefs_mounts(facts):
         return _result(name, SKIP, gid, None, "tracefs is not mounted: no group to check")
     shown = _super_option(_superblock(facts), "gid")
@@ -194,8 +198,9 @@ def check_tracefs_gid(facts: dict, policy: dict) -> dict | None:
         return _result(name, FAIL, gid, shown, "tracefs gid=%s is not a number" % shown)
     if actual == gid:
         return _result(name, PASS, gid, actual, "tracefs files belong to group %s" % wanted)
-    return _result(name, FAIL, gid, actual, "tracefs is mounted with gid=%s; the policy "
-                   "requires gid=%s" % (actual, wanted))
+    return _result(
+        name, FAIL, gid, actual, "tracefs is mounted with gid=%s; the policy requires gid=%s" % (actual, wanted)
+    )
 
 
 def check_tracefs_mode(facts: dict, policy: dict) -> dict | None:
@@ -211,21 +216,29 @@ def check_tracefs_mode(facts: dict, policy: dict) -> dict | None:
     except ValueError:
         return _result(name, FAIL, _octal(mode), shown, "tracefs mode=%s is not octal" % shown)
     if actual == mode:
-        return _result(name, PASS, _octal(mode), _octal(actual),
-                       "tracefs is mounted with mode=%s" % _octal(actual))
-    return _result(name, FAIL, _octal(mode), _octal(actual), "tracefs is mounted with mode=%s; "
-                   "the policy requires mode=%s" % (_octal(actual), _octal(mode)))
+        return _result(name, PASS, _octal(mode), _octal(actual), "tracefs is mounted with mode=%s" % _octal(actual))
+    return _result(
+        name,
+        FAIL,
+        _octal(mode),
+        _octal(actual),
+        "tracefs is mounted with mode=%s; the policy requires mode=%s" % (_octal(actual), _octal(mode)),
+    )
 
 
 def check_debugfs_not_mounted(facts: dict, policy: dict) -> dict | None:
     if policy["debugfs_mounted_allowed"]:
         return None
     debugfs = facts["debugfs"]
-    points = [mount.get("mount_point") for mount in debugfs.get("mountpoints") or []
-              if isinstance(mount, dict)]
+    points = [mount.get("mount_point") for mount in debugfs.get("mountpoints") or [] if isinstance(mount, dict)]
     if debugfs.get("mounted") or points:
-        return _result("debugfs_not_mounted", FAIL, [], points,
-                       "debugfs is mounted at %s" % (_listing(points) or "an unknown place"))
+        return _result(
+            "debugfs_not_mounted",
+            FAIL,
+            [],
+            points,
+            "debugfs is mounted at %s" % (_listing(points) or "an unknown place"),
+        )
     return _result("debugfs_not_mounted", PASS, [], points, "debugfs is not mounted")
 
 
@@ -236,18 +249,28 @@ def check_debugfs_disallowed(facts: dict, policy: dict) -> dict | None:
     evidence = "debugfs policy '%s' from %s" % (debugfs.get("policy"), debugfs.get("policy_source"))
     expected = "off or no-mount"
     if debugfs.get("registered") is False:
-        return _result("debugfs_disallowed", PASS, expected, "off",
-                       "debugfs is not registered (%s)" % evidence)
+        return _result("debugfs_disallowed", PASS, expected, "off", "debugfs is not registered (%s)" % evidence)
     if debugfs.get("mount_allowed") is False:
-        return _result("debugfs_disallowed", PASS, expected, "no-mount",
-                       "debugfs may not be mounted (%s; /sys/kernel/debug %s)" % (
-                           evidence, "exists" if debugfs.get("mount_point_exists") else "does not exist"))
+        return _result(
+            "debugfs_disallowed",
+            PASS,
+            expected,
+            "no-mount",
+            "debugfs may not be mounted (%s; /sys/kernel/debug %s)"
+            % (evidence, "exists" if debugfs.get("mount_point_exists") else "does not exist"),
+        )
     if debugfs.get("mount_allowed") is None:
-        return _result("debugfs_disallowed", SKIP, expected, None,
-                       "the facts do not say whether debugfs may be mounted")
-    return _result("debugfs_disallowed", FAIL, expected, "on",
-                   "debugfs may be mounted (%s); boot with debugfs=off or debugfs=no-mount, "
-                   "or build with CONFIG_DEBUG_FS_DISALLOW_MOUNT" % evidence)
+        return _result(
+            "debugfs_disallowed", SKIP, expected, None, "the facts do not say whether debugfs may be mounted"
+        )
+    return _result(
+        "debugfs_disallowed",
+        FAIL,
+        expected,
+        "on",
+        "debugfs may be mounted (%s); boot with debugfs=off or debugfs=no-mount, "
+        "or build with CONFIG_DEBUG_FS_DISALLOW_MOUNT" % evidence,
+    )
 
 
 def check_lockdown(facts: dict, policy: dict) -> dict | None:
@@ -257,14 +280,24 @@ def check_lockdown(facts: dict, policy: dict) -> dict | None:
     mode = facts.get("lockdown")
     expected = "%s or stricter" % minimum
     if mode not in LOCKDOWN_LEVELS:
-        return _result("lockdown", SKIP, expected, mode,
-                       "the lockdown mode is %s: securityfs is not mounted and the kernel "
-                       "command line has no lockdown=" % (mode or "not reported"))
+        return _result(
+            "lockdown",
+            SKIP,
+            expected,
+            mode,
+            "the lockdown mode is %s: securityfs is not mounted and the kernel "
+            "command line has no lockdown=" % (mode or "not reported"),
+        )
     source = facts.get("lockdown_source") or "unknown source"
     if LOCKDOWN_LEVELS[mode] >= LOCKDOWN_LEVELS[minimum]:
         return _result("lockdown", PASS, expected, mode, "lockdown is %s (from %s)" % (mode, source))
-    return _result("lockdown", FAIL, expected, mode, "lockdown is %s (from %s); the policy "
-                   "requires %s or stricter" % (mode, source, minimum))
+    return _result(
+        "lockdown",
+        FAIL,
+        expected,
+        mode,
+        "lockdown is %s (from %s); the policy requires %s or stricter" % (mode, source, minimum),
+    )
 
 
 def _tracing_unavailable(facts: dict) -> str | None:
@@ -310,16 +343,25 @@ def check_no_leftover_instances(facts: dict, policy: dict) -> dict | None:
         return _result(name, SKIP, [], None, "cannot list the instances: %s" % problem)
     ledger, problem = _ledger(facts)
     if problem:
-        return _result(name, SKIP, [], None, "cannot tell which instances are tracefleet's: "
-                       "%s" % problem)
+        return _result(name, SKIP, [], None, "cannot tell which instances are tracefleet's: %s" % problem)
     present = list(facts["instances"] or [])
     left = sorted(set(ledger.get("instances") or []) & set(present))
     if left:
-        return _result(name, FAIL, [], left, "tracefleet instances left behind: %s (remove them "
-                       "with tracefleet.ftrace.teardown)" % _listing(left))
+        return _result(
+            name,
+            FAIL,
+            [],
+            left,
+            "tracefleet instances left behind: %s (remove them with tracefleet.ftrace.teardown)" % _listing(left),
+        )
     others = len(present)
-    return _result(name, PASS, [], left, "no tracefleet instance is left%s" % (
-        " (%d other instance(s), not tracefleet's)" % others if others else ""))
+    return _result(
+        name,
+        PASS,
+        [],
+        left,
+        "no tracefleet instance is left%s" % (" (%d other instance(s), not tracefleet's)" % others if others else ""),
+    )
 
 
 def check_no_leftover_probes(facts: dict, policy: dict) -> dict | None:
@@ -333,11 +375,23 @@ def check_no_leftover_probes(facts: dict, policy: dict) -> dict | None:
     groups = sorted(set(policy["probe_groups"]) | set((ledger or {}).get("probe_groups") or []))
     left = [line for line in facts["dynamic_events"] or [] if probe_group(line) in groups]
     if left:
-        return _result(name, FAIL, [], left, "probes left behind in group(s) %s: %s (remove "
-                       "them with tracefleet.ftrace.teardown)" % (_listing(groups), _listing(left)))
+        return _result(
+            name,
+            FAIL,
+            [],
+            left,
+            "probes left behind in group(s) %s: %s (remove "
+            "them with tracefleet.ftrace.teardown)" % (_listing(groups), _listing(left)),
+        )
     if ledger_problem:
-        return _result(name, SKIP, [], left, "no probe in group(s) %s, but %s, so other groups "
-                       "tracefleet used are unknown" % (_listing(groups), ledger_problem))
+        return _result(
+            name,
+            SKIP,
+            [],
+            left,
+            "no probe in group(s) %s, but %s, so other groups "
+            "tracefleet used are unknown" % (_listing(groups), ledger_problem),
+        )
     return _result(name, PASS, [], left, "no probe in group(s) %s" % _listing(groups))
 
 
@@ -356,32 +410,44 @@ def check_no_enabled_events(facts: dict, policy: dict) -> dict | None:
     if owned and not unknown:
         per_instance = facts["instance_events"] or {}
         for instance in owned:
-            found.extend("%s (instance %s)" % (event, instance)
-                         for event in per_instance.get(instance) or [])
+            found.extend("%s (instance %s)" % (event, instance) for event in per_instance.get(instance) or [])
     if found:
         return _result(name, FAIL, [], found, "events left enabled: %s" % _listing(found))
     if unknown:
-        return _result(name, SKIP, [], found, "no event is enabled at the top level, but the "
-                       "tracefleet instances cannot be checked: %s" % unknown)
-    return _result(name, PASS, [], found, "no event is enabled at the top level or in a "
-                   "tracefleet instance")
+        return _result(
+            name,
+            SKIP,
+            [],
+            found,
+            "no event is enabled at the top level, but the tracefleet instances cannot be checked: %s" % unknown,
+        )
+    return _result(name, PASS, [], found, "no event is enabled at the top level or in a tracefleet instance")
 
 
-CHECKS = (check_tracefs_mounted, check_tracefs_options, check_tracefs_gid, check_tracefs_mode,
-          check_debugfs_not_mounted, check_debugfs_disallowed, check_lockdown,
-          check_no_leftover_instances, check_no_leftover_probes, check_no_enabled_events)
+CHECKS = (
+    check_tracefs_mounted,
+    check_tracefs_options,
+    check_tracefs_gid,
+    check_tracefs_mode,
+    check_debugfs_not_mounted,
+    check_debugfs_disallowed,
+    check_lockdown,
+    check_no_leftover_instances,
+    check_no_leftover_probes,
+    check_no_enabled_events,
+)
 
 
 def validate_facts(facts) -> dict:
     if not isinstance(facts, dict):
-        raise AuditError("facts must be the registered result of tracefleet.ftrace.tracefs_info, "
-                         "got %s" % type(facts).__name__)
+        raise AuditError(
+            "facts must be the registered result of tracefleet.ftrace.tracefs_info, got %s" % type(facts).__name__
+        )
     if facts.get("failed"):
         raise AuditError("facts is a failed tracefs_info result: %s" % facts.get("msg", "no message"))
     for key in ("tracefs", "debugfs"):
         if not isinstance(facts.get(key), dict):
-            raise AuditError("facts has no %r: pass the registered result of "
-                             "tracefleet.ftrace.tracefs_info" % key)
+            raise AuditError("facts has no %r: pass the registered result of tracefleet.ftrace.tracefs_info" % key)
     return facts
 
 
@@ -393,8 +459,12 @@ def evaluate(facts: dict, policy: dict) -> list[dict]:
 
 def facts_summary(facts: dict) -> dict:
     """What a report shows about a host besides its checks."""
-    return {"kernel_release": facts.get("kernel_release"), "lockdown": facts.get("lockdown"),
-            "tracefs_path": facts["tracefs"].get("path"), "usable": facts.get("usable")}
+    return {
+        "kernel_release": facts.get("kernel_release"),
+        "lockdown": facts.get("lockdown"),
+        "tracefs_path": facts["tracefs"].get("path"),
+        "usable": facts.get("usable"),
+    }
 
 
 def audit(facts, policy) -> dict:
@@ -419,8 +489,7 @@ def _plain(value):
     """Plain JSON types, whatever the results were made of; text that cannot be
     encoded (lone surrogates from undecodable host bytes) becomes backslash escapes."""
     if isinstance(value, dict):
-        return {_plain(key) if isinstance(key, str) else str(key): _plain(item)
-                for key, item in value.items()}
+        return {_plain(key) if isinstance(key, str) else str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     if isinstance(value, bool) or value is None:
@@ -431,8 +500,7 @@ def _plain(value):
 
 
 def _host_entry(host: str, result) -> dict:
-    entry = {"compliant": None, "violations": 0, "error": None, "checks": [],
-             "facts_summary": {}, "policy": {}}
+    entry = {"compliant": None, "violations": 0, "error": None, "checks": [], "facts_summary": {}, "policy": {}}
     if not isinstance(result, dict) or not result:
         entry["error"] = NO_RESULT
         return entry
@@ -448,8 +516,7 @@ def _host_entry(host: str, result) -> dict:
     for check in checks:
         if not isinstance(check, dict) or check.get("status") not in STATUSES or not check.get("check"):
             raise AuditError("results[%r] has a malformed check: %r" % (host, check))
-        entry["checks"].append({key: check.get(key) for key in
-                                ("check", "status", "expected", "actual", "message")})
+        entry["checks"].append({key: check.get(key) for key in ("check", "status", "expected", "actual", "message")})
     entry["violations"] = sum(1 for check in entry["checks"] if check["status"] == FAIL)
     entry["compliant"] = entry["violations"] == 0
     entry["facts_summary"] = result.get("facts_summary") or {}
@@ -472,13 +539,21 @@ def build_report(results: dict, run_id: str) -> dict:
     summary = {
         "hosts": len(hosts),
         "compliant": sorted(host for host, entry in hosts.items() if entry["compliant"] is True),
-        "violating": {host: [check["check"] for check in entry["checks"] if check["status"] == FAIL]
-                      for host, entry in hosts.items() if entry["compliant"] is False},
+        "violating": {
+            host: [check["check"] for check in entry["checks"] if check["status"] == FAIL]
+            for host, entry in hosts.items()
+            if entry["compliant"] is False
+        },
         "no_result": sorted(host for host, entry in hosts.items() if entry["compliant"] is None),
         "checks": counts,
     }
-    return {"format": REPORT_FORMAT, "tool": "tracefleet.ftrace.audit_report",
-            "run_id": _plain(run_id), "summary": summary, "hosts": hosts}
+    return {
+        "format": REPORT_FORMAT,
+        "tool": "tracefleet.ftrace.audit_report",
+        "run_id": _plain(run_id),
+        "summary": summary,
+        "hosts": hosts,
+    }
 
 
 def _text(value) -> str:
@@ -527,8 +602,7 @@ def render_junit(report: dict) -> str:
             counts["tests"] += 1
             counts["errors"] += 1
         for check in entry["checks"]:
-            case = ET.SubElement(suite, "testcase", classname=_xml(host), name=_xml(check["check"]),
-                                 time="0")
+            case = ET.SubElement(suite, "testcase", classname=_xml(host), name=_xml(check["check"]), time="0")
             counts["tests"] += 1
             detail = "expected: %s\nactual: %s" % (_xml(check["expected"]), _xml(check["actual"]))
             if check["status"] == FAIL:
@@ -564,11 +638,10 @@ def _headline(report: dict) -> list[str]:
     summary = report["summary"]
     checks = summary["checks"]
     return [
-        "%d host(s): %d compliant, %d violating, %d without a result." % (
-            summary["hosts"], len(summary["compliant"]), len(summary["violating"]),
-            len(summary["no_result"])),
-        "Checks: %d passed, %d failed, %d skipped (could not be evaluated)." % (
-            checks[PASS], checks[FAIL], checks[SKIP]),
+        "%d host(s): %d compliant, %d violating, %d without a result."
+        % (summary["hosts"], len(summary["compliant"]), len(summary["violating"]), len(summary["no_result"])),
+        "Checks: %d passed, %d failed, %d skipped (could not be evaluated)."
+        % (checks[PASS], checks[FAIL], checks[SKIP]),
     ]
 
 
@@ -581,13 +654,15 @@ def _host_state(entry: dict) -> str:
 def render_markdown(report: dict) -> str:
     lines = ["# tracefleet compliance audit", "", "Run %s." % _md(report["run_id"]), ""]
     lines += [line for item in _headline(report) for line in (item, "")]
-    failures = [(host, check) for host, entry in report["hosts"].items()
-                for check in entry["checks"] if check["status"] == FAIL]
+    failures = [
+        (host, check) for host, entry in report["hosts"].items() for check in entry["checks"] if check["status"] == FAIL
+    ]
     errors = [(host, entry["error"]) for host, entry in report["hosts"].items() if entry["error"]]
     if failures or errors:
         lines += ["## Violations", "", "| host | check | message |", "|---|---|---|"]
-        lines += ["| %s | %s | %s |" % (_md(host), _md(check["check"]), _md(check["message"]))
-                  for host, check in failures]
+        lines += [
+            "| %s | %s | %s |" % (_md(host), _md(check["check"]), _md(check["message"])) for host, check in failures
+        ]
         lines += ["| %s | audit | %s |" % (_md(host), _md(error)) for host, error in errors]
         lines.append("")
     lines += ["## Hosts", ""]
@@ -597,13 +672,23 @@ def render_markdown(report: dict) -> str:
             lines += [_md(entry["error"]), ""]
             continue
         facts = entry["facts_summary"]
-        lines += ["Kernel %s, lockdown %s, tracefs at %s." % (
-            _md(facts.get("kernel_release")), _md(facts.get("lockdown")),
-            _md(facts.get("tracefs_path"))), ""]
+        lines += [
+            "Kernel %s, lockdown %s, tracefs at %s."
+            % (_md(facts.get("kernel_release")), _md(facts.get("lockdown")), _md(facts.get("tracefs_path"))),
+            "",
+        ]
         lines += ["| check | status | expected | actual | message |", "|---|---|---|---|---|"]
-        lines += ["| %s | %s | %s | %s | %s |" % (
-            _md(check["check"]), check["status"].upper(), _md(check["expected"]),
-            _md(check["actual"]), _md(check["message"])) for check in entry["checks"]]
+        lines += [
+            "| %s | %s | %s | %s | %s |"
+            % (
+                _md(check["check"]),
+                check["status"].upper(),
+                _md(check["expected"]),
+                _md(check["actual"]),
+                _md(check["message"]),
+            )
+            for check in entry["checks"]
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -631,8 +716,7 @@ def render_html(report: dict) -> str:
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        'style-src \'unsafe-inline\'">',
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
         "<title>tracefleet compliance audit %s</title>" % _h(report["run_id"]),
         "<style>%s</style>" % _CSS,
         "</head>",
@@ -641,15 +725,19 @@ def render_html(report: dict) -> str:
         "<p>Run <code>%s</code>.</p>" % _h(report["run_id"]),
     ]
     out += ["<p>%s</p>" % _h(item) for item in _headline(report)]
-    failures = [(host, check["check"], check["message"]) for host, entry in report["hosts"].items()
-                for check in entry["checks"] if check["status"] == FAIL]
-    failures += [(host, "audit", entry["error"]) for host, entry in report["hosts"].items()
-                 if entry["error"]]
+    failures = [
+        (host, check["check"], check["message"])
+        for host, entry in report["hosts"].items()
+        for check in entry["checks"]
+        if check["status"] == FAIL
+    ]
+    failures += [(host, "audit", entry["error"]) for host, entry in report["hosts"].items() if entry["error"]]
     if failures:
-        out += ["<h2>Violations</h2>", "<table>",
-                "<tr><th>host</th><th>check</th><th>message</th></tr>"]
-        out += ["<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (_h(host), _h(check), _h(message))
-                for host, check, message in failures]
+        out += ["<h2>Violations</h2>", "<table>", "<tr><th>host</th><th>check</th><th>message</th></tr>"]
+        out += [
+            "<tr><td>%s</td><td>%s</td><td>%s</td></tr>" % (_h(host), _h(check), _h(message))
+            for host, check, message in failures
+        ]
         out.append("</table>")
     out.append("<h2>Hosts</h2>")
     for host, entry in report["hosts"].items():
@@ -659,20 +747,29 @@ def render_html(report: dict) -> str:
             out.append("<p>%s</p>" % _h(entry["error"]))
             continue
         facts = entry["facts_summary"]
-        out.append("<p>Kernel %s, lockdown %s, tracefs at %s.</p>" % (
-            _h(facts.get("kernel_release")), _h(facts.get("lockdown")), _h(facts.get("tracefs_path"))))
-        out += ["<table>", "<tr><th>check</th><th>status</th><th>expected</th><th>actual</th>"
-                "<th>message</th></tr>"]
-        out += ['<tr><td>%s</td><td class="%s">%s</td><td>%s</td><td>%s</td><td>%s</td></tr>' % (
-            _h(check["check"]), check["status"], check["status"].upper(), _h(check["expected"]),
-            _h(check["actual"]), _h(check["message"])) for check in entry["checks"]]
+        out.append(
+            "<p>Kernel %s, lockdown %s, tracefs at %s.</p>"
+            % (_h(facts.get("kernel_release")), _h(facts.get("lockdown")), _h(facts.get("tracefs_path")))
+        )
+        out += ["<table>", "<tr><th>check</th><th>status</th><th>expected</th><th>actual</th><th>message</th></tr>"]
+        out += [
+            '<tr><td>%s</td><td class="%s">%s</td><td>%s</td><td>%s</td><td>%s</td></tr>'
+            % (
+                _h(check["check"]),
+                check["status"],
+                check["status"].upper(),
+                _h(check["expected"]),
+                _h(check["actual"]),
+                _h(check["message"]),
+            )
+            for check in entry["checks"]
+        ]
         out.append("</table>")
     out += ["</body>", "</html>", ""]
     return "\n".join(out)
 
 
-RENDERERS = {"json": render_json, "junit": render_junit, "markdown": render_markdown,
-             "html": render_html}
+RENDERERS = {"json": render_json, "junit": render_junit, "markdown": render_markdown, "html": render_html}
 
 
 # ---------------------------------------------------------------- files
@@ -680,8 +777,7 @@ RENDERERS = {"json": render_json, "junit": render_junit, "markdown": render_mark
 
 def check_run_id(run_id) -> str:
     if not isinstance(run_id, str):
-        raise AuditError("run_id=%r: a string is needed (it names a directory under dest)"
-                         % (run_id,))
+        raise AuditError("run_id=%r: a string is needed (it names a directory under dest)" % (run_id,))
     try:
         return _runs.check_run_id(run_id)
     except _runs.RunError as exc:

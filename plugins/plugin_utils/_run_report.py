@@ -131,8 +131,10 @@ def load_manifest(run_dir: str) -> dict:
         with open(path, encoding="utf-8") as handle:
             manifest = json.load(handle)
     except FileNotFoundError:
-        raise RunReportError("run_dir=%r: no %s there (is it a <dest>/<run_id>/ directory written by "
-                             "tracefleet.ftrace.trace_capture?)" % (run_dir, MANIFEST)) from None
+        raise RunReportError(
+            "run_dir=%r: no %s there (is it a <dest>/<run_id>/ directory written by "
+            "tracefleet.ftrace.trace_capture?)" % (run_dir, MANIFEST)
+        ) from None
     except (OSError, ValueError) as exc:
         raise RunReportError("%s: cannot read it as JSON: %s" % (path, exc)) from None
     if not isinstance(manifest, dict):
@@ -188,20 +190,40 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
         relative = entry.get("path")
         path = inside(run_dir, relative)
         status, words = check_file(path, entry.get("bytes"), entry.get("sha256"))
-        files.append(dict(path=relative if isinstance(relative, str) else repr(relative),
-                          link=path is not None and os.path.isfile(path), local=path,
-                          bytes=entry.get("bytes"), sha256=entry.get("sha256"), status=status, check=words))
+        files.append(
+            dict(
+                path=relative if isinstance(relative, str) else repr(relative),
+                link=path is not None and os.path.isfile(path),
+                local=path,
+                bytes=entry.get("bytes"),
+                sha256=entry.get("sha256"),
+                status=status,
+                check=words,
+            )
+        )
     fmt = capture.get("format")
     model = dict(
-        name=capture.get("name"), format=fmt, instance=capture.get("instance"),
-        trace_clock=capture.get("trace_clock"), started=capture.get("started"),
-        seconds=_number(capture.get("seconds")), events=_int(capture.get("events")),
-        events_per_cpu=_dict(capture.get("events_per_cpu")), lost_events=capture.get("lost_events"),
+        name=capture.get("name"),
+        format=fmt,
+        instance=capture.get("instance"),
+        trace_clock=capture.get("trace_clock"),
+        started=capture.get("started"),
+        seconds=_number(capture.get("seconds")),
+        events=_int(capture.get("events")),
+        events_per_cpu=_dict(capture.get("events_per_cpu")),
+        lost_events=capture.get("lost_events"),
         enabled_events=[str(name) for name in _list(capture.get("enabled_events"))],
-        compress=capture.get("compress"), transferred_bytes=capture.get("transferred_bytes"),
+        compress=capture.get("compress"),
+        transferred_bytes=capture.get("transferred_bytes"),
         stored_bytes=sum(_int(entry["bytes"]) or 0 for entry in files) if files else None,
-        command=_dict(capture.get("command")) or None, files=files, dat=None, dat_path=None,
-        dat_error=None, dat_clock=None, histogram=None, range=(None, None),
+        command=_dict(capture.get("command")) or None,
+        files=files,
+        dat=None,
+        dat_path=None,
+        dat_error=None,
+        dat_clock=None,
+        histogram=None,
+        range=(None, None),
         anchor=_anchor(capture.get("clock_anchor")),
     )
     if fmt == "dat":
@@ -248,8 +270,7 @@ def _origins(models: list[dict]) -> dict:
     if not rows or not all(_clock_in_ns(row) and row["anchor"] for row in rows):
         return {}
     wall0 = min(row["anchor"][0] for row in rows)
-    return {id(row): int(round((row["anchor"][1] - (row["anchor"][0] - wall0)) * NS_PER_S))
-            for row in rows}
+    return {id(row): int(round((row["anchor"][1] - (row["anchor"][0] - wall0)) * NS_PER_S)) for row in rows}
 
 
 def _clock_in_ns(capture: dict) -> bool:
@@ -286,13 +307,13 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
             span = axis_ns if _clock_in_ns(capture) else last - first + 1
         try:
             with TraceDat(capture["dat_path"]) as dat:
-                capture["dat"] = dat.scan(origin=first, span=span, buckets=buckets) if first is not None \
-                    else dat.scan()
+                capture["dat"] = dat.scan(origin=first, span=span, buckets=buckets) if first is not None else dat.scan()
         except (TraceDatError, OSError) as exc:
             capture["dat_error"] = _relative_message(run_dir, exc)
             continue
         capture["histogram"] = capture["dat"].pop("histogram", None) or dict(
-            origin=None, span=span, counts=[0] * buckets, before_origin=0, after_span=0)
+            origin=None, span=span, counts=[0] * buckets, before_origin=0, after_span=0
+        )
     return {"ns": axis_ns, "ns_rows": ns_rows, "wall_aligned": bool(origins)}
 
 
@@ -306,8 +327,10 @@ def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
     axis = _scan_histograms(run_dir, every, buckets)
     problems = []
     if manifest.get("format") != MANIFEST_FORMAT:
-        problems.append("manifest format %r, not %d: shown as far as it matches format %d"
-                        % (manifest.get("format"), MANIFEST_FORMAT, MANIFEST_FORMAT))
+        problems.append(
+            "manifest format %r, not %d: shown as far as it matches format %d"
+            % (manifest.get("format"), MANIFEST_FORMAT, MANIFEST_FORMAT)
+        )
     events = lost = 0
     for host in hosts:
         for capture in host["captures"]:
@@ -319,14 +342,25 @@ def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
                 problems.append("%s: trace.dat not read: %s" % (label, capture["dat_error"]))
             dat = capture["dat"]
             if dat is not None and capture["events"] is not None and dat["events"] != capture["events"]:
-                problems.append("%s: the manifest counts %d events, the trace.dat holds %d"
-                                % (label, capture["events"], dat["events"]))
+                problems.append(
+                    "%s: the manifest counts %d events, the trace.dat holds %d"
+                    % (label, capture["events"], dat["events"])
+                )
             count = capture["events"] if capture["events"] is not None else (dat or {}).get("events")
             events += count or 0
             lost += sum(_int(value) or 0 for value in _dict(capture["lost_events"]).values())
-    return dict(run_id=manifest.get("run_id"), created=manifest.get("created"), updated=manifest.get("updated"),
-                hosts=hosts, axis=axis, buckets=buckets, problems=problems,
-                events=events, lost=lost, captures=len(every))
+    return dict(
+        run_id=manifest.get("run_id"),
+        created=manifest.get("created"),
+        updated=manifest.get("updated"),
+        hosts=hosts,
+        axis=axis,
+        buckets=buckets,
+        problems=problems,
+        events=events,
+        lost=lost,
+        captures=len(every),
+    )
 
 
 def audit_summary(run_dir: str, audit_path: str | None) -> dict | None:
@@ -355,8 +389,10 @@ def audit_summary(run_dir: str, audit_path: str | None) -> dict | None:
     result.update(
         hosts=summary.get("hosts"),
         compliant=[str(host) for host in _list(summary.get("compliant"))],
-        violating={str(host): [str(check) for check in _list(checks)]
-                   for host, checks in _dict(summary.get("violating")).items()},
+        violating={
+            str(host): [str(check) for check in _list(checks)]
+            for host, checks in _dict(summary.get("violating")).items()
+        },
         no_result=[str(host) for host in _list(summary.get("no_result"))],
         checks=_dict(summary.get("checks")),
     )
@@ -380,8 +416,9 @@ def _lost_cell(capture: dict) -> str:
     if dat:
         flagged = sum(dat["pages_missed_events"].values())
         if flagged:
-            parts.append('<br><span class="loss">%d page(s) flagged &quot;events missed&quot; in the trace.dat</span>'
-                         % flagged)
+            parts.append(
+                '<br><span class="loss">%d page(s) flagged &quot;events missed&quot; in the trace.dat</span>' % flagged
+            )
     return "".join(parts)
 
 
@@ -393,7 +430,8 @@ def _events_cell(capture: dict) -> str:
     per_cpu = capture["events_per_cpu"]
     if per_cpu:
         text += '<br><span class="small muted">%s</span>' % ", ".join(
-            "cpu%s: %s" % (h(cpu), h(count)) for cpu, count in sorted(per_cpu.items(), key=_cpu_order))
+            "cpu%s: %s" % (h(cpu), h(count)) for cpu, count in sorted(per_cpu.items(), key=_cpu_order)
+        )
     return text
 
 
@@ -411,32 +449,44 @@ def _hosts_table(model: dict) -> str:
     for number, host in enumerate(model["hosts"], 1):
         anchor = ' id="host-%d"' % number
         if not host["captures"]:
-            rows.append('<tr%s><th scope="row">%s</th><td>%s</td><td colspan="11" class="muted">no captures</td></tr>'
-                        % (anchor, h(host["name"]), h(host["kernel"])))
+            rows.append(
+                '<tr%s><th scope="row">%s</th><td>%s</td><td colspan="11" class="muted">no captures</td></tr>'
+                % (anchor, h(host["name"]), h(host["kernel"]))
+            )
             continue
         for capture in host["captures"]:
             fmt = capture["format"]
             fmt_text = "trace.dat" if fmt == "dat" else "text capture" if fmt == "text" else str(fmt)
             compress = capture["compress"]
             rows.append(
-                "<tr%s><th scope=\"row\">%s</th><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td><td>%s</td>"
-                "<td class=\"mono\">%s</td><td class=\"num\">%s</td><td class=\"num\">%s</td><td>%s</td>"
-                "<td class=\"num\">%s</td><td class=\"num\">%s</td><td>%s</td></tr>" % (
-                    anchor, h(host["name"]), h(host["kernel"]), h(capture["name"]), h(fmt_text),
-                    ("<br><span class=\"muted\">%s</span>" % h(compress)) if compress else "",
+                '<tr%s><th scope="row">%s</th><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td><td>%s</td>'
+                '<td class="mono">%s</td><td class="num">%s</td><td class="num">%s</td><td>%s</td>'
+                '<td class="num">%s</td><td class="num">%s</td><td>%s</td></tr>'
+                % (
+                    anchor,
+                    h(host["name"]),
+                    h(host["kernel"]),
+                    h(capture["name"]),
+                    h(fmt_text),
+                    ('<br><span class="muted">%s</span>' % h(compress)) if compress else "",
                     h(capture["trace_clock"]),
                     h(capture["instance"]) if capture["instance"] else '<span class="muted">top level</span>',
                     h(capture["started"]),
                     "%.2f" % capture["seconds"] if capture["seconds"] is not None else "-",
-                    _events_cell(capture), _lost_cell(capture),
-                    h(human_bytes(capture["transferred_bytes"])), h(human_bytes(capture["stored_bytes"])),
-                    _command_cell(capture)))
+                    _events_cell(capture),
+                    _lost_cell(capture),
+                    h(human_bytes(capture["transferred_bytes"])),
+                    h(human_bytes(capture["stored_bytes"])),
+                    _command_cell(capture),
+                )
+            )
             anchor = ""
     return (
         "<table><thead><tr><th>Host</th><th>Kernel</th><th>Capture</th><th>Format</th><th>Trace clock</th>"
-        "<th>Instance</th><th>Started (host clock)</th><th class=\"num\">Window s</th><th class=\"num\">Events</th>"
-        "<th>Lost per CPU</th><th class=\"num\">Transferred</th><th class=\"num\">Stored</th><th>Command</th>"
-        "</tr></thead><tbody>%s</tbody></table>" % "".join(rows))
+        '<th>Instance</th><th>Started (host clock)</th><th class="num">Window s</th><th class="num">Events</th>'
+        '<th>Lost per CPU</th><th class="num">Transferred</th><th class="num">Stored</th><th>Command</th>'
+        "</tr></thead><tbody>%s</tbody></table>" % "".join(rows)
+    )
 
 
 def _files_table(model: dict) -> str:
@@ -444,16 +494,30 @@ def _files_table(model: dict) -> str:
     for host in model["hosts"]:
         for capture in host["captures"]:
             for entry in capture["files"]:
-                name = ('<a href="%s">%s</a>' % (href(entry["path"]), h(entry["path"]))) if entry["link"] \
+                name = (
+                    ('<a href="%s">%s</a>' % (href(entry["path"]), h(entry["path"])))
+                    if entry["link"]
                     else h(entry["path"])
-                rows.append('<tr><td>%s</td><td>%s</td><td class="mono">%s</td><td class="num">%s</td>'
-                            '<td class="mono sha">%s</td><td class="%s">%s</td></tr>' % (
-                                h(host["name"]), h(capture["name"]), name, h(human_bytes(entry["bytes"])),
-                                h(entry["sha256"]), entry["status"], h(entry["check"])))
+                )
+                rows.append(
+                    '<tr><td>%s</td><td>%s</td><td class="mono">%s</td><td class="num">%s</td>'
+                    '<td class="mono sha">%s</td><td class="%s">%s</td></tr>'
+                    % (
+                        h(host["name"]),
+                        h(capture["name"]),
+                        name,
+                        h(human_bytes(entry["bytes"])),
+                        h(entry["sha256"]),
+                        entry["status"],
+                        h(entry["check"]),
+                    )
+                )
     if not rows:
         return '<p class="muted">No files in the manifest.</p>'
-    return ("<table><thead><tr><th>Host</th><th>Capture</th><th>File</th><th class=\"num\">Bytes</th>"
-            "<th>sha256 (manifest)</th><th>Check</th></tr></thead><tbody>%s</tbody></table>" % "".join(rows))
+    return (
+        '<table><thead><tr><th>Host</th><th>Capture</th><th>File</th><th class="num">Bytes</th>'
+        "<th>sha256 (manifest)</th><th>Check</th></tr></thead><tbody>%s</tbody></table>" % "".join(rows)
+    )
 
 
 def _nice_step(total: float, most: int = 10) -> float:
@@ -472,8 +536,12 @@ def _tick_label(seconds: float, step: float) -> str:
 
 def _timeline(model: dict) -> str:
     rows = [(host, capture) for host in model["hosts"] for capture in host["captures"] if capture["format"] == "dat"]
-    text_captures = ["%s / %s" % (host["name"], capture["name"]) for host in model["hosts"]
-                     for capture in host["captures"] if capture["format"] != "dat"]
+    text_captures = [
+        "%s / %s" % (host["name"], capture["name"])
+        for host in model["hosts"]
+        for capture in host["captures"]
+        if capture["format"] != "dat"
+    ]
     if not rows:
         note = '<p class="muted">No trace.dat captures, so no timeline.</p>'
     else:
@@ -491,8 +559,10 @@ def _timeline(model: dict) -> str:
         parts.append('<rect class="lane" x="%d" y="0" width="%d" height="%d"/>' % (LABEL_WIDTH, plot, BAR_HEIGHT))
         histogram = capture["histogram"]
         if capture["dat_error"] or histogram is None:
-            parts.append('<text class="note" x="%d" y="%d">trace.dat not read (see the problems above)</text>'
-                         % (LABEL_WIDTH + 6, BAR_HEIGHT // 2 + 4))
+            parts.append(
+                '<text class="note" x="%d" y="%d">trace.dat not read (see the problems above)</text>'
+                % (LABEL_WIDTH + 6, BAR_HEIGHT // 2 + 4)
+            )
         else:
             counts = histogram["counts"]
             peak = max(counts) if counts else 0
@@ -507,40 +577,51 @@ def _timeline(model: dict) -> str:
                     what = "%.3f-%.3f s" % (start, start + span / buckets / NS_PER_S)
                 else:
                     what = "bucket %d of %d" % (bucket + 1, buckets)
-                parts.append('<rect class="hbar" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s: %d events, %s'
-                             '</title></rect>' % (LABEL_WIDTH + bucket * width, BAR_HEIGHT - tall, max(width - 1, 1),
-                                                  tall, h(label), count, what))
+                parts.append(
+                    '<rect class="hbar" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s: %d events, %s'
+                    "</title></rect>"
+                    % (LABEL_WIDTH + bucket * width, BAR_HEIGHT - tall, max(width - 1, 1), tall, h(label), count, what)
+                )
             clock = capture.get("dat_clock") or capture["trace_clock"]
             suffix = "" if _clock_in_ns(capture) else " (clock %s: own span)" % clock
-            parts.append('<text class="small" x="%d" y="%d">peak %d%s</text>' % (
-                LABEL_WIDTH + plot + 6, BAR_HEIGHT // 2 + 4, peak, h(suffix) if suffix else ""))
+            parts.append(
+                '<text class="small" x="%d" y="%d">peak %d%s</text>'
+                % (LABEL_WIDTH + plot + 6, BAR_HEIGHT // 2 + 4, peak, h(suffix) if suffix else "")
+            )
             if not counts or not peak:
-                parts.append('<text class="small" x="%d" y="%d">no events</text>'
-                             % (LABEL_WIDTH + 6, BAR_HEIGHT // 2 + 4))
+                parts.append(
+                    '<text class="small" x="%d" y="%d">no events</text>' % (LABEL_WIDTH + 6, BAR_HEIGHT // 2 + 4)
+                )
         parts.append("</g>")
     axis_seconds = model["axis"]["ns"] / NS_PER_S
     axis_y = len(rows) * ROW_HEIGHT + 4
     if rows:
-        parts.append('<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d"/>'
-                     % (LABEL_WIDTH, axis_y, LABEL_WIDTH + plot, axis_y))
+        parts.append(
+            '<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d"/>' % (LABEL_WIDTH, axis_y, LABEL_WIDTH + plot, axis_y)
+        )
     if model["axis"]["ns_rows"]:
         step = _nice_step(axis_seconds)
         tick = 0.0
         while tick <= axis_seconds * 1.000001:
             x = LABEL_WIDTH + plot * tick / axis_seconds
             parts.append('<line class="tick" x1="%.1f" y1="0" x2="%.1f" y2="%d"/>' % (x, x, axis_y + 4))
-            parts.append('<text class="small" x="%.1f" y="%d" text-anchor="middle">%s</text>'
-                         % (x, axis_y + 16, h(_tick_label(tick, step))))
+            parts.append(
+                '<text class="small" x="%.1f" y="%d" text-anchor="middle">%s</text>'
+                % (x, axis_y + 16, h(_tick_label(tick, step)))
+            )
             tick += step
-    svg = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" '
-           'aria-label="events over time per host">%s</svg>' % (SVG_WIDTH, height, SVG_WIDTH, height, "".join(parts)))
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" '
+        'aria-label="events over time per host">%s</svg>' % (SVG_WIDTH, height, SVG_WIDTH, height, "".join(parts))
+    )
     if model["axis"].get("wall_aligned"):
         caption = (
             "Events per %s of the axis, one row per trace.dat capture; bar heights are scaled to each "
             "row's peak. Each host's trace clock is its own, so the rows are lined up through the clock "
             "anchor each capture recorded when its window opened (the host's wall clock and its trace "
             "clock, read together): time 0 is the earliest window start, and rows are as well aligned as "
-            "the hosts' wall clocks are synchronised." % ("1/%d" % model["buckets"]))
+            "the hosts' wall clocks are synchronised." % ("1/%d" % model["buckets"])
+        )
     else:
         caption = (
             "Events per %s of the capture window, one row per trace.dat capture; bar heights are scaled to "
@@ -548,7 +629,8 @@ def _timeline(model: dict) -> str:
             "hosts), so every row starts at its own window start, taken as the first event in that host's "
             "trace.dat, and rows are not aligned in absolute time. Rows on nanosecond clocks share the axis "
             "in seconds; a row on another clock (counter, x86-tsc, uptime) spans its own first to last event."
-            % ("1/%d" % model["buckets"]))
+            % ("1/%d" % model["buckets"])
+        )
     if text_captures:
         caption += " Not shown (text capture, no trace.dat): %s." % ", ".join(text_captures)
     if not rows:
@@ -564,9 +646,14 @@ def _event_tables(model: dict, top: int) -> str:
             dat = capture["dat"]
             if capture["format"] != "dat":
                 enabled = capture["enabled_events"]
-                sections.append(title + '<p>text capture: %s events by the manifest, not counted by name.%s</p>' % (
-                    h(capture["events"] if capture["events"] is not None else "no count of"),
-                    (" Enabled: <code>%s</code>." % h(", ".join(enabled))) if enabled else ""))
+                sections.append(
+                    title
+                    + "<p>text capture: %s events by the manifest, not counted by name.%s</p>"
+                    % (
+                        h(capture["events"] if capture["events"] is not None else "no count of"),
+                        (" Enabled: <code>%s</code>." % h(", ".join(enabled))) if enabled else "",
+                    )
+                )
                 continue
             if dat is None:
                 sections.append(title + '<p class="bad">trace.dat not read: %s</p>' % h(capture["dat_error"]))
@@ -578,15 +665,20 @@ def _event_tables(model: dict, top: int) -> str:
             peak = names[0][1]
             rows = []
             for name, count in names[:top]:
-                rows.append('<tr><td class="mono">%s</td><td class="num">%d</td><td><span class="bar" '
-                            'style="width:%.1f%%"></span></td></tr>' % (h(name), count, 100.0 * count / peak))
+                rows.append(
+                    '<tr><td class="mono">%s</td><td class="num">%d</td><td><span class="bar" '
+                    'style="width:%.1f%%"></span></td></tr>' % (h(name), count, 100.0 * count / peak)
+                )
             rest = names[top:]
             if rest:
-                rows.append('<tr><td class="muted">%d more event name(s)</td><td class="num">%d</td><td></td></tr>'
-                            % (len(rest), sum(count for _name, count in rest)))
-            sections.append(title + '<table class="events"><thead><tr><th>Event</th><th class="num">Count</th>'
-                            '<th style="width:40%%">Share of the top one</th></tr></thead><tbody>%s</tbody></table>'
-                            % "".join(rows))
+                rows.append(
+                    '<tr><td class="muted">%d more event name(s)</td><td class="num">%d</td><td></td></tr>'
+                    % (len(rest), sum(count for _name, count in rest))
+                )
+            sections.append(
+                title + '<table class="events"><thead><tr><th>Event</th><th class="num">Count</th>'
+                '<th style="width:40%%">Share of the top one</th></tr></thead><tbody>%s</tbody></table>' % "".join(rows)
+            )
     return "".join(sections) or '<p class="muted">No captures.</p>'
 
 
@@ -598,22 +690,36 @@ def _audit_section(audit: dict | None) -> str:
         links.append('<a href="%s">%s</a>' % (href(audit["link"]), h(audit["link"])))
     if audit.get("html_link"):
         links.append('<a href="%s">%s</a>' % (href(audit["html_link"]), h(audit["html_link"])))
-    where = " ".join(links) if links else '<code>%s</code>' % h(audit["path"])
+    where = " ".join(links) if links else "<code>%s</code>" % h(audit["path"])
     if audit.get("error"):
         return '<section id="audit"><h2>Compliance audit</h2><p class="warn">%s: %s</p></section>' % (
-            where, h(audit["error"]))
+            where,
+            h(audit["error"]),
+        )
     violating = audit["violating"]
-    items = "".join('<li><strong>%s</strong>: <span class="bad">%s</span></li>' % (h(host), h(", ".join(checks)))
-                    for host, checks in sorted(violating.items()))
+    items = "".join(
+        '<li><strong>%s</strong>: <span class="bad">%s</span></li>' % (h(host), h(", ".join(checks)))
+        for host, checks in sorted(violating.items())
+    )
     checks = audit["checks"]
     return (
         '<section id="audit"><h2>Compliance audit</h2><p>%s</p><p>%s host(s): <span class="ok">%d compliant</span>, '
         '<span class="%s">%d violating</span>, %d without a result; checks: %s passed, %s failed, %s skipped.</p>'
-        '%s%s</section>' % (
-            where, h(audit["hosts"]), len(audit["compliant"]), "bad" if violating else "ok", len(violating),
-            len(audit["no_result"]), h(checks.get("pass", "-")), h(checks.get("fail", "-")),
-            h(checks.get("skip", "-")), ("<ul>%s</ul>" % items) if items else "",
-            ('<p class="warn">No result: %s</p>' % h(", ".join(audit["no_result"]))) if audit["no_result"] else ""))
+        "%s%s</section>"
+        % (
+            where,
+            h(audit["hosts"]),
+            len(audit["compliant"]),
+            "bad" if violating else "ok",
+            len(violating),
+            len(audit["no_result"]),
+            h(checks.get("pass", "-")),
+            h(checks.get("fail", "-")),
+            h(checks.get("skip", "-")),
+            ("<ul>%s</ul>" % items) if items else "",
+            ('<p class="warn">No result: %s</p>' % h(", ".join(audit["no_result"]))) if audit["no_result"] else "",
+        )
+    )
 
 
 def render(model: dict, title: str | None = None, audit: dict | None = None, top: int = 10) -> str:
@@ -630,31 +736,36 @@ def render(model: dict, title: str | None = None, audit: dict | None = None, top
         "<li><strong>%d</strong> events</li>" % model["events"],
         '<li class="%s"><strong>%d</strong> lost events</li>' % ("loss" if model["lost"] else "", model["lost"]),
     ]
-    return "".join([
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>%s</title><style>%s</style></head><body>\n" % (h(title), STYLE),
-        "<header><h1>%s</h1><p class=\"meta\">run <code>%s</code>%s</p><ul class=\"totals\">%s</ul></header>\n" % (
-            h(title), h(run_id), (" &middot; " + " &middot; ".join(meta)) if meta else "", "".join(totals)),
-        ('<section id="problems"><h2>Problems</h2><ul class="bad">%s</ul></section>\n' % problems) if problems else "",
-        '<section id="hosts"><h2>Hosts</h2>%s</section>\n' % _hosts_table(model),
-        '<section id="timeline"><h2>Events over time</h2>%s</section>\n' % _timeline(model),
-        '<section id="events"><h2>Events by name (top %d)</h2>%s</section>\n' % (top, _event_tables(model, top)),
-        '<section id="files"><h2>Files</h2>%s</section>\n' % _files_table(model),
-        _audit_section(audit),
-        '\n<footer><p class="muted">Written by tracefleet.ftrace.run_report from <a href="%s">%s</a>; event '
-        'counts, timelines and loss flags read from the trace.dat files themselves.</p></footer>\n'
-        % (MANIFEST, MANIFEST),
-        "</body></html>\n",
-    ])
+    return "".join(
+        [
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            "<title>%s</title><style>%s</style></head><body>\n" % (h(title), STYLE),
+            '<header><h1>%s</h1><p class="meta">run <code>%s</code>%s</p><ul class="totals">%s</ul></header>\n'
+            % (h(title), h(run_id), (" &middot; " + " &middot; ".join(meta)) if meta else "", "".join(totals)),
+            ('<section id="problems"><h2>Problems</h2><ul class="bad">%s</ul></section>\n' % problems)
+            if problems
+            else "",
+            '<section id="hosts"><h2>Hosts</h2>%s</section>\n' % _hosts_table(model),
+            '<section id="timeline"><h2>Events over time</h2>%s</section>\n' % _timeline(model),
+            '<section id="events"><h2>Events by name (top %d)</h2>%s</section>\n' % (top, _event_tables(model, top)),
+            '<section id="files"><h2>Files</h2>%s</section>\n' % _files_table(model),
+            _audit_section(audit),
+            '\n<footer><p class="muted">Written by tracefleet.ftrace.run_report from <a href="%s">%s</a>; event '
+            "counts, timelines and loss flags read from the trace.dat files themselves.</p></footer>\n"
+            % (MANIFEST, MANIFEST),
+            "</body></html>\n",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- the file
 
 
-def write_report(run_dir: str, title: str | None = None, audit: str | None = None, top: int = 10,
-                 dry_run: bool = False) -> dict:
+def write_report(
+    run_dir: str, title: str | None = None, audit: str | None = None, top: int = 10, dry_run: bool = False
+) -> dict:
     """Build and (unless dry_run) write <run_dir>/report.html. Returns what the
     action reports: path, changed, hosts, events, lost_events, problems."""
     if not os.path.isdir(run_dir):
@@ -672,6 +783,13 @@ def write_report(run_dir: str, title: str | None = None, audit: str | None = Non
         changed = True
     if changed and not dry_run:
         _runs.write_atomic(path, data)
-    return dict(path=path, changed=changed, run_id=model["run_id"], hosts=len(model["hosts"]),
-                captures=model["captures"], events=model["events"], lost_events=model["lost"],
-                problems=model["problems"])
+    return dict(
+        path=path,
+        changed=changed,
+        run_id=model["run_id"],
+        hosts=len(model["hosts"]),
+        captures=model["captures"],
+        events=model["events"],
+        lost_events=model["lost"],
+        problems=model["problems"],
+    )

@@ -42,8 +42,10 @@ def _now() -> str:
 
 def check_run_id(run_id: str) -> str:
     if not _SAFE.match(run_id) or len(run_id) > 200:
-        raise RunError("run_id=%r: use letters, digits, '.', '_' and '-', not starting with "
-                       "'.' (it names a directory under dest)" % run_id)
+        raise RunError(
+            "run_id=%r: use letters, digits, '.', '_' and '-', not starting with "
+            "'.' (it names a directory under dest)" % run_id
+        )
     return run_id
 
 
@@ -79,8 +81,7 @@ def _load(path: str, default):
 def write_atomic(path: str, data: bytes) -> None:
     """Replace `path` with `data` in one step (temp file, fsync, rename); readers see
     the old file or the new one, never half of it."""
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                                         dir=os.path.dirname(path))
+    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path))
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -111,7 +112,7 @@ def play_run_id(dest: str, key: str) -> str:
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             known[key] = "%s-%s" % (stamp, secrets.token_hex(4))
             if len(known) > KEEP_RUN_IDS:
-                for old in sorted(known, key=known.get)[:len(known) - KEEP_RUN_IDS]:
+                for old in sorted(known, key=known.get)[: len(known) - KEEP_RUN_IDS]:
                     del known[old]
             _save(path, known)
         return known[key]
@@ -123,8 +124,7 @@ def run_dir(dest: str, run_id: str) -> str:
     return path
 
 
-def file_capture(run: str, host: str, host_dir: str, staging: str, entry: dict,
-                 kernel: str | None) -> list:
+def file_capture(run: str, host: str, host_dir: str, staging: str, entry: dict, kernel: str | None) -> list:
     """Move the files of one capture from `staging` into the host's directory and add
     the capture to the manifest. Returns the manifest's file entries."""
     target = os.path.join(run, host_dir)
@@ -133,15 +133,13 @@ def file_capture(run: str, host: str, host_dir: str, staging: str, entry: dict,
     files = []
     for name in sorted(os.listdir(staging)):
         path = os.path.join(staging, name)
-        files.append(dict(path="%s/%s" % (host_dir, name), bytes=os.path.getsize(path),
-                          sha256=sha256(path)))
+        files.append(dict(path="%s/%s" % (host_dir, name), bytes=os.path.getsize(path), sha256=sha256(path)))
     with _locked(os.path.join(run, ".manifest.lock")):
         os.makedirs(target, exist_ok=True)
         for name in sorted(os.listdir(staging)):
             os.replace(os.path.join(staging, name), os.path.join(target, name))
         path = os.path.join(run, MANIFEST)
-        manifest = _load(path, None) or dict(format=FORMAT, run_id=os.path.basename(run),
-                                             created=_now(), hosts={})
+        manifest = _load(path, None) or dict(format=FORMAT, run_id=os.path.basename(run), created=_now(), hosts={})
         record = manifest["hosts"].setdefault(host, dict(dir=host_dir, captures=[]))
         record["dir"] = host_dir
         if kernel:

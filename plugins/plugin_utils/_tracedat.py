@@ -256,8 +256,9 @@ class TraceDat:
         if count < 0 or self._pos + count > self._size:
             raise TraceDatError(
                 "%s: truncated: %d bytes wanted at offset %d, the file has %d"
-                % (self.path, count, self._pos, self._size))
-        data = self._map[self._pos:self._pos + count]
+                % (self.path, count, self._pos, self._size)
+            )
+        data = self._map[self._pos : self._pos + count]
         self._pos += count
         return data
 
@@ -268,7 +269,7 @@ class TraceDat:
         end = self._map.find(b"\0", self._pos)
         if end < 0:
             raise TraceDatError("%s: unterminated string at offset %d" % (self.path, self._pos))
-        text = self._map[self._pos:end].decode("utf-8", "replace")
+        text = self._map[self._pos : end].decode("utf-8", "replace")
         self._pos = end + 1
         return text
 
@@ -283,7 +284,8 @@ class TraceDat:
             raise TraceDatError(
                 "%s: trace.dat version %s; this reader reads version %s (trace-cmd convert "
                 "--file-version 6 --compression none rewrites a file as version 6)"
-                % (self.path, self.version, SUPPORTED_VERSION))
+                % (self.path, self.version, SUPPORTED_VERSION)
+            )
         endian_flag = self._take(1)[0]
         if endian_flag not in (0, 1):
             raise TraceDatError("%s: endianness byte %d is neither 0 nor 1" % (self.path, endian_flag))
@@ -303,9 +305,7 @@ class TraceDat:
             system = self._cstring()
             for _event_index in range(self._number(4)):
                 self.event_formats.append(parse_format(system, self._text(8)))
-        self.formats = {
-            event.id: event for event in self.ftrace_formats + self.event_formats if event.id is not None
-        }
+        self.formats = {event.id: event for event in self.ftrace_formats + self.event_formats if event.id is not None}
         self._layout_common_fields()
 
         self._kallsyms_span = self._skip_span(4)
@@ -320,13 +320,14 @@ class TraceDat:
         if kind == b"latency  \0":
             raise TraceDatError("%s: a latency-format trace.dat (text only, no ring-buffer data)" % self.path)
         if kind != b"flyrecord\0":
-            raise TraceDatError("%s: expected 'flyrecord' at offset %d, found %r"
-                                % (self.path, self._pos - 10, kind))
+            raise TraceDatError("%s: expected 'flyrecord' at offset %d, found %r" % (self.path, self._pos - 10, kind))
         for cpu in range(self.cpus):
             offset, size = self._number(8), self._number(8)
             if offset + size > self._size:
-                raise TraceDatError("%s: CPU %d data (offset %d, %d bytes) runs past the end of the "
-                                    "file (%d bytes)" % (self.path, cpu, offset, size, self._size))
+                raise TraceDatError(
+                    "%s: CPU %d data (offset %d, %d bytes) runs past the end of the "
+                    "file (%d bytes)" % (self.path, cpu, offset, size, self._size)
+                )
             self.cpu_data.append((offset, size))
         if any(option_id == OPTION_TRACECLOCK for option_id, _data in self.options):
             self._read_trace_clock_after_table()
@@ -346,8 +347,9 @@ class TraceDat:
     def _section_text(self, label: bytes) -> str:
         found = self._take(len(label))
         if found != label:
-            raise TraceDatError("%s: expected %r at offset %d, found %r"
-                                % (self.path, label.decode(), self._pos - len(label), found))
+            raise TraceDatError(
+                "%s: expected %r at offset %d, found %r" % (self.path, label.decode(), self._pos - len(label), found)
+            )
         return self._text(8)
 
     def _skip_span(self, size_bytes: int) -> tuple[int, int]:
@@ -410,12 +412,12 @@ class TraceDat:
     @property
     def kallsyms(self) -> str:
         start, size = self._kallsyms_span
-        return self._map[start:start + size].decode("utf-8", "replace")
+        return self._map[start : start + size].decode("utf-8", "replace")
 
     @property
     def printk_formats(self) -> str:
         start, size = self._printk_span
-        return self._map[start:start + size].decode("utf-8", "replace")
+        return self._map[start : start + size].decode("utf-8", "replace")
 
     def event_name(self, event_id: int) -> str:
         event = self.formats.get(event_id)
@@ -439,8 +441,10 @@ class TraceDat:
         data_start = base + self._data_offset
         limit = min(base + self.page_size, end_of_data) - data_start
         if length > limit:
-            raise TraceDatError("%s: CPU %d page at offset %d claims %d bytes of events; the page "
-                                "holds %d" % (self.path, cpu, base, length, limit))
+            raise TraceDatError(
+                "%s: CPU %d page at offset %d claims %d bytes of events; the page "
+                "holds %d" % (self.path, cpu, base, length, limit)
+            )
         missed_count = None
         if commit & RB_MISSED_STORED and data_start + length + self.kernel_long_size <= base + self.page_size:
             missed_count = self._commit_format.unpack_from(self._map, data_start + length)[0]
@@ -513,8 +517,10 @@ class TraceDat:
             yield timestamp, event_id, pid
 
     def _damaged(self, page: Page, position: int, what: str) -> TraceDatError:
-        return TraceDatError("%s: CPU %d page at offset %d is damaged: %s (at offset %d)"
-                             % (self.path, page.cpu, page.offset, what, position))
+        return TraceDatError(
+            "%s: CPU %d page at offset %d is damaged: %s (at offset %d)"
+            % (self.path, page.cpu, page.offset, what, position)
+        )
 
     def cpu_events(self, cpu: int) -> Iterator[Event]:
         """The events of one CPU, in the order (and time order) the ring buffer kept them."""
@@ -524,8 +530,7 @@ class TraceDat:
 
     def events(self) -> Iterator[Event]:
         """The events of all CPUs merged by timestamp (one page per CPU held at a time)."""
-        return heapq.merge(*(self.cpu_events(cpu) for cpu in range(self.cpus)),
-                           key=lambda event: event.timestamp)
+        return heapq.merge(*(self.cpu_events(cpu) for cpu in range(self.cpus)), key=lambda event: event.timestamp)
 
     def time_range(self) -> tuple[int | None, int | None]:
         """First and last event timestamps, from the first and last non-empty pages only."""

@@ -4,6 +4,7 @@ ansible resolves ``ansible_collections.tracefleet.ftrace`` through a directory n
 ``ansible_collections/tracefleet/ftrace``; build/collections holds a symlink of that
 name to this checkout (``make collection`` creates it, and so does this file).
 """
+
 from __future__ import annotations
 
 import os

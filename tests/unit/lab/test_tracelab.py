@@ -1,4 +1,5 @@
 """The lab CLI's pure parts: names, inventory, kernel command line, ports, image inputs."""
+
 from __future__ import annotations
 
 import base64
@@ -18,8 +19,7 @@ def isolated_dirs(tmp_path, monkeypatch):
 
 
 def make_vm(name="lab", profile="default", port=10022) -> vm.VM:
-    machine = vm.VM(name=name, profile=profile, port=port, accel="tcg", memory=1536, smp=2,
-                    started=0.0)
+    machine = vm.VM(name=name, profile=profile, port=port, accel="tcg", memory=1536, smp=2, started=0.0)
     machine.dir.mkdir(parents=True)
     machine.key.write_text("private")
     machine.key.with_suffix(".pub").write_text("ssh-ed25519 AAAAC3Nza tracelab-%s\n" % name)
@@ -131,7 +131,6 @@ def test_image_inputs_follow_guest_files(tmp_path, monkeypatch):
 
 def test_image_package_lists():
     for spec in image.IMAGES.values():
-        for package in ("python3", "openssh-server", "kmod", "iproute2", "procps", "trace-cmd",
-                        "bash", "coreutils"):
+        for package in ("python3", "openssh-server", "kmod", "iproute2", "procps", "trace-cmd", "bash", "coreutils"):
             assert package in spec.packages
     assert "systemd" in image.IMAGES["systemd"].packages

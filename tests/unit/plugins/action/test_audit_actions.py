@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The audit_check and audit_report action plugins, driven the way the task executor
 drives them, with a connection that fails the test if it is ever used."""
+
 from __future__ import annotations
 
 import importlib
@@ -31,21 +32,55 @@ def action_module(name):
 COMPLIANT = {
     "changed": False,
     "kernel_release": "6.1.0-56-cloud-amd64",
-    "tracefs": {"registered": True, "mounted": True, "path": "/sys/kernel/tracing",
-                "options": ["rw", "nosuid", "nodev", "noexec"], "super_options": ["rw"],
-                "mountpoints": [{"mount_point": "/sys/kernel/tracing", "fstype": "tracefs",
-                                 "options": ["rw", "nosuid", "nodev", "noexec"],
-                                 "super_options": ["rw"]}]},
-    "debugfs": {"registered": True, "mount_allowed": True, "mounted": False, "mountpoints": [],
-                "policy": "on", "policy_source": "default", "mount_point_exists": True},
-    "lockdown": "none", "lockdown_source": "none", "usable": True, "instance": None,
-    "instances": [], "instance_events": {}, "enabled_events": [], "dynamic_events": [],
-    "ledger": {"path": "/var/lib/tracefleet/ledger.json", "exists": False, "error": None,
-               "entries": [], "instances": [], "probe_groups": []},
+    "tracefs": {
+        "registered": True,
+        "mounted": True,
+        "path": "/sys/kernel/tracing",
+        "options": ["rw", "nosuid", "nodev", "noexec"],
+        "super_options": ["rw"],
+        "mountpoints": [
+            {
+                "mount_point": "/sys/kernel/tracing",
+                "fstype": "tracefs",
+                "options": ["rw", "nosuid", "nodev", "noexec"],
+                "super_options": ["rw"],
+            }
+        ],
+    },
+    "debugfs": {
+        "registered": True,
+        "mount_allowed": True,
+        "mounted": False,
+        "mountpoints": [],
+        "policy": "on",
+        "policy_source": "default",
+        "mount_point_exists": True,
+    },
+    "lockdown": "none",
+    "lockdown_source": "none",
+    "usable": True,
+    "instance": None,
+    "instances": [],
+    "instance_events": {},
+    "enabled_events": [],
+    "dynamic_events": [],
+    "ledger": {
+        "path": "/var/lib/tracefleet/ledger.json",
+        "exists": False,
+        "error": None,
+        "entries": [],
+        "instances": [],
+        "probe_groups": [],
+    },
 }
-DEBUGFS_MOUNTED = dict(COMPLIANT, debugfs=dict(
-    COMPLIANT["debugfs"], mounted=True,
-    mountpoints=[{"mount_point": "/sys/kernel/debug", "fstype": "debugfs", "options": ["rw"]}]))
+DEBUGFS_MOUNTED = dict(
+    COMPLIANT,
+    debugfs=dict(
+        COMPLIANT["debugfs"],
+        mounted=True,
+        mountpoints=[{"mount_point": "/sys/kernel/debug", "fstype": "debugfs", "options": ["rw"]}],
+    ),
+)
 
 
 def run_action(name, args, check_mode=False):
@@ -60,8 +95,7 @@ def run_action(name, args, check_mode=False):
     connection = MagicMock()
     connection.exec_command.side_effect = AssertionError("the host was contacted")
     connection.put_file.side_effect = AssertionError("the host was contacted")
-    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None,
-                                 shared_loader_obj=None)
+    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
     return action.run(task_vars={"inventory_hostname": "h1"})
 
 
@@ -73,8 +107,7 @@ def test_check_compliant():
 
 
 def test_check_violation_and_policy():
-    result = run_action("audit_check", {"facts": DEBUGFS_MOUNTED,
-                                        "policy": {"min_lockdown": "integrity"}})
+    result = run_action("audit_check", {"facts": DEBUGFS_MOUNTED, "policy": {"min_lockdown": "integrity"}})
     assert result["changed"] is False and result["compliant"] is False
     assert result["violations"] == 2
     statuses = {check["check"]: check["status"] for check in result["checks"]}
@@ -83,16 +116,21 @@ def test_check_violation_and_policy():
 
 
 def test_check_same_in_check_mode():
-    assert (run_action("audit_check", {"facts": DEBUGFS_MOUNTED}, check_mode=True)["checks"]
-            == run_action("audit_check", {"facts": DEBUGFS_MOUNTED})["checks"])
+    assert (
+        run_action("audit_check", {"facts": DEBUGFS_MOUNTED}, check_mode=True)["checks"]
+        == run_action("audit_check", {"facts": DEBUGFS_MOUNTED})["checks"]
+    )
 
 
-@pytest.mark.parametrize("args, words", [
-    ({"facts": {"failed": True, "msg": "boom"}}, "failed tracefs_info result: boom"),
-    ({"facts": {"changed": False}}, "facts has no 'tracefs'"),
-    ({"facts": COMPLIANT, "policy": {"tracefs_mode": "rw"}}, "tracefs_mode='rw'"),
-    ({"facts": COMPLIANT, "policy": {"nope": True}}, "nope"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ({"facts": {"failed": True, "msg": "boom"}}, "failed tracefs_info result: boom"),
+        ({"facts": {"changed": False}}, "facts has no 'tracefs'"),
+        ({"facts": COMPLIANT, "policy": {"tracefs_mode": "rw"}}, "tracefs_mode='rw'"),
+        ({"facts": COMPLIANT, "policy": {"nope": True}}, "nope"),
+    ],
+)
 def test_check_bad_input(args, words):
     result = run_action("audit_check", args)
     assert result["failed"] is True and words in result["msg"]
@@ -106,14 +144,15 @@ def test_check_unknown_option():
 
 
 def results():
-    return {"good": run_action("audit_check", {"facts": COMPLIANT}),
-            "../bad": run_action("audit_check", {"facts": DEBUGFS_MOUNTED}),
-            "gone": None}
+    return {
+        "good": run_action("audit_check", {"facts": COMPLIANT}),
+        "../bad": run_action("audit_check", {"facts": DEBUGFS_MOUNTED}),
+        "gone": None,
+    }
 
 
 def test_report_writes_and_is_idempotent(tmp_path):
-    args = {"results": results(), "dest": str(tmp_path / "audit"), "run_id": "r1",
-            "formats": ["json", "junit", "html"]}
+    args = {"results": results(), "dest": str(tmp_path / "audit"), "run_id": "r1", "formats": ["json", "junit", "html"]}
     result = run_action("audit_report", args)
     assert result["changed"] is True
     assert result["path"] == str(tmp_path / "audit" / "r1")
@@ -127,8 +166,9 @@ def test_report_writes_and_is_idempotent(tmp_path):
 
 
 def test_report_check_mode_writes_nothing(tmp_path):
-    result = run_action("audit_report", {"results": results(), "dest": str(tmp_path / "a"),
-                                         "run_id": "r1"}, check_mode=True)
+    result = run_action(
+        "audit_report", {"results": results(), "dest": str(tmp_path / "a"), "run_id": "r1"}, check_mode=True
+    )
     assert result["changed"] is True and len(result["written"]) == 3
     assert result["msg"].startswith("would write 3 report file(s)")
     assert not (tmp_path / "a").exists()
@@ -143,10 +183,13 @@ def test_report_default_run_id_and_relative_dest(tmp_path, monkeypatch):
     assert data["summary"]["compliant"] == ["good"] and result["compliant"] is True
 
 
-@pytest.mark.parametrize("args, words", [
-    ({"run_id": "../up"}, "run_id='../up'"),
-    ({"formats": ["pdf"]}, "pdf"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ({"run_id": "../up"}, "run_id='../up'"),
+        ({"formats": ["pdf"]}, "pdf"),
+    ],
+)
 def test_report_bad_input(tmp_path, args, words):
     base = {"results": results(), "dest": str(tmp_path)}
     try:

@@ -4,6 +4,7 @@
 """The run_report action plugin, driven the way the task executor drives it, with a
 connection that fails the test if it is ever used. (The report itself is tested in
 tests/unit/plugins/plugin_utils/test_run_report.py.)"""
+
 from __future__ import annotations
 
 import importlib
@@ -35,8 +36,7 @@ def run_action(args, check_mode=False):
     connection = MagicMock()
     connection.exec_command.side_effect = AssertionError("the host was contacted")
     connection.put_file.side_effect = AssertionError("the host was contacted")
-    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None,
-                                 shared_loader_obj=None)
+    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
     return action.run(task_vars={"inventory_hostname": "h1"})
 
 
@@ -45,9 +45,24 @@ def run_dir(tmp_path):
     run = tmp_path / "traces" / "20261127T031500Z-1a2b3c4d"
     (run / "web01").mkdir(parents=True)
     (run / "web01" / "trace.txt").write_text("# tracer: nop\n")
-    manifest = {"format": 1, "run_id": run.name, "hosts": {"web01": {"dir": "web01", "captures": [
-        {"name": "trace", "format": "text", "events": 3, "lost_events": {"0": 0, "1": 2},
-         "files": [{"path": "web01/trace.txt", "bytes": 14}]}]}}}
+    manifest = {
+        "format": 1,
+        "run_id": run.name,
+        "hosts": {
+            "web01": {
+                "dir": "web01",
+                "captures": [
+                    {
+                        "name": "trace",
+                        "format": "text",
+                        "events": 3,
+                        "lost_events": {"0": 0, "1": 2},
+                        "files": [{"path": "web01/trace.txt", "bytes": 14}],
+                    }
+                ],
+            }
+        },
+    }
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
 
@@ -78,11 +93,14 @@ def test_relative_run_dir_and_problems_in_msg(run_dir, monkeypatch):
     assert "1 problem(s): web01 / trace: web01/trace.txt: missing" in result["msg"]
 
 
-@pytest.mark.parametrize("args,words", [
-    ({"run_dir": "/nonexistent/run"}, "is not a directory"),
-    ({"run_dir": "."}, "no manifest.json"),
-    ({"run_dir": ".", "top_events": 0}, "top_events=0: at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        ({"run_dir": "/nonexistent/run"}, "is not a directory"),
+        ({"run_dir": "."}, "no manifest.json"),
+        ({"run_dir": ".", "top_events": 0}, "top_events=0: at least 1"),
+    ],
+)
 def test_bad_input(tmp_path, monkeypatch, args, words):
     monkeypatch.chdir(tmp_path)
     result = run_action(args)

@@ -5,6 +5,7 @@
 "remote" file in a temporary directory), the transfer is real code. Fetch, the
 fallback to chunks when fetch fails, a damaged file, a failed module, and where
 the files land."""
+
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,7 @@ from unittest.mock import MagicMock
 import pytest
 from ansible.module_utils import _internal
 
-PAYLOAD = bytes(range(256)) * 40000   # ~10 MiB: more than two 4 MiB chunks
+PAYLOAD = bytes(range(256)) * 40000  # ~10 MiB: more than two 4 MiB chunks
 
 
 @pytest.fixture(autouse=True)
@@ -41,12 +42,27 @@ def remote(tmp_path):
 
 
 def module_result(remote):
-    return {"changed": True, "file": str(remote), "file_name": "trace.dat", "compress": "gzip",
-            "bytes": remote.stat().st_size, "raw_bytes": len(PAYLOAD), "sha256": None,
-            "events": 1234, "events_per_cpu": {"0": 1234}, "lost_events": {"0": 0},
-            "seconds": 1.0, "started": "2026-11-27T03:15:02.000000Z", "kernel": "6.1.0",
-            "trace_clock": "local", "clock_anchor": {"wall": 1.0, "trace": 2.0, "clock": "local"},
-            "enabled_events": ["sched:*"], "timings": {}, "format": "dat", "instance": "cap"}
+    return {
+        "changed": True,
+        "file": str(remote),
+        "file_name": "trace.dat",
+        "compress": "gzip",
+        "bytes": remote.stat().st_size,
+        "raw_bytes": len(PAYLOAD),
+        "sha256": None,
+        "events": 1234,
+        "events_per_cpu": {"0": 1234},
+        "lost_events": {"0": 0},
+        "seconds": 1.0,
+        "started": "2026-11-27T03:15:02.000000Z",
+        "kernel": "6.1.0",
+        "trace_clock": "local",
+        "clock_anchor": {"wall": 1.0, "trace": 2.0, "clock": "local"},
+        "enabled_events": ["sched:*"],
+        "timings": {},
+        "format": "dat",
+        "instance": "cap",
+    }
 
 
 def make_action(remote, fetch_works=True, module=None):
@@ -66,9 +82,9 @@ def make_action(remote, fetch_works=True, module=None):
             raise OSError("Permission denied")
         with open(source, "rb") as src, open(local, "wb") as out:
             out.write(src.read())
+
     connection.fetch_file.side_effect = fetch_file
-    action = plugin.ActionModule(task, connection, PlayContext(), loader=None, templar=None,
-                                 shared_loader_obj=None)
+    action = plugin.ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
     action._make_tmp_path = MagicMock(return_value=str(remote.parent))
     action._remove_tmp_path = MagicMock()
     action._execute_module = MagicMock(return_value=module or module_result(remote))
@@ -83,6 +99,7 @@ def make_action(remote, fetch_works=True, module=None):
             handle.seek(int(options["bs"]) * int(options["skip"]))
             data = handle.read(int(options["bs"]))
         return {"rc": 0, "stdout": base64.b64encode(data).decode(), "stderr": ""}
+
     action._low_level_execute_command = MagicMock(side_effect=low_level)
     action.commands = commands
     return action, task
@@ -95,8 +112,7 @@ def run(action, task, args, host="web01"):
 
 def test_fetch_lands_the_file_and_the_manifest(remote, tmp_path):
     action, task = make_action(remote)
-    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "traces"),
-                                "run_id": "r1"})
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "traces"), "run_id": "r1"})
     assert not result.get("failed"), result
     stored = tmp_path / "traces" / "r1" / "web01" / "trace.dat"
     assert result["files"] == [str(stored)] and stored.read_bytes() == PAYLOAD
@@ -115,8 +131,7 @@ def test_fetch_lands_the_file_and_the_manifest(remote, tmp_path):
 
 def test_fetch_that_fails_falls_back_to_chunks(remote, tmp_path):
     action, task = make_action(remote, fetch_works=False)
-    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"),
-                                "run_id": "r1"})
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "r1"})
     assert not result.get("failed"), result
     assert result["transfer"] == "chunks"
     assert (tmp_path / "t" / "r1" / "web01" / "trace.dat").read_bytes() == PAYLOAD
@@ -127,27 +142,28 @@ def test_fetch_that_fails_falls_back_to_chunks(remote, tmp_path):
 
 def test_transfer_fetch_does_not_fall_back(remote, tmp_path):
     action, task = make_action(remote, fetch_works=False)
-    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"),
-                                "run_id": "r1", "transfer": "fetch"})
+    result = run(
+        action,
+        task,
+        {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "r1", "transfer": "fetch"},
+    )
     assert result["failed"] and "Permission denied" in result["msg"]
     assert "nothing was kept for web01" in result["msg"]
     assert os.listdir(tmp_path / "t" / "r1") == []
 
 
 def test_damaged_transfer_keeps_nothing(remote, tmp_path):
-    remote.write_bytes(remote.read_bytes()[:-100])   # a truncated gzip member
+    remote.write_bytes(remote.read_bytes()[:-100])  # a truncated gzip member
     module = module_result(remote)
     action, task = make_action(remote, module=module)
-    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"),
-                                "run_id": "r1"})
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "r1"})
     assert result["failed"] and "nothing was kept" in result["msg"]
     assert os.listdir(tmp_path / "t" / "r1") == []
 
 
 def test_failed_module_keeps_nothing(remote, tmp_path):
     action, task = make_action(remote, module={"failed": True, "msg": "instance='x' does not exist"})
-    result = run(action, task, {"instance": "x", "duration": 1, "dest": str(tmp_path / "t"),
-                                "run_id": "r1"})
+    result = run(action, task, {"instance": "x", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "r1"})
     assert result["failed"] and result["msg"] == "instance='x' does not exist"
     assert not (tmp_path / "t" / "r1").exists() or os.listdir(tmp_path / "t" / "r1") == []
     action._remove_tmp_path.assert_called_once()
@@ -157,13 +173,11 @@ def test_default_run_id_is_shared_by_the_play(remote, tmp_path):
     ids = set()
     for host in ("web01", "web02"):
         action, task = make_action(remote)
-        result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t")},
-                     host=host)
+        result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t")}, host=host)
         ids.add(result["run_id"])
     assert len(ids) == 1
     (run_id,) = ids
-    assert sorted(os.listdir(tmp_path / "t" / run_id)) == [".manifest.lock", "manifest.json",
-                                                           "web01", "web02"]
+    assert sorted(os.listdir(tmp_path / "t" / run_id)) == [".manifest.lock", "manifest.json", "web01", "web02"]
 
 
 def test_check_mode_and_started_fetch_nothing(remote, tmp_path):
@@ -179,7 +193,6 @@ def test_check_mode_and_started_fetch_nothing(remote, tmp_path):
 
 def test_bad_run_id_is_refused_before_the_host_is_touched(remote, tmp_path):
     action, task = make_action(remote)
-    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"),
-                                "run_id": "../x"})
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "../x"})
     assert result["failed"] and "run_id='../x'" in result["msg"]
     action._execute_module.assert_not_called()

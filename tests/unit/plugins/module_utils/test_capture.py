@@ -1,6 +1,7 @@
 """The capture pieces on the target side: stats and loss, ring-buffer draining, the
 trace.dat writer (read back by the collection's own reader and, where installed,
 by trace-cmd), and streamed compression."""
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,8 @@ HEADER_PAGE = (
     "\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n"
     "\tfield: local_t commit;\toffset:8;\tsize:8;\tsigned:1;\n"
     "\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n"
-    "\tfield: char data;\toffset:16;\tsize:4080;\tsigned:1;\n")
+    "\tfield: char data;\toffset:16;\tsize:4080;\tsigned:1;\n"
+)
 HEADER_EVENT = """# compressed entry header
 \ttype_len    :    5 bits
 \ttime_delta  :   27 bits
@@ -74,11 +76,18 @@ def wakeup_page(timestamp: int, count: int, pid: int = 42, missed: bool = False)
 
 def layout(cpus: int = 2) -> _datfile.DatLayout:
     return _datfile.DatLayout(
-        page_size=PAGE, header_page=HEADER_PAGE.encode(), header_event=HEADER_EVENT.encode(),
-        ftrace_formats=[], systems=[("sched", [WAKEUP_FORMAT.encode()])],
-        kallsyms=b"ffffffff81000000 T _stext\n", printk_formats=b"",
-        cmdlines=b"42 worker\n", cpu_stats=[STATS.encode()] * cpus,
-        trace_clock=b"[local] global mono", uname=b"Linux lab 6.1.0 #1 SMP x86_64")
+        page_size=PAGE,
+        header_page=HEADER_PAGE.encode(),
+        header_event=HEADER_EVENT.encode(),
+        ftrace_formats=[],
+        systems=[("sched", [WAKEUP_FORMAT.encode()])],
+        kallsyms=b"ffffffff81000000 T _stext\n",
+        printk_formats=b"",
+        cmdlines=b"42 worker\n",
+        cpu_stats=[STATS.encode()] * cpus,
+        trace_clock=b"[local] global mono",
+        uname=b"Linux lab 6.1.0 #1 SMP x86_64",
+    )
 
 
 def test_parse_stats_and_loss():
@@ -119,8 +128,9 @@ def test_datfile_reads_back(tmp_path):
     assert summary["events"] == 11
     assert summary["trace_clock"] == "local"
     if shutil.which("trace-cmd"):
-        report = subprocess.run(["trace-cmd", "report", "-i", str(out)], capture_output=True,
-                                text=True, check=True).stdout
+        report = subprocess.run(
+            ["trace-cmd", "report", "-i", str(out)], capture_output=True, text=True, check=True
+        ).stdout
         assert sum(1 for line in report.splitlines() if "sched_wakeup:" in line) == 11
 
 

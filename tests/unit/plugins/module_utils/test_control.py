@@ -71,8 +71,8 @@ def test_error_log_lines_attached_to_failures(tree, monkeypatch):
     def failing_write(fd, data):
         if data.startswith(b"bad"):
             (tree / "error_log").write_text(
-                "[ 1.0] trace_kprobe: error: Invalid probed address or symbol\n"
-                "  Command: bad\n              ^\n")
+                "[ 1.0] trace_kprobe: error: Invalid probed address or symbol\n  Command: bad\n              ^\n"
+            )
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_write(fd, data)
 
@@ -88,8 +88,7 @@ def test_instance_writes_read_the_instance_error_log(tree):
     (tree / "instances" / "x").mkdir(parents=True)
     (tree / "instances" / "x" / "error_log").write_text("")
     control = Control(str(tree))
-    assert control._error_logs("instances/x/events/a/b/filter") == [
-        "error_log", "instances/x/error_log"]
+    assert control._error_logs("instances/x/events/a/b/filter") == ["error_log", "instances/x/error_log"]
     assert control._error_logs("tracing_on") == ["error_log"]
 
 

@@ -36,8 +36,8 @@ def test_pie_offset_maps_through_the_executable_segment(tmp_path):
     # The bytes at the file offset are the function's code: the same as at its
     # address in the loaded image (address - vaddr + offset).
     with open(path, "rb") as handle:
-        code = handle.read()[offset:offset + 8]
-    assert code == elf.data[offset:offset + 8] and len(code) == 8
+        code = handle.read()[offset : offset + 8]
+    assert code == elf.data[offset : offset + 8] and len(code) == 8
 
 
 def test_non_pie_offset_is_not_the_address(tmp_path):
@@ -46,8 +46,10 @@ def test_non_pie_offset_is_not_the_address(tmp_path):
     symbol = elf.find_symbol("tracefleet_probe_target")
     offset = elf.symbol_offset("tracefleet_probe_target")
     assert symbol.value >= 0x400000  # linked at a fixed address
-    assert offset == symbol.value - elf.segment_for_address(symbol.value).vaddr \
-        + elf.segment_for_address(symbol.value).offset
+    assert (
+        offset
+        == symbol.value - elf.segment_for_address(symbol.value).vaddr + elf.segment_for_address(symbol.value).offset
+    )
     assert offset < symbol.value
 
 
@@ -90,10 +92,11 @@ def test_offset_checks(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"#!/bin/sh\necho hi\n" * 4, "is not an ELF file"),
-     (b"\x7fELF" + b"\x09" * 60, "unknown ELF class"),
-     (b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack("<H", 1) + b"\0" * 46,
-      "not an executable or shared library")],
+    [
+        (b"#!/bin/sh\necho hi\n" * 4, "is not an ELF file"),
+        (b"\x7fELF" + b"\x09" * 60, "unknown ELF class"),
+        (b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack("<H", 1) + b"\0" * 46, "not an executable or shared library"),
+    ],
 )
 def test_not_usable_files(tmp_path, content, message):
     path = tmp_path / "file"

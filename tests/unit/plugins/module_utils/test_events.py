@@ -46,8 +46,16 @@ def catalog(tree):
         ("sched", ["sched/sched_process_exec", "sched/sched_switch", "sched/sched_wakeup"]),
         ("sched/sched_w*", ["sched/sched_wakeup"]),
         ("*/sys_*_openat", ["syscalls/sys_enter_openat", "syscalls/sys_exit_openat"]),
-        ("s*", ["sched/sched_process_exec", "sched/sched_switch", "sched/sched_wakeup",
-                "syscalls/sys_enter_openat", "syscalls/sys_exit_openat"]),
+        (
+            "s*",
+            [
+                "sched/sched_process_exec",
+                "sched/sched_switch",
+                "sched/sched_wakeup",
+                "syscalls/sys_enter_openat",
+                "syscalls/sys_exit_openat",
+            ],
+        ),
     ],
 )
 def test_resolve(catalog, spec, expected):
@@ -82,7 +90,11 @@ def test_resolve_rejects(catalog, spec, message):
         ("traceon:3 if prev_pid == 1", "traceon:count=3 if prev_pid == 1", True),
         ("traceoff:5", "traceoff:count=4", False),
         ("hist:keys=common_pid", "hist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]", True),
-        ("hist:keys=common_pid:size=4096", "hist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]", False),
+        (
+            "hist:keys=common_pid:size=4096",
+            "hist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]",
+            False,
+        ),
         ("hist:keys=prev_pid", "hist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]", False),
         ("snapshot", "traceoff:unlimited", False),
     ],
@@ -92,20 +104,29 @@ def test_trigger_matches(wanted, current, match):
 
 
 def test_removal_rank_orders_dependents_first():
-    triggers = ["hist:keys=pid", "hist:keys=pid:onmatch(sched.sched_wakeup).trace(lat,$x)",
-                "enable_hist:sched:sched_switch"]
+    triggers = [
+        "hist:keys=pid",
+        "hist:keys=pid:onmatch(sched.sched_wakeup).trace(lat,$x)",
+        "enable_hist:sched:sched_switch",
+    ]
     assert sorted(triggers, key=_events.removal_rank) == [
         "enable_hist:sched:sched_switch",
         "hist:keys=pid:onmatch(sched.sched_wakeup).trace(lat,$x)",
-        "hist:keys=pid"]
+        "hist:keys=pid",
+    ]
 
 
 def test_plan_filters_first_then_triggers_then_enables(catalog):
-    changes, wanted, before = _events.plan_events(catalog, [
-        {"name": "sched", "state": "enabled"},
-        {"name": "sched/sched_wakeup", "state": "disabled"},
-        {"name": "sched/sched_switch", "filter": "prev_pid != 0", "triggers": ["traceoff"]},
-    ], exclusive=False, enabled_now=[])
+    changes, wanted, before = _events.plan_events(
+        catalog,
+        [
+            {"name": "sched", "state": "enabled"},
+            {"name": "sched/sched_wakeup", "state": "disabled"},
+            {"name": "sched/sched_switch", "filter": "prev_pid != 0", "triggers": ["traceoff"]},
+        ],
+        exclusive=False,
+        enabled_now=[],
+    )
     assert [(c.kind, c.event) for c in changes] == [
         ("filter", "sched/sched_switch"),
         ("trigger_add", "sched/sched_switch"),
@@ -120,19 +141,30 @@ def test_plan_nothing_when_state_matches(tree, catalog):
     (tree / "events/sched/sched_switch/enable").write_text("1\n")
     (tree / "events/sched/sched_switch/filter").write_text("prev_pid != 0\n")
     (tree / "events/sched/sched_switch/trigger").write_text(TRIGGER_HELP + "traceoff:unlimited\n")
-    changes = _events.plan_events(catalog, [
-        {"name": "sched/sched_switch", "filter": "prev_pid != 0", "triggers": ["traceoff"]},
-    ], exclusive=False, enabled_now=["sched:sched_switch"])[0]
+    changes = _events.plan_events(
+        catalog,
+        [
+            {"name": "sched/sched_switch", "filter": "prev_pid != 0", "triggers": ["traceoff"]},
+        ],
+        exclusive=False,
+        enabled_now=["sched:sched_switch"],
+    )[0]
     assert changes == []
 
 
 def test_plan_trigger_removal_and_filter_clear(tree, catalog):
     (tree / "events/sched/sched_switch/filter").write_text("prev_pid != 0\n")
     (tree / "events/sched/sched_switch/trigger").write_text(
-        TRIGGER_HELP + "traceoff:unlimited\nhist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]\n")
-    changes = _events.plan_events(catalog, [
-        {"name": "sched/sched_switch", "state": "disabled", "filter": "", "triggers": []},
-    ], exclusive=False, enabled_now=[])[0]
+        TRIGGER_HELP + "traceoff:unlimited\nhist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]\n"
+    )
+    changes = _events.plan_events(
+        catalog,
+        [
+            {"name": "sched/sched_switch", "state": "disabled", "filter": "", "triggers": []},
+        ],
+        exclusive=False,
+        enabled_now=[],
+    )[0]
     assert [(c.kind, c.value) for c in changes] == [
         ("filter", "0"),
         ("trigger_remove", "!traceoff"),
@@ -148,10 +180,14 @@ def test_plan_trigger_removal_and_filter_clear(tree, catalog):
         ("snapshot:unlimited", "snapshot"),
         ("enable_event:sched:sched_wakeup:unlimited", "enable_event:sched:sched_wakeup"),
         ("disable_event:sched:sched_wakeup:count=2", "disable_event:sched:sched_wakeup"),
-        ("hist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]",
-         "hist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048"),
-        ("hist:keys=pid:vals=hitcount:sort=hitcount:size=2048 if pid > 1 [paused]",
-         "hist:keys=pid:vals=hitcount:sort=hitcount:size=2048"),
+        (
+            "hist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048 [active]",
+            "hist:keys=common_pid:vals=hitcount:sort=hitcount:size=2048",
+        ),
+        (
+            "hist:keys=pid:vals=hitcount:sort=hitcount:size=2048 if pid > 1 [paused]",
+            "hist:keys=pid:vals=hitcount:sort=hitcount:size=2048",
+        ),
     ],
 )
 def test_removal_form(printed, removal):
@@ -160,8 +196,9 @@ def test_removal_form(printed, removal):
 
 def test_exclusive_disables_the_rest(tree, catalog):
     (tree / "events/syscalls/sys_enter_openat/enable").write_text("1\n")
-    changes = _events.plan_events(catalog, [{"name": "sched/sched_switch"}],
-                                  exclusive=True, enabled_now=["syscalls:sys_enter_openat"])[0]
+    changes = _events.plan_events(
+        catalog, [{"name": "sched/sched_switch"}], exclusive=True, enabled_now=["syscalls:sys_enter_openat"]
+    )[0]
     assert [(c.kind, c.event, c.value) for c in changes] == [
         ("enable", "sched/sched_switch", "1"),
         ("enable", "syscalls/sys_enter_openat", "0"),
@@ -170,9 +207,11 @@ def test_exclusive_disables_the_rest(tree, catalog):
 
 @pytest.mark.parametrize(
     "entry, message",
-    [({"state": "enabled"}, "needs a name"),
-     ({"name": "sched", "state": "on"}, "state='on'"),
-     ({"name": "sched", "triggers": "traceoff"}, "triggers must be a list")],
+    [
+        ({"state": "enabled"}, "needs a name"),
+        ({"name": "sched", "state": "on"}, "state='on'"),
+        ({"name": "sched", "triggers": "traceoff"}, "triggers must be a list"),
+    ],
 )
 def test_plan_bad_entries(catalog, entry, message):
     with pytest.raises(_events.EventError, match=message):
@@ -180,8 +219,7 @@ def test_plan_bad_entries(catalog, entry, message):
 
 
 def test_apply_records_original_state(tree, catalog, tmp_path):
-    changes = _events.plan_events(catalog, [
-        {"name": "sched/sched_switch", "filter": "prev_pid != 0"}], False, [])[0]
+    changes = _events.plan_events(catalog, [{"name": "sched/sched_switch", "filter": "prev_pid != 0"}], False, [])[0]
     with Ledger(str(tmp_path / "ledger.json")) as ledger:
         transaction = Transaction(catalog.control)
         _events.apply_events(changes, transaction, ledger, "s", None, record=True)
@@ -196,5 +234,6 @@ def test_apply_records_original_state(tree, catalog, tmp_path):
 
 def test_rejected_filter_text_reads_as_no_filter(tree, catalog):
     (tree / "events/sched/sched_switch/filter").write_text(
-        "no_such_field == 1\n              ^\nparse_error: Field not found\n")
+        "no_such_field == 1\n              ^\nparse_error: Field not found\n"
+    )
     assert _events.read_state(catalog, "sched/sched_switch").filter is None

@@ -16,8 +16,7 @@ UUID=abcd / ext4 errors=remount-ro 0 1
 
 proc /proc proc defaults 0 0
 """
-WANTED = FstabEntry("tracefs", "/sys/kernel/tracing", "tracefs",
-                    ["nosuid", "nodev", "noexec", "gid=100", "mode=0750"])
+WANTED = FstabEntry("tracefs", "/sys/kernel/tracing", "tracefs", ["nosuid", "nodev", "noexec", "gid=100", "mode=0750"])
 LINE = "tracefs /sys/kernel/tracing tracefs nosuid,nodev,noexec,gid=100,mode=0750 0 0"
 
 
@@ -60,9 +59,11 @@ def test_same_entry_in_other_order_is_unchanged():
 
 
 def test_replace_in_place_and_drop_duplicates():
-    existing = ("# head\ntracefs /sys/kernel/tracing tracefs defaults 0 0\n"
-                "proc /proc proc defaults 0 0\n"
-                "nodev /sys/kernel/tracing tracefs nosuid 0 0\n")
+    existing = (
+        "# head\ntracefs /sys/kernel/tracing tracefs defaults 0 0\n"
+        "proc /proc proc defaults 0 0\n"
+        "nodev /sys/kernel/tracing tracefs nosuid 0 0\n"
+    )
     text, changed = update(existing, "/sys/kernel/tracing", WANTED)
     assert changed
     assert text == "# head\n" + LINE + "\nproc /proc proc defaults 0 0\n"

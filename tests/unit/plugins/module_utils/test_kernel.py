@@ -23,8 +23,10 @@ def test_parse_cmdline(text, expected):
 
 
 def test_parse_kconfig():
-    text = ("#\n# Automatically generated\nCONFIG_DEBUG_FS=y\nCONFIG_DEBUG_FS_ALLOW_ALL=y\n"
-            "# CONFIG_DEBUG_FS_DISALLOW_MOUNT is not set\nCONFIG_LSM=\"lockdown,yama\"\n")
+    text = (
+        "#\n# Automatically generated\nCONFIG_DEBUG_FS=y\nCONFIG_DEBUG_FS_ALLOW_ALL=y\n"
+        '# CONFIG_DEBUG_FS_DISALLOW_MOUNT is not set\nCONFIG_LSM="lockdown,yama"\n'
+    )
     config = _kernel.parse_kconfig(text)
     assert config["CONFIG_DEBUG_FS"] == "y"
     assert config["CONFIG_DEBUG_FS_DISALLOW_MOUNT"] == "n"
@@ -52,10 +54,12 @@ def test_read_kconfig_unreadable(tmp_path):
 
 @pytest.mark.parametrize(
     "text, mode",
-    [("[none] integrity confidentiality\n", "none"),
-     ("none integrity [confidentiality]", "confidentiality"),
-     ("none [integrity] confidentiality", "integrity"),
-     ("garbage", "unknown")],
+    [
+        ("[none] integrity confidentiality\n", "none"),
+        ("none integrity [confidentiality]", "confidentiality"),
+        ("none [integrity] confidentiality", "integrity"),
+        ("garbage", "unknown"),
+    ],
 )
 def test_parse_lockdown(text, mode):
     assert _kernel.parse_lockdown(text) == mode
@@ -64,11 +68,9 @@ def test_parse_lockdown(text, mode):
 def test_lockdown_prefers_securityfs_then_cmdline(tmp_path):
     lockdown = tmp_path / "lockdown"
     lockdown.write_text("none [integrity] confidentiality\n")
-    assert _kernel.lockdown_mode({"lockdown": "confidentiality"}, str(lockdown)) == (
-        "integrity", "securityfs")
+    assert _kernel.lockdown_mode({"lockdown": "confidentiality"}, str(lockdown)) == ("integrity", "securityfs")
     missing = str(tmp_path / "missing")
-    assert _kernel.lockdown_mode({"lockdown": "confidentiality"}, missing) == (
-        "confidentiality", "cmdline")
+    assert _kernel.lockdown_mode({"lockdown": "confidentiality"}, missing) == ("confidentiality", "cmdline")
     assert _kernel.lockdown_mode({"lockdown": "bogus"}, missing) == ("unknown", "none")
     assert _kernel.lockdown_mode({}, missing) == ("unknown", "none")
 

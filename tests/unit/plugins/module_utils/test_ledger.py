@@ -19,10 +19,8 @@ def path(tmp_path):
 
 def test_record_persists_and_first_original_wins(path):
     with Ledger(path) as ledger:
-        assert ledger.record("s1", kind="knob", instance=None, file="current_tracer",
-                             original="nop")
-        assert not ledger.record("s1", kind="knob", instance=None, file="current_tracer",
-                                 original="function")
+        assert ledger.record("s1", kind="knob", instance=None, file="current_tracer", original="nop")
+        assert not ledger.record("s1", kind="knob", instance=None, file="current_tracer", original="function")
     data = json.loads(open(path).read())
     assert [e["original"] for e in data["entries"]] == ["nop"]
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
@@ -42,8 +40,7 @@ def test_instance_ownership_and_contents(path):
         ledger.record("s", kind="event", instance=None, event="sched/x", original="0")
         assert ledger.owns_instance("a") and not ledger.owns_instance("b")
         ledger.forget_instance_contents("a")
-        assert [(e["kind"], e.get("instance")) for e in ledger.entries] == [
-            ("instance", None), ("event", None)]
+        assert [(e["kind"], e.get("instance")) for e in ledger.entries] == [("instance", None), ("event", None)]
 
 
 def test_sessions(path):

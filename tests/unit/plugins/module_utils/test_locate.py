@@ -11,8 +11,14 @@ FILESYSTEMS = {"tracefs": False, "debugfs": False, "sysfs": False}
 
 def test_not_mounted():
     state = tracefs_state([], FILESYSTEMS)
-    assert state == {"registered": True, "mounted": False, "path": None, "options": [],
-                     "super_options": [], "mountpoints": []}
+    assert state == {
+        "registered": True,
+        "mounted": False,
+        "path": None,
+        "options": [],
+        "super_options": [],
+        "mountpoints": [],
+    }
 
 
 def test_not_registered():
@@ -38,8 +44,7 @@ def test_falls_back_to_first_mount():
 
 def test_debugfs_off_host():
     state = debugfs_state([], {"tracefs": False}, mount_point_exists=False)
-    assert state == {"registered": False, "mounted": False, "mount_point_exists": False,
-                     "mountpoints": []}
+    assert state == {"registered": False, "mounted": False, "mount_point_exists": False, "mountpoints": []}
 
 
 def test_debugfs_mounted():

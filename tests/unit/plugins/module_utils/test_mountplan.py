@@ -46,15 +46,22 @@ class FakeTree:
         return self.owners.get(path, (0, 0o700))
 
 
-def facts_for(tree, mountinfo="", filesystems=None, debugfs_allowed=True,
-              reason="debugfs mounting is allowed"):
-    return Facts(parse_mountinfo(mountinfo), filesystems or MODERN, debugfs_allowed, reason,
-                 is_dir=tree.is_dir, exists=tree.exists, owner=tree.owner)
+def facts_for(tree, mountinfo="", filesystems=None, debugfs_allowed=True, reason="debugfs mounting is allowed"):
+    return Facts(
+        parse_mountinfo(mountinfo),
+        filesystems or MODERN,
+        debugfs_allowed,
+        reason,
+        is_dir=tree.is_dir,
+        exists=tree.exists,
+        owner=tree.owner,
+    )
 
 
 def policy(**kwargs):
-    values = dict(state="mounted", path="/sys/kernel/tracing", options=DEFAULT_OPTIONS,
-                  gid=None, mode=None, legacy_debugfs=False)
+    values = dict(
+        state="mounted", path="/sys/kernel/tracing", options=DEFAULT_OPTIONS, gid=None, mode=None, legacy_debugfs=False
+    )
     values.update(kwargs)
     return Policy(**values)
 
@@ -143,6 +150,7 @@ def test_flag_drift(wanted, options, drift):
 
 # Legacy kernels (< 4.1) on a fake tree: no tracefs, tracing lives in <debugfs>/tracing.
 
+
 def test_legacy_kernel_without_opt_in_fails_with_hint(tmp_path):
     tree = FakeTree(tmp_path, dirs=["/sys/kernel/debug"])
     with pytest.raises(PolicyError, match="legacy_debugfs=true"):
@@ -155,8 +163,7 @@ def test_legacy_kernel_mounts_debugfs_when_allowed(tmp_path):
     assert result.via == "debugfs"
     assert result.mount_point == "/sys/kernel/debug"
     assert result.tracing_path == "/sys/kernel/debug/tracing"
-    assert [(a.kind, a.fstype, a.target) for a in result.actions] == [
-        ("mount", "debugfs", "/sys/kernel/debug")]
+    assert [(a.kind, a.fstype, a.target) for a in result.actions] == [("mount", "debugfs", "/sys/kernel/debug")]
 
 
 def test_legacy_kernel_uses_existing_debugfs_mount(tmp_path):
@@ -170,9 +177,15 @@ def test_legacy_kernel_uses_existing_debugfs_mount(tmp_path):
 def test_legacy_kernel_with_debugfs_disallowed_fails(tmp_path):
     tree = FakeTree(tmp_path)  # debugfs=off: no /sys/kernel/debug
     with pytest.raises(PolicyError) as failure:
-        plan(policy(legacy_debugfs=True),
-             facts_for(tree, filesystems={"sysfs": False}, debugfs_allowed=False,
-                       reason="debugfs=off on the kernel command line"))
+        plan(
+            policy(legacy_debugfs=True),
+            facts_for(
+                tree,
+                filesystems={"sysfs": False},
+                debugfs_allowed=False,
+                reason="debugfs=off on the kernel command line",
+            ),
+        )
     message = str(failure.value)
     assert "debugfs may not be mounted" in message
     assert "debugfs=off on the kernel command line" in message
@@ -196,17 +209,27 @@ def test_apply_plan_calls_the_syscalls_in_order(modern, monkeypatch):
     monkeypatch.setattr(_mount, "umount", lambda *args: calls.append(("umount",) + args))
     result = plan(policy(gid=5), facts_for(modern))
     done = apply_plan(result)
-    assert calls == [("mount", "tracefs", "/sys/kernel/tracing", "tracefs",
-                      _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC, "gid=5")]
+    assert calls == [
+        (
+            "mount",
+            "tracefs",
+            "/sys/kernel/tracing",
+            "tracefs",
+            _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC,
+            "gid=5",
+        )
+    ]
     assert done == ["mount tracefs on /sys/kernel/tracing (gid=5)"]
 
 
 @pytest.mark.parametrize(
     "options, error",
-    [(["bogus"], "unsupported mount option 'bogus'"),
-     (["mode=0755"], "belongs in the mode option"),
-     (["noatime", "relatime"], "at most one of"),
-     (["ro", "rw"], "contradict")],
+    [
+        (["bogus"], "unsupported mount option 'bogus'"),
+        (["mode=0755"], "belongs in the mode option"),
+        (["noatime", "relatime"], "at most one of"),
+        (["ro", "rw"], "contradict"),
+    ],
 )
 def test_split_options_rejects(options, error):
     with pytest.raises(_mount.OptionError, match=error):

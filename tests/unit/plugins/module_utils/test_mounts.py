@@ -39,8 +39,7 @@ def test_unescape(raw, expected):
 
 def test_parse_systemd_host():
     entries = parse_mountinfo(SYSTEMD_HOST)
-    assert [e.mount_point for e in entries] == [
-        "/sys", "/proc", "/", "/sys/kernel/debug", "/sys/kernel/tracing"]
+    assert [e.mount_point for e in entries] == ["/sys", "/proc", "/", "/sys/kernel/debug", "/sys/kernel/tracing"]
     tracing = entries[-1]
     assert tracing.fstype == "tracefs"
     assert tracing.source == "tracefs"
@@ -94,10 +93,10 @@ def test_missing_super_options_field():
 @pytest.mark.parametrize(
     "line",
     [
-        "41 26 0:12 / /mnt rw tracefs nodev rw",   # no separator
-        "41 26 0:12 / /mnt - tracefs nodev rw",     # separator too early
-        "x 26 0:12 / /mnt rw - tracefs nodev rw",   # bad id
-        "41 26 0:12 / /mnt rw -",                   # nothing after separator
+        "41 26 0:12 / /mnt rw tracefs nodev rw",  # no separator
+        "41 26 0:12 / /mnt - tracefs nodev rw",  # separator too early
+        "x 26 0:12 / /mnt rw - tracefs nodev rw",  # bad id
+        "41 26 0:12 / /mnt rw -",  # nothing after separator
     ],
 )
 def test_malformed_lines_raise(line):

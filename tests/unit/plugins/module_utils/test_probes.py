@@ -22,11 +22,13 @@ def tree(tmp_path):
 @pytest.fixture
 def control(tree, monkeypatch, tmp_path):
     kallsyms = tmp_path / "kallsyms"
-    kallsyms.write_text("0000000000000000 T do_sys_openat2\n0000000000000000 t notrace_fn\n"
-                        "0000000000000000 D some_data\n")
+    kallsyms.write_text(
+        "0000000000000000 T do_sys_openat2\n0000000000000000 t notrace_fn\n0000000000000000 D some_data\n"
+    )
     real = _probes.kprobe_target
-    monkeypatch.setattr(_probes, "kprobe_target",
-                        lambda control, kind, target: real(control, kind, target, str(kallsyms)))
+    monkeypatch.setattr(
+        _probes, "kprobe_target", lambda control, kind, target: real(control, kind, target, str(kallsyms))
+    )
     return Control(str(tree))
 
 
@@ -42,8 +44,7 @@ def binary(tmp_path):
 
 
 def test_kprobe_definition(control):
-    definition = _probes.build(control, "kprobe", "tracefleet", "open", "do_sys_openat2",
-                               ["filename=+0($arg2):string"])
+    definition = _probes.build(control, "kprobe", "tracefleet", "open", "do_sys_openat2", ["filename=+0($arg2):string"])
     assert definition.line() == "p:tracefleet/open do_sys_openat2 filename=+0($arg2):string"
 
 
@@ -57,8 +58,7 @@ def test_uprobe_by_symbol_and_by_offset(control, binary):
     offset = int(by_symbol.target.rsplit(":", 1)[1], 16)
     by_offset = _probes.build(control, "uprobe", "g", "u", "%s:0x%x" % (binary, offset), [])
     assert by_symbol.key() == by_offset.key()
-    assert _probes.build(control, "uretprobe", "g", "u", binary + ":target_fn",
-                         ["r=$retval"]).kind == "r"
+    assert _probes.build(control, "uretprobe", "g", "u", binary + ":target_fn", ["r=$retval"]).kind == "r"
 
 
 @pytest.mark.parametrize(
@@ -91,8 +91,7 @@ def test_parse_ignores_other_dynamic_events():
 
 
 def test_read_definitions(tree):
-    (tree / "dynamic_events").write_text(
-        "p:tracefleet/open do_sys_openat2\nr10:other/ret vfs_read ret=$retval\n")
+    (tree / "dynamic_events").write_text("p:tracefleet/open do_sys_openat2\nr10:other/ret vfs_read ret=$retval\n")
     found = _probes.read_definitions(Control(str(tree)))
     assert set(found) == {("tracefleet", "open"), ("other", "ret")}
     assert found[("other", "ret")][1] == "r10:other/ret vfs_read ret=$retval"
@@ -131,8 +130,7 @@ BAD = [
 
 @pytest.mark.parametrize("overrides, message", BAD)
 def test_bad_definitions(control, overrides, message):
-    args = dict(probe_type="kprobe", group="tracefleet", name="p", target="do_sys_openat2",
-                fetchargs=[])
+    args = dict(probe_type="kprobe", group="tracefleet", name="p", target="do_sys_openat2", fetchargs=[])
     for key, value in overrides.items():
         args["probe_type" if key == "type" else key] = value
     with pytest.raises(_probes.ProbeError) as failure:

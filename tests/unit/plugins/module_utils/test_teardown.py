@@ -10,9 +10,14 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import L
 @pytest.fixture
 def tree(tmp_path):
     root = tmp_path / "tracing"
-    for name, text in {"current_tracer": "function\n", "set_ftrace_filter": "vfs_read\n",
-                       "set_event_pid": "5\n7\n", "error_log": "", "set_event": "",
-                       "dynamic_events": "p:tracefleet/open do_sys_openat2\n"}.items():
+    for name, text in {
+        "current_tracer": "function\n",
+        "set_ftrace_filter": "vfs_read\n",
+        "set_event_pid": "5\n7\n",
+        "error_log": "",
+        "set_event": "",
+        "dynamic_events": "p:tracefleet/open do_sys_openat2\n",
+    }.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -39,8 +44,7 @@ def test_undo_newest_first_and_forget(tree, ledger):
     ledger.record("s", kind="list_add", instance=None, file="set_event_pid", value="7")
     ledger.record("s", kind="event", instance=None, event="sched/sched_switch", original="0")
     ledger.record("s", kind="filter", instance=None, event="sched/sched_switch", original="none")
-    ledger.record("s", kind="trigger_add", instance=None, event="sched/sched_switch",
-                  value="traceoff")
+    ledger.record("s", kind="trigger_add", instance=None, event="sched/sched_switch", value="traceoff")
     ledger.record("s", kind="probe", group="tracefleet", event="open")
     ledger.record("other", kind="knob", instance=None, file="tracing_on", original="1")
     undone, notes, failures = _teardown.teardown(Control(str(tree)), ledger, "s", False, False)

@@ -48,24 +48,55 @@ def test_nothing_asked_nothing_planned(tree):
 
 
 def test_idempotent_reads(tree):
-    assert plan(tree, tracer="nop", tracing_on=True, buffer_size_kb=1408, trace_clock="local",
-                options={"overwrite": True}, cpumask="3") == []
+    assert (
+        plan(
+            tree,
+            tracer="nop",
+            tracing_on=True,
+            buffer_size_kb=1408,
+            trace_clock="local",
+            options={"overwrite": True},
+            cpumask="3",
+        )
+        == []
+    )
 
 
-@pytest.mark.parametrize("reading, wanted", [("1410\n", 1408), ("1408\n", 1408),
-                                             ("7 (expanded: 1408)\n", 1408),
-                                             ("2051\n", 2048), ("2048\n", 2048),
-                                             ("513\n", 512), ("4099\n", 4096)])
+@pytest.mark.parametrize(
+    "reading, wanted",
+    [
+        ("1410\n", 1408),
+        ("1408\n", 1408),
+        ("7 (expanded: 1408)\n", 1408),
+        ("2051\n", 2048),
+        ("2048\n", 2048),
+        ("513\n", 512),
+        ("4099\n", 4096),
+    ],
+)
 def test_buffer_rounding_is_the_same_size(tree, reading, wanted):
     (tree / "buffer_size_kb").write_text(reading)
     assert plan(tree, buffer_size_kb=wanted) == []
 
 
 def test_order_tracer_before_options_and_tracing_on_last(tree):
-    changes = plan(tree, tracing_on=False, options={"sym-offset": True}, tracer="function",
-                   buffer_size_kb=4096, trace_clock="mono", function_filter=["vfs_read"])
-    assert [c.knob for c in changes] == ["buffer_size_kb", "trace_clock", "function_filter",
-                                         "tracer", "options/sym-offset", "tracing_on"]
+    changes = plan(
+        tree,
+        tracing_on=False,
+        options={"sym-offset": True},
+        tracer="function",
+        buffer_size_kb=4096,
+        trace_clock="mono",
+        function_filter=["vfs_read"],
+    )
+    assert [c.knob for c in changes] == [
+        "buffer_size_kb",
+        "trace_clock",
+        "function_filter",
+        "tracer",
+        "options/sym-offset",
+        "tracing_on",
+    ]
     assert changes[0].original == "1408"
 
 
@@ -76,7 +107,7 @@ def test_order_tracer_before_options_and_tracing_on_last(tree):
         ({"trace_clock": "bogus"}, "trace_clock='bogus': this kernel offers local, global, mono"),
         ({"buffer_size_kb": 0}, "buffer_size_kb=0: must be a positive"),
         ({"buffer_size_kb": -5}, "buffer_size_kb=-5"),
-        ({"buffer_size_kb": 10 ** 12}, "more than a quarter"),
+        ({"buffer_size_kb": 10**12}, "more than a quarter"),
         ({"options": {"nosuch": True}}, "'nosuch' is not a trace option here"),
         ({"options": {"../x": True}}, "not a trace option name"),
         ({"cpumask": "xyz"}, "not a hexadecimal CPU mask"),
@@ -98,7 +129,10 @@ def test_function_lists_add_remove_and_globs(tree):
     (tree / "set_ftrace_filter").write_text("vfs_read\n")
     changes = plan(tree, function_filter=["vfs_*", "!vfs_read", "do_sys_openat2"])
     assert [(c.ledger_kind, c.value) for c in changes] == [
-        ("list_add", "vfs_*"), ("list_add", "do_sys_openat2"), ("list_remove", "!vfs_read")]
+        ("list_add", "vfs_*"),
+        ("list_add", "do_sys_openat2"),
+        ("list_remove", "!vfs_read"),
+    ]
     (tree / "set_ftrace_filter").write_text("vfs_read\nvfs_write\ndo_sys_openat2\n")
     assert plan(tree, function_filter=["vfs_*", "do_sys_openat2"]) == []
 
@@ -116,7 +150,9 @@ def test_deferred_tracer_option_checked_after_tracer(tree):
     changes = plan(tree, tracer="function_graph", options={"funcgraph-proc": True})
     assert [c.ledger_kind for c in changes] == ["knob", "deferred_option"]
     control = Control(str(tree))
-    with Ledger(str(tree / "ledger.json")) as ledger, pytest.raises(_tracer.KnobError, match="not an option of the tracer"):
+    with Ledger(str(tree / "ledger.json")) as ledger, pytest.raises(
+        _tracer.KnobError, match="not an option of the tracer"
+    ):
         _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
 
 
@@ -125,11 +161,12 @@ def test_apply_records_originals(tree):
     changes = plan(tree, tracer="function", function_filter=["vfs_read"], tracing_on=False)
     with Ledger(str(tree / "ledger.json")) as ledger:
         _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
-        entries = [(e["kind"], e["file"], e.get("original", e.get("value")))
-                   for e in ledger.entries]
-    assert entries == [("list_add", "set_ftrace_filter", "vfs_read"),
-                       ("knob", "current_tracer", "nop"),
-                       ("knob", "tracing_on", "1")]
+        entries = [(e["kind"], e["file"], e.get("original", e.get("value"))) for e in ledger.entries]
+    assert entries == [
+        ("list_add", "set_ftrace_filter", "vfs_read"),
+        ("knob", "current_tracer", "nop"),
+        ("knob", "tracing_on", "1"),
+    ]
     assert (tree / "current_tracer").read_text() == "function\n"
 
 
@@ -144,9 +181,7 @@ def test_instance_resize_records_the_top_level_buffer_it_freezes(tree):
     assert [c.ledger_kind for c in changes] == ["top_buffer", "knob"]
     with Ledger(str(tree / "ledger.json")) as ledger:
         _tracer.apply_knobs(control, "tf", changes, Transaction(control), ledger, "s", False)
-        assert [(e["instance"], e["file"], e["original"]) for e in ledger.entries] == [
-            (None, "buffer_size_kb", "1408")]
+        assert [(e["instance"], e["file"], e["original"]) for e in ledger.entries] == [(None, "buffer_size_kb", "1408")]
     assert (tree / "buffer_size_kb").read_text() == "7 (expanded: 1408)\n"  # not written
     (tree / "buffer_size_kb").write_text("7\n")
-    assert [c.ledger_kind for c in _tracer.plan_knobs(control, "tf", {"buffer_size_kb": 256})] \
-        == ["knob"]
+    assert [c.ledger_kind for c in _tracer.plan_knobs(control, "tf", {"buffer_size_kb": 256})] == ["knob"]

@@ -1,5 +1,6 @@
 """trace_instance, tracer, trace_event and teardown end to end on a fake tracefs tree:
 check mode changes nothing, apply records in the ledger, teardown puts it back."""
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,19 @@ from ansible_collections.tracefleet.ftrace.plugins.modules import (
 )
 
 FILES = {
-    "trace": "", "error_log": "", "current_tracer": "nop\n", "tracing_on": "1\n",
-    "available_tracers": "function nop\n", "trace_clock": "[local] global mono\n",
-    "buffer_size_kb": "7 (expanded: 1408)\n", "set_event": "", "dynamic_events": "",
-    "available_filter_functions": "vfs_read\n", "set_ftrace_filter": "",
-    "events/sched/sched_switch/enable": "0\n", "events/sched/sched_switch/filter": "none\n",
+    "trace": "",
+    "error_log": "",
+    "current_tracer": "nop\n",
+    "tracing_on": "1\n",
+    "available_tracers": "function nop\n",
+    "trace_clock": "[local] global mono\n",
+    "buffer_size_kb": "7 (expanded: 1408)\n",
+    "set_event": "",
+    "dynamic_events": "",
+    "available_filter_functions": "vfs_read\n",
+    "set_ftrace_filter": "",
+    "events/sched/sched_switch/enable": "0\n",
+    "events/sched/sched_switch/filter": "none\n",
     "events/sched/sched_switch/trigger": "# Available triggers:\n",
 }
 
@@ -39,17 +48,16 @@ def tree(tmp_path):
 @pytest.fixture
 def run(capsys, tmp_path, tree):
     def run_module(module, args) -> dict:
-        args = dict({"ledger_path": str(tmp_path / "ledger.json"),
-                     "tracefs_path": str(tree)}, **args)
+        args = dict({"ledger_path": str(tmp_path / "ledger.json"), "tracefs_path": str(tree)}, **args)
         with patch_module_args(args), pytest.raises(SystemExit):
             module.main()
         return json.loads(capsys.readouterr().out)
+
     return run_module
 
 
 def snapshot(tree):
-    return {str(path.relative_to(tree)): path.read_text()
-            for path in sorted(tree.rglob("*")) if path.is_file()}
+    return {str(path.relative_to(tree)): path.read_text() for path in sorted(tree.rglob("*")) if path.is_file()}
 
 
 def test_top_level_changes_check_apply_teardown(run, tree, tmp_path):
@@ -93,8 +101,7 @@ def test_instance_ownership(run, tree):
 
 def test_unknown_event_changes_nothing(run, tree):
     before = snapshot(tree)
-    result = run(trace_event, {"events": [{"name": "sched/sched_switch"},
-                                          {"name": "sched/nope"}]})
+    result = run(trace_event, {"events": [{"name": "sched/sched_switch"}, {"name": "sched/nope"}]})
     assert result["failed"] and "has no event 'nope'" in result["msg"]
     assert snapshot(tree) == before
 

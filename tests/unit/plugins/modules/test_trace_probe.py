@@ -54,6 +54,7 @@ def run(capsys, tmp_path):
         with patch_module_args(args), pytest.raises(SystemExit):
             trace_probe.main()
         return json.loads(capsys.readouterr().out)
+
     return run_module
 
 

@@ -16,8 +16,9 @@ def kernel(fake_host, monkeypatch):
 
     def fake_mount(source, target, fstype, flags, data):
         calls.append(("mount", target, flags, data))
-        options = ",".join(["rw"] + [name for name, bit in _mount.FLAG_OPTIONS.items()
-                                     if flags & bit and name != "ro"] + ["relatime"])
+        options = ",".join(
+            ["rw"] + [name for name, bit in _mount.FLAG_OPTIONS.items() if flags & bit and name != "ro"] + ["relatime"]
+        )
         fake_host.mount_tracefs(options=options)
 
     def fake_remount(target, flags, data):
@@ -41,13 +42,13 @@ def run(capsys, tmp_path):
         with patch_module_args(args), pytest.raises(SystemExit):
             tracefs.main()
         return json.loads(capsys.readouterr().out)
+
     return run_module
 
 
 def test_check_mode_predicts_and_does_nothing(run, kernel, fake_host):
     fake_host.tracing.mkdir()
-    result = run({"path": str(fake_host.tracing), "_ansible_check_mode": True,
-                  "_ansible_diff": True})
+    result = run({"path": str(fake_host.tracing), "_ansible_check_mode": True, "_ansible_diff": True})
     assert result["changed"] is True
     assert kernel == []
     assert result["actions"] == ["mount tracefs on %s" % fake_host.tracing]
@@ -60,10 +61,12 @@ def test_apply_mounts_with_policy_flags(run, kernel, fake_host, tmp_path):
     result = run({"path": str(fake_host.tracing), "gid": 0, "mode": "0750", "session": "s1"})
     ledger = json.loads((tmp_path / "ledger.json").read_text())
     assert [(e["kind"], e["path"], e["session"]) for e in ledger["entries"]] == [
-        ("mount", str(fake_host.tracing), "s1")]
+        ("mount", str(fake_host.tracing), "s1")
+    ]
     assert result["changed"] is True
-    assert kernel == [("mount", str(fake_host.tracing),
-                       _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC, "gid=0,mode=750")]
+    assert kernel == [
+        ("mount", str(fake_host.tracing), _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC, "gid=0,mode=750")
+    ]
     assert result["mounted"] is True and result["usable"] is True
     assert result["via"] == "tracefs" and result["path"] == str(fake_host.tracing)
     assert "uid" not in result and "owner" not in result  # no add_path_info noise
@@ -79,8 +82,7 @@ def test_persistent_writes_fstab_atomically_with_backup(run, kernel, fake_host, 
     fstab = tmp_path / "fstab"
     fstab.write_text("proc /proc proc defaults 0 0\n")
     fake_host.mount_tracefs()
-    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab),
-                  "backup": True, "gid": 7})
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab), "backup": True, "gid": 7})
     line = "tracefs %s tracefs nosuid,nodev,noexec,gid=7 0 0" % fake_host.tracing
     assert result["changed"] is True
     assert fstab.read_text() == "proc /proc proc defaults 0 0\n" + line + "\n"
@@ -95,11 +97,9 @@ def test_unmount_and_remove_fstab_line(run, kernel, fake_host, tmp_path):
     fstab = tmp_path / "fstab"
     fstab.write_text("tracefs %s tracefs nosuid 0 0\n" % fake_host.tracing)
     fake_host.mount_tracefs()
-    result = run({"path": str(fake_host.tracing), "state": "unmounted", "persistent": True,
-                  "fstab": str(fstab)})
+    result = run({"path": str(fake_host.tracing), "state": "unmounted", "persistent": True, "fstab": str(fstab)})
     assert result["changed"] is True and kernel == [("umount", str(fake_host.tracing))]
-    assert not (tmp_path / "ledger.json").exists() or "mount" not in (
-        tmp_path / "ledger.json").read_text()
+    assert not (tmp_path / "ledger.json").exists() or "mount" not in (tmp_path / "ledger.json").read_text()
     assert fstab.read_text() == ""
     assert result["mounted"] is False
 
@@ -146,13 +146,13 @@ def test_path_that_is_a_file(run, kernel, fake_host):
     assert kernel == []
 
 
-@pytest.mark.parametrize("value, expected", [("0750", 0o750), ("750", 0o750), ("4755", 0o4755),
-                                             (0o640, 0o640), (None, None)])
+@pytest.mark.parametrize(
+    "value, expected", [("0750", 0o750), ("750", 0o750), ("4755", 0o4755), (0o640, 0o640), (None, None)]
+)
 def test_parse_mode(value, expected):
     assert tracefs.parse_mode(value) == expected
 
 
-@pytest.mark.parametrize("value, expected", [(0, 0), ("100", 100), (" 42 ", 42), (None, None),
-                                             ("root", 0)])
+@pytest.mark.parametrize("value, expected", [(0, 0), ("100", 100), (" 42 ", 42), (None, None), ("root", 0)])
 def test_parse_gid(value, expected):
     assert tracefs.parse_gid(value) == expected

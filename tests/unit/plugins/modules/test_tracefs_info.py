@@ -17,6 +17,7 @@ def run(fake_host, monkeypatch, capsys):
         with patch_module_args(args or {}), pytest.raises(SystemExit):
             tracefs_info.main()
         return json.loads(capsys.readouterr().out)
+
     return run_module
 
 
@@ -92,9 +93,14 @@ def test_instance_state(run, fake_host):
     instance = fake_host.tracing / "instances" / "tf"
     instance.mkdir()
     for name in ("trace", "tracing_on", "current_tracer", "trace_clock", "buffer_size_kb"):
-        (instance / name).write_text({"tracing_on": "1\n", "current_tracer": "nop\n",
-                                      "trace_clock": "[local] global\n",
-                                      "buffer_size_kb": "1410 (expanded: 1408)\n"}.get(name, ""))
+        (instance / name).write_text(
+            {
+                "tracing_on": "1\n",
+                "current_tracer": "nop\n",
+                "trace_clock": "[local] global\n",
+                "buffer_size_kb": "1410 (expanded: 1408)\n",
+            }.get(name, "")
+        )
     result = run({"instance": "tf"})
     assert result["instance"] == "tf"
     assert result["drift"] == []  # instances default to the local clock
@@ -124,10 +130,15 @@ def test_debugfs_off(run, fake_host):
     fake_host.write("proc/cmdline", "debugfs=off\n")
     (fake_host.root / "sys/kernel/debug").rmdir()
     result = run({"gather": ["mounts"]})
-    assert result["debugfs"] == {"registered": False, "mounted": False,
-                                 "mount_point_exists": False, "mountpoints": [],
-                                 "mount_allowed": False, "policy": "off",
-                                 "policy_source": "cmdline"}
+    assert result["debugfs"] == {
+        "registered": False,
+        "mounted": False,
+        "mount_point_exists": False,
+        "mountpoints": [],
+        "mount_allowed": False,
+        "policy": "off",
+        "policy_source": "cmdline",
+    }
 
 
 def test_gather_mounts_only(run, fake_host):

@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What tracefs_info gathers for the compliance audit: the ledger and the enabled
 events of every instance. Read-only: nothing is created, not even a lock file."""
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ def run(fake_host, monkeypatch, capsys):
         with patch_module_args(args or {}), pytest.raises(SystemExit):
             tracefs_info.main()
         return json.loads(capsys.readouterr().out)
+
     return run_module
 
 
@@ -44,8 +46,7 @@ def test_ledger_and_instance_events(run, fake_host, tmp_path):
         ledger.record("s", kind="event", instance="tf-a", event="sched/sched_switch", original="0")
     before = sorted(os.listdir(tmp_path / "state"))
     result = run({"ledger_path": ledger_path})
-    assert result["instance_events"] == {"other": [],
-                                         "tf-a": ["sched/sched_switch", "irq/irq_handler_entry"]}
+    assert result["instance_events"] == {"other": [], "tf-a": ["sched/sched_switch", "irq/irq_handler_entry"]}
     ledger = result["ledger"]
     assert ledger["exists"] is True and ledger["error"] is None
     assert ledger["instances"] == ["tf-a"] and ledger["probe_groups"] == ["lab"]
@@ -56,8 +57,14 @@ def test_ledger_and_instance_events(run, fake_host, tmp_path):
 def test_missing_ledger_reads_empty_and_creates_nothing(run, fake_host, tmp_path):
     ledger_path = tmp_path / "nowhere" / "ledger.json"
     result = run({"gather": ["ledger"], "ledger_path": str(ledger_path)})
-    assert result["ledger"] == {"path": str(ledger_path), "exists": False, "error": None,
-                                "entries": [], "instances": [], "probe_groups": []}
+    assert result["ledger"] == {
+        "path": str(ledger_path),
+        "exists": False,
+        "error": None,
+        "entries": [],
+        "instances": [],
+        "probe_groups": [],
+    }
     assert not (tmp_path / "nowhere").exists()
     assert "instance_events" not in result
 

@@ -7,6 +7,7 @@ Byte for byte what trace-cmd.dat.v6(5) describes, with ring-buffer pages built b
 hand the way the kernel lays them out, so that `trace-cmd report` can read the
 same file and the tests compare its event count with the reader's.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,10 +36,13 @@ COMMON_FIELDS = """\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsign
 """
 
 SCHED_WAKEUP_ID = 374
-SCHED_WAKEUP_FORMAT = """name: sched_wakeup
+SCHED_WAKEUP_FORMAT = (
+    """name: sched_wakeup
 ID: 374
 format:
-""" + COMMON_FIELDS + """
+"""
+    + COMMON_FIELDS
+    + """
 \tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;
 \tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;
 \tfield:int prio;\toffset:28;\tsize:4;\tsigned:1;
@@ -46,6 +50,7 @@ format:
 
 print fmt: "comm=%s pid=%d prio=%d target_cpu=%03d", REC->comm, REC->pid, REC->prio, REC->target_cpu
 """
+)
 
 # An event format with no events in the files: names must come from the IDs.
 SCHED_WAKING_FORMAT = SCHED_WAKEUP_FORMAT.replace("sched_wakeup", "sched_waking").replace("ID: 374", "ID: 373")
@@ -64,15 +69,20 @@ def header_page(long_size: int, page_size: int) -> str:
 
 
 def print_format(long_size: int) -> str:
-    return """name: print
+    return (
+        """name: print
 ID: 5
 format:
-""" + COMMON_FIELDS + """
+"""
+        + COMMON_FIELDS
+        + """
 \tfield:unsigned long ip;\toffset:8;\tsize:%d;\tsigned:0;
 \tfield:char buf[];\toffset:%d;\tsize:0;\tsigned:0;
 
 print fmt: "%%ps: %%s", (void *)REC->ip, REC->buf
-""" % (long_size, 8 + long_size)
+"""
+        % (long_size, 8 + long_size)
+    )
 
 
 class TraceDatBuilder:
@@ -82,9 +92,17 @@ class TraceDatBuilder:
     `page()` returns a whole ring-buffer page for `add_page(cpu, page)`.
     """
 
-    def __init__(self, cpus: int = 2, page_size: int = 4096, endian: str = "<", long_size: int = 8,
-                 clock: str = "local", uname: str | None = "Linux lab 6.1.0-56-cloud-amd64 x86_64",
-                 cpustats: bool = True, clock_placement: str = "after-table") -> None:
+    def __init__(
+        self,
+        cpus: int = 2,
+        page_size: int = 4096,
+        endian: str = "<",
+        long_size: int = 8,
+        clock: str = "local",
+        uname: str | None = "Linux lab 6.1.0-56-cloud-amd64 x86_64",
+        cpustats: bool = True,
+        clock_placement: str = "after-table",
+    ) -> None:
         self.cpus = cpus
         self.page_size = page_size
         self.endian = endian
@@ -131,13 +149,21 @@ class TraceDatBuilder:
         return struct.pack(self.endian + "HBBi16siii", SCHED_WAKEUP_ID, 0, 0, pid, comm, woken, 120, cpu)
 
     def print_(self, pid: int, text: bytes) -> bytes:
-        ip = struct.pack(self.endian + ("Q" if self.long_size == 8 else "I"), 0xFFFFFFFF81000000 % (1 << 8 * self.long_size))
+        ip = struct.pack(
+            self.endian + ("Q" if self.long_size == 8 else "I"), 0xFFFFFFFF81000000 % (1 << 8 * self.long_size)
+        )
         return struct.pack(self.endian + "HBBi", PRINT_ID, 0, 0, pid) + ip + text + b"\0"
 
     # -- pages ----------------------------------------------------------------
 
-    def page(self, timestamp: int, records: list[bytes], missed: bool = False,
-             missed_count: int | None = None, tail_padding: bool = False) -> bytes:
+    def page(
+        self,
+        timestamp: int,
+        records: list[bytes],
+        missed: bool = False,
+        missed_count: int | None = None,
+        tail_padding: bool = False,
+    ) -> bytes:
         data = b"".join(records)
         capacity = self.page_size - 8 - self.long_size
         if tail_padding:
@@ -198,9 +224,11 @@ class TraceDatBuilder:
         return out, clock_text
 
     def cpustat_text(self, cpu: int) -> str:
-        return ("CPU: %d\nentries: 0\noverrun: %d\ncommit overrun: 0\nbytes: 0\n"
-                "oldest event ts: 100.000001\nnow ts: 105.000000\ndropped events: %d\n"
-                "read events: %d\n" % (cpu, 3 * cpu, cpu, 10 + cpu))
+        return (
+            "CPU: %d\nentries: 0\noverrun: %d\ncommit overrun: 0\nbytes: 0\n"
+            "oldest event ts: 100.000001\nnow ts: 105.000000\ndropped events: %d\n"
+            "read events: %d\n" % (cpu, 3 * cpu, cpu, 10 + cpu)
+        )
 
     def write(self, path) -> str:
         header, clock_text = self.header_bytes()
@@ -226,7 +254,9 @@ def tracedat():
     return TraceDatBuilder
 
 
-EVENT_LINE = re.compile(r"^\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<nsec>\d+):\s+(?P<name>\w+):")
+EVENT_LINE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<sec>\d+)\.(?P<nsec>\d+):\s+(?P<name>\w+):"
+)
 
 
 def trace_cmd_report(path) -> list[tuple[int, int, int, str]] | None:
@@ -235,14 +265,25 @@ def trace_cmd_report(path) -> list[tuple[int, int, int, str]] | None:
     program = shutil.which("trace-cmd")
     if program is None:
         return None
-    output = subprocess.run([program, "report", "-t", "-i", str(path)], check=True, capture_output=True,
-                            text=True, env=dict(os.environ, LC_ALL="C")).stdout
+    output = subprocess.run(
+        [program, "report", "-t", "-i", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, LC_ALL="C"),
+    ).stdout
     events = []
     for line in output.splitlines():
         match = EVENT_LINE.match(line)
         if match:
-            events.append((int(match["cpu"]), int(match["sec"]) * 10**9 + int(match["nsec"].ljust(9, "0")),
-                           int(match["pid"]), match["name"]))
+            events.append(
+                (
+                    int(match["cpu"]),
+                    int(match["sec"]) * 10**9 + int(match["nsec"].ljust(9, "0")),
+                    int(match["pid"]),
+                    match["name"],
+                )
+            )
     return events
 
 

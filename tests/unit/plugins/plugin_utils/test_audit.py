@@ -16,10 +16,16 @@ TRACING = "/sys/kernel/tracing"
 HOSTILE = '<script>alert("x")</script>&../../etc|`*_[x](y)#\x1b\x00'
 
 
-def mount(point, fstype, options=("rw", "nosuid", "nodev", "noexec", "relatime"),
-          super_options=("rw",)):
-    return {"mount_point": point, "source": fstype, "fstype": fstype, "options": list(options),
-            "super_options": list(super_options), "root": "/", "mount_id": 30}
+def mount(point, fstype, options=("rw", "nosuid", "nodev", "noexec", "relatime"), super_options=("rw",)):
+    return {
+        "mount_point": point,
+        "source": fstype,
+        "fstype": fstype,
+        "options": list(options),
+        "super_options": list(super_options),
+        "root": "/",
+        "mount_id": 30,
+    }
 
 
 def facts(**changes):
@@ -27,16 +33,39 @@ def facts(**changes):
     result = {
         "changed": False,
         "kernel_release": "6.1.0-56-cloud-amd64",
-        "tracefs": {"registered": True, "mounted": True, "path": TRACING,
-                    "options": ["rw", "nosuid", "nodev", "noexec", "relatime"],
-                    "super_options": ["rw"], "mountpoints": [mount(TRACING, "tracefs")]},
-        "debugfs": {"registered": True, "mount_allowed": True, "policy": "on",
-                    "policy_source": "default", "mounted": False, "mount_point_exists": True,
-                    "mountpoints": []},
-        "lockdown": "none", "lockdown_source": "cmdline", "usable": True, "instance": None,
-        "instances": [], "instance_events": {}, "enabled_events": [], "dynamic_events": [],
-        "ledger": {"path": "/var/lib/tracefleet/ledger.json", "exists": True, "error": None,
-                   "entries": [], "instances": [], "probe_groups": []},
+        "tracefs": {
+            "registered": True,
+            "mounted": True,
+            "path": TRACING,
+            "options": ["rw", "nosuid", "nodev", "noexec", "relatime"],
+            "super_options": ["rw"],
+            "mountpoints": [mount(TRACING, "tracefs")],
+        },
+        "debugfs": {
+            "registered": True,
+            "mount_allowed": True,
+            "policy": "on",
+            "policy_source": "default",
+            "mounted": False,
+            "mount_point_exists": True,
+            "mountpoints": [],
+        },
+        "lockdown": "none",
+        "lockdown_source": "cmdline",
+        "usable": True,
+        "instance": None,
+        "instances": [],
+        "instance_events": {},
+        "enabled_events": [],
+        "dynamic_events": [],
+        "ledger": {
+            "path": "/var/lib/tracefleet/ledger.json",
+            "exists": True,
+            "error": None,
+            "entries": [],
+            "instances": [],
+            "probe_groups": [],
+        },
     }
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(result.get(key), dict):
@@ -47,8 +76,9 @@ def facts(**changes):
 
 
 def not_mounted():
-    return facts(tracefs={"mounted": False, "path": None, "options": [], "super_options": [],
-                          "mountpoints": []}, usable=False)
+    return facts(
+        tracefs={"mounted": False, "path": None, "options": [], "super_options": [], "mountpoints": []}, usable=False
+    )
 
 
 def run(host_facts, **policy):
@@ -60,14 +90,19 @@ def status(host_facts, check, **policy):
     return run(host_facts, **policy)[check]["status"]
 
 
-STRICT = dict(require_debugfs_disallowed=True, min_lockdown="integrity", tracefs_gid=1001,
-              tracefs_mode="0750")
+STRICT = dict(require_debugfs_disallowed=True, min_lockdown="integrity", tracefs_gid=1001, tracefs_mode="0750")
 
 
 def test_default_policy_on_a_compliant_host():
     checks = run(facts())
-    assert list(checks) == ["tracefs_mounted", "tracefs_options", "debugfs_not_mounted",
-                            "no_leftover_instances", "no_leftover_probes", "no_enabled_events"]
+    assert list(checks) == [
+        "tracefs_mounted",
+        "tracefs_options",
+        "debugfs_not_mounted",
+        "no_leftover_instances",
+        "no_leftover_probes",
+        "no_enabled_events",
+    ]
     assert {check["status"] for check in checks.values()} == {"pass"}
     for check in checks.values():
         assert set(check) == {"check", "status", "expected", "actual", "message"}
@@ -75,9 +110,17 @@ def test_default_policy_on_a_compliant_host():
 
 def test_opt_in_checks_only_when_asked():
     assert list(run(facts(), **STRICT)) == [
-        "tracefs_mounted", "tracefs_options", "tracefs_gid", "tracefs_mode",
-        "debugfs_not_mounted", "debugfs_disallowed", "lockdown", "no_leftover_instances",
-        "no_leftover_probes", "no_enabled_events"]
+        "tracefs_mounted",
+        "tracefs_options",
+        "tracefs_gid",
+        "tracefs_mode",
+        "debugfs_not_mounted",
+        "debugfs_disallowed",
+        "lockdown",
+        "no_leftover_instances",
+        "no_leftover_probes",
+        "no_enabled_events",
+    ]
     relaxed = run(facts(), debugfs_mounted_allowed=True, allow_leftovers=True, tracefs_options=[])
     assert list(relaxed) == ["tracefs_mounted"]
 
@@ -87,110 +130,251 @@ CASES = [
     # tracefs_mounted
     (facts(), {}, "tracefs_mounted", "pass", "mounted at /sys/kernel/tracing"),
     (not_mounted(), {}, "tracefs_mounted", "fail", "not mounted"),
-    (facts(tracefs={"mountpoints": [mount("/mnt/trace", "tracefs")]}), {}, "tracefs_mounted",
-     "fail", "mounted at /mnt/trace, not at /sys/kernel/tracing"),
-    (facts(tracefs={"registered": False, "mounted": False, "mountpoints": []}), {},
-     "tracefs_mounted", "fail", "does not know tracefs"),
+    (
+        facts(tracefs={"mountpoints": [mount("/mnt/trace", "tracefs")]}),
+        {},
+        "tracefs_mounted",
+        "fail",
+        "mounted at /mnt/trace, not at /sys/kernel/tracing",
+    ),
+    (
+        facts(tracefs={"registered": False, "mounted": False, "mountpoints": []}),
+        {},
+        "tracefs_mounted",
+        "fail",
+        "does not know tracefs",
+    ),
     # tracefs_options: every tracefs mount, each named with what it lacks
     (facts(), {}, "tracefs_options", "pass", "every tracefs mount has nosuid, nodev, noexec"),
-    (facts(tracefs={"mountpoints": [mount(TRACING, "tracefs", ("rw", "nosuid", "relatime"))]}),
-     {}, "tracefs_options", "fail", "/sys/kernel/tracing lacks nodev, noexec"),
-    (facts(tracefs={"mountpoints": [mount(TRACING, "tracefs"),
-                                    mount("/mnt/t", "tracefs", ("rw", "nodev", "noexec"))]}),
-     {}, "tracefs_options", "fail", "/mnt/t lacks nosuid"),
+    (
+        facts(tracefs={"mountpoints": [mount(TRACING, "tracefs", ("rw", "nosuid", "relatime"))]}),
+        {},
+        "tracefs_options",
+        "fail",
+        "/sys/kernel/tracing lacks nodev, noexec",
+    ),
+    (
+        facts(
+            tracefs={"mountpoints": [mount(TRACING, "tracefs"), mount("/mnt/t", "tracefs", ("rw", "nodev", "noexec"))]}
+        ),
+        {},
+        "tracefs_options",
+        "fail",
+        "/mnt/t lacks nosuid",
+    ),
     (not_mounted(), {}, "tracefs_options", "skip", "not mounted"),
     # tracefs_gid: gid= in the superblock options, 0 when absent
-    (facts(tracefs={"super_options": ["rw", "gid=1001", "mode=750"]}), {"tracefs_gid": "1001"},
-     "tracefs_gid", "pass", "group 1001"),
-    (facts(), {"tracefs_gid": 1001, "tracefs_group": "tracing"}, "tracefs_gid", "fail",
-     "gid=0; the policy requires gid=1001 (tracing)"),
-    (facts(), {"tracefs_group": "tracing"}, "tracefs_gid", "fail",
-     "'tracing' required on tracefs does not exist"),
+    (
+        facts(tracefs={"super_options": ["rw", "gid=1001", "mode=750"]}),
+        {"tracefs_gid": "1001"},
+        "tracefs_gid",
+        "pass",
+        "group 1001",
+    ),
+    (
+        facts(),
+        {"tracefs_gid": 1001, "tracefs_group": "tracing"},
+        "tracefs_gid",
+        "fail",
+        "gid=0; the policy requires gid=1001 (tracing)",
+    ),
+    (facts(), {"tracefs_group": "tracing"}, "tracefs_gid", "fail", "'tracing' required on tracefs does not exist"),
     (not_mounted(), {"tracefs_gid": 1001}, "tracefs_gid", "skip", "not mounted"),
     # tracefs_mode: mode= in the superblock options, 0700 when absent
-    (facts(tracefs={"super_options": ["rw", "gid=1001", "mode=750"]}), {"tracefs_mode": "0750"},
-     "tracefs_mode", "pass", "mode=0750"),
-    (facts(tracefs={"super_options": ["rw", "mode=750"]}), {"tracefs_mode": 0o750},
-     "tracefs_mode", "pass", "mode=0750"),
-    (facts(), {"tracefs_mode": "750"}, "tracefs_mode", "fail",
-     "mode=0700; the policy requires mode=0750"),
+    (
+        facts(tracefs={"super_options": ["rw", "gid=1001", "mode=750"]}),
+        {"tracefs_mode": "0750"},
+        "tracefs_mode",
+        "pass",
+        "mode=0750",
+    ),
+    (
+        facts(tracefs={"super_options": ["rw", "mode=750"]}),
+        {"tracefs_mode": 0o750},
+        "tracefs_mode",
+        "pass",
+        "mode=0750",
+    ),
+    (facts(), {"tracefs_mode": "750"}, "tracefs_mode", "fail", "mode=0700; the policy requires mode=0750"),
     (not_mounted(), {"tracefs_mode": "0750"}, "tracefs_mode", "skip", "not mounted"),
     # debugfs_not_mounted
     (facts(), {}, "debugfs_not_mounted", "pass", "not mounted"),
-    (facts(debugfs={"mounted": True, "mountpoints": [mount("/sys/kernel/debug", "debugfs")]}),
-     {}, "debugfs_not_mounted", "fail", "debugfs is mounted at /sys/kernel/debug"),
+    (
+        facts(debugfs={"mounted": True, "mountpoints": [mount("/sys/kernel/debug", "debugfs")]}),
+        {},
+        "debugfs_not_mounted",
+        "fail",
+        "debugfs is mounted at /sys/kernel/debug",
+    ),
     # debugfs_disallowed (opt-in)
-    (facts(debugfs={"registered": False, "mount_allowed": False, "policy": "off",
-                    "policy_source": "cmdline", "mount_point_exists": False}),
-     {"require_debugfs_disallowed": True}, "debugfs_disallowed", "pass", "not registered"),
-    (facts(debugfs={"mount_allowed": False, "policy": "no-mount", "policy_source": "kconfig",
-                    "mount_point_exists": False}),
-     {"require_debugfs_disallowed": True}, "debugfs_disallowed", "pass", "may not be mounted"),
-    (facts(), {"require_debugfs_disallowed": True}, "debugfs_disallowed", "fail",
-     "may be mounted (debugfs policy 'on' from default)"),
-    (facts(debugfs={"mount_allowed": None}), {"require_debugfs_disallowed": True},
-     "debugfs_disallowed", "skip", "do not say"),
+    (
+        facts(
+            debugfs={
+                "registered": False,
+                "mount_allowed": False,
+                "policy": "off",
+                "policy_source": "cmdline",
+                "mount_point_exists": False,
+            }
+        ),
+        {"require_debugfs_disallowed": True},
+        "debugfs_disallowed",
+        "pass",
+        "not registered",
+    ),
+    (
+        facts(
+            debugfs={
+                "mount_allowed": False,
+                "policy": "no-mount",
+                "policy_source": "kconfig",
+                "mount_point_exists": False,
+            }
+        ),
+        {"require_debugfs_disallowed": True},
+        "debugfs_disallowed",
+        "pass",
+        "may not be mounted",
+    ),
+    (
+        facts(),
+        {"require_debugfs_disallowed": True},
+        "debugfs_disallowed",
+        "fail",
+        "may be mounted (debugfs policy 'on' from default)",
+    ),
+    (
+        facts(debugfs={"mount_allowed": None}),
+        {"require_debugfs_disallowed": True},
+        "debugfs_disallowed",
+        "skip",
+        "do not say",
+    ),
     # lockdown (opt-in)
-    (facts(lockdown="integrity"), {"min_lockdown": "integrity"}, "lockdown", "pass",
-     "lockdown is integrity (from cmdline)"),
-    (facts(lockdown="confidentiality", usable=False), {"min_lockdown": "integrity"}, "lockdown",
-     "pass", "confidentiality"),
-    (facts(lockdown="integrity"), {"min_lockdown": "confidentiality"}, "lockdown", "fail",
-     "requires confidentiality or stricter"),
-    (facts(lockdown="unknown", lockdown_source="none"), {"min_lockdown": "integrity"}, "lockdown",
-     "skip", "securityfs is not mounted"),
+    (
+        facts(lockdown="integrity"),
+        {"min_lockdown": "integrity"},
+        "lockdown",
+        "pass",
+        "lockdown is integrity (from cmdline)",
+    ),
+    (
+        facts(lockdown="confidentiality", usable=False),
+        {"min_lockdown": "integrity"},
+        "lockdown",
+        "pass",
+        "confidentiality",
+    ),
+    (
+        facts(lockdown="integrity"),
+        {"min_lockdown": "confidentiality"},
+        "lockdown",
+        "fail",
+        "requires confidentiality or stricter",
+    ),
+    (
+        facts(lockdown="unknown", lockdown_source="none"),
+        {"min_lockdown": "integrity"},
+        "lockdown",
+        "skip",
+        "securityfs is not mounted",
+    ),
     # no_leftover_instances: instances the ledger says tracefleet made
-    (facts(instances=["other"]), {}, "no_leftover_instances", "pass",
-     "1 other instance(s), not tracefleet's"),
-    (facts(instances=["other", "tf-a"], ledger={"instances": ["tf-a", "tf-gone"]}), {},
-     "no_leftover_instances", "fail", "tracefleet instances left behind: tf-a ("),
-    (facts(ledger={"error": "cannot read the ledger: Permission denied"}), {},
-     "no_leftover_instances", "skip", "Permission denied"),
+    (facts(instances=["other"]), {}, "no_leftover_instances", "pass", "1 other instance(s), not tracefleet's"),
+    (
+        facts(instances=["other", "tf-a"], ledger={"instances": ["tf-a", "tf-gone"]}),
+        {},
+        "no_leftover_instances",
+        "fail",
+        "tracefleet instances left behind: tf-a (",
+    ),
+    (
+        facts(ledger={"error": "cannot read the ledger: Permission denied"}),
+        {},
+        "no_leftover_instances",
+        "skip",
+        "Permission denied",
+    ),
     (not_mounted(), {}, "no_leftover_instances", "skip", "tracefs is not mounted"),
-    (facts(lockdown="confidentiality", usable=False), {}, "no_leftover_instances", "skip",
-     "lockdown confidentiality"),
+    (facts(lockdown="confidentiality", usable=False), {}, "no_leftover_instances", "skip", "lockdown confidentiality"),
     (facts(instance="tf-a"), {}, "no_leftover_instances", "skip", "instance 'tf-a'"),
     # no_leftover_probes: group tracefleet, extra groups, and groups the ledger recorded
-    (facts(dynamic_events=["p:kprobes/other do_sys_open", "p:myprobe vfs_read"]), {},
-     "no_leftover_probes", "pass", "no probe in group(s) tracefleet"),
-    (facts(dynamic_events=["p:tracefleet/open do_sys_openat2"]), {}, "no_leftover_probes",
-     "fail", "p:tracefleet/open do_sys_openat2"),
-    (facts(dynamic_events=["r10:lab/ret vfs_read $retval"], ledger={"probe_groups": ["lab"]}), {},
-     "no_leftover_probes", "fail", "group(s) lab, tracefleet"),
-    (facts(dynamic_events=["p:ops/x vfs_read"]), {"probe_groups": ["tracefleet", "ops"]},
-     "no_leftover_probes", "fail", "p:ops/x vfs_read"),
+    (
+        facts(dynamic_events=["p:kprobes/other do_sys_open", "p:myprobe vfs_read"]),
+        {},
+        "no_leftover_probes",
+        "pass",
+        "no probe in group(s) tracefleet",
+    ),
+    (
+        facts(dynamic_events=["p:tracefleet/open do_sys_openat2"]),
+        {},
+        "no_leftover_probes",
+        "fail",
+        "p:tracefleet/open do_sys_openat2",
+    ),
+    (
+        facts(dynamic_events=["r10:lab/ret vfs_read $retval"], ledger={"probe_groups": ["lab"]}),
+        {},
+        "no_leftover_probes",
+        "fail",
+        "group(s) lab, tracefleet",
+    ),
+    (
+        facts(dynamic_events=["p:ops/x vfs_read"]),
+        {"probe_groups": ["tracefleet", "ops"]},
+        "no_leftover_probes",
+        "fail",
+        "p:ops/x vfs_read",
+    ),
     (facts(ledger={"error": "boom"}), {}, "no_leftover_probes", "skip", "other groups"),
-    (facts(dynamic_events=["p:tracefleet/x vfs_read"], ledger={"error": "boom"}), {},
-     "no_leftover_probes", "fail", "p:tracefleet/x"),
+    (
+        facts(dynamic_events=["p:tracefleet/x vfs_read"], ledger={"error": "boom"}),
+        {},
+        "no_leftover_probes",
+        "fail",
+        "p:tracefleet/x",
+    ),
     (not_mounted(), {}, "no_leftover_probes", "skip", "tracefs is not mounted"),
     # no_enabled_events: anything at the top level, and in tracefleet's instances
-    (facts(instances=["other"], instance_events={"other": ["sched/sched_switch"]}), {},
-     "no_enabled_events", "pass", "top level or in a tracefleet instance"),
-    (facts(enabled_events=["sched/sched_wakeup"]), {}, "no_enabled_events", "fail",
-     "sched/sched_wakeup (top level)"),
-    (facts(instances=["tf-a"], instance_events={"tf-a": ["irq/irq_handler_entry"]},
-           ledger={"instances": ["tf-a"]}), {}, "no_enabled_events", "fail",
-     "irq/irq_handler_entry (instance tf-a)"),
-    (facts(ledger={"error": "boom"}), {}, "no_enabled_events", "skip",
-     "tracefleet instances cannot be checked"),
+    (
+        facts(instances=["other"], instance_events={"other": ["sched/sched_switch"]}),
+        {},
+        "no_enabled_events",
+        "pass",
+        "top level or in a tracefleet instance",
+    ),
+    (facts(enabled_events=["sched/sched_wakeup"]), {}, "no_enabled_events", "fail", "sched/sched_wakeup (top level)"),
+    (
+        facts(instances=["tf-a"], instance_events={"tf-a": ["irq/irq_handler_entry"]}, ledger={"instances": ["tf-a"]}),
+        {},
+        "no_enabled_events",
+        "fail",
+        "irq/irq_handler_entry (instance tf-a)",
+    ),
+    (facts(ledger={"error": "boom"}), {}, "no_enabled_events", "skip", "tracefleet instances cannot be checked"),
     (not_mounted(), {}, "no_enabled_events", "skip", "tracefs is not mounted"),
 ]
 
 
-@pytest.mark.parametrize("host_facts, policy, check, expected, words", CASES,
-                         ids=["%s-%s-%d" % (case[2], case[3], number)
-                              for number, case in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "host_facts, policy, check, expected, words",
+    CASES,
+    ids=["%s-%s-%d" % (case[2], case[3], number) for number, case in enumerate(CASES)],
+)
 def test_check(host_facts, policy, check, expected, words):
     result = run(host_facts, **policy)[check]
     assert result["status"] == expected, result
     assert words in result["message"]
 
 
-@pytest.mark.parametrize("check", ["no_leftover_instances", "no_leftover_probes",
-                                   "no_enabled_events"])
+@pytest.mark.parametrize("check", ["no_leftover_instances", "no_leftover_probes", "no_enabled_events"])
 def test_leftover_checks_need_their_facts(check):
-    gathered = {"no_leftover_instances": "instances", "no_leftover_probes": "dynamic_events",
-                "no_enabled_events": "enabled_events"}[check]
+    gathered = {
+        "no_leftover_instances": "instances",
+        "no_leftover_probes": "dynamic_events",
+        "no_enabled_events": "enabled_events",
+    }[check]
     host_facts = facts()
     del host_facts[gathered]
     assert status(host_facts, check) == "skip"
@@ -214,27 +398,33 @@ def test_probe_group():
     assert _audit.probe_group("garbage") is None
 
 
-@pytest.mark.parametrize("policy, words", [
-    ({"bogus": 1}, "bogus"),
-    ({"min_lockdown": "total"}, "min_lockdown"),
-    ({"tracefs_mode": "rwx"}, "tracefs_mode='rwx'"),
-    ({"tracefs_mode": "0999"}, "tracefs_mode"),
-    ({"tracefs_mode": 0o17777}, "tracefs_mode"),
-    ({"tracefs_gid": "tracing"}, "resolved on the host"),
-    ({"tracefs_gid": -1}, "tracefs_gid=-1"),
-    ("strict", "policy must be a dict"),
-])
+@pytest.mark.parametrize(
+    "policy, words",
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"min_lockdown": "total"}, "min_lockdown"),
+        ({"tracefs_mode": "rwx"}, "tracefs_mode='rwx'"),
+        ({"tracefs_mode": "0999"}, "tracefs_mode"),
+        ({"tracefs_mode": 0o17777}, "tracefs_mode"),
+        ({"tracefs_gid": "tracing"}, "resolved on the host"),
+        ({"tracefs_gid": -1}, "tracefs_gid=-1"),
+        ("strict", "policy must be a dict"),
+    ],
+)
 def test_bad_policy(policy, words):
     with pytest.raises(_audit.AuditError, match="policy") as error:
         _audit.normalize_policy(policy)
     assert words in str(error.value)
 
 
-@pytest.mark.parametrize("bad, words", [
-    ("text", "registered result"),
-    ({"failed": True, "msg": "cannot read the kernel's mount table"}, "mount table"),
-    ({"tracefs": {}}, "'debugfs'"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("text", "registered result"),
+        ({"failed": True, "msg": "cannot read the kernel's mount table"}, "mount table"),
+        ({"tracefs": {}}, "'debugfs'"),
+    ],
+)
 def test_bad_facts(bad, words):
     with pytest.raises(_audit.AuditError, match="facts") as error:
         _audit.audit(bad, {})
@@ -242,13 +432,21 @@ def test_bad_facts(bad, words):
 
 
 def test_audit_result():
-    result = _audit.audit(facts(debugfs={"mounted": True,
-                                         "mountpoints": [mount("/sys/kernel/debug", "debugfs")]},
-                                enabled_events=["sched/sched_switch"]), None)
+    result = _audit.audit(
+        facts(
+            debugfs={"mounted": True, "mountpoints": [mount("/sys/kernel/debug", "debugfs")]},
+            enabled_events=["sched/sched_switch"],
+        ),
+        None,
+    )
     assert result["violations"] == 2 and result["compliant"] is False
     assert result["msg"] == "2 violation(s): debugfs_not_mounted, no_enabled_events"
-    assert result["facts_summary"] == {"kernel_release": "6.1.0-56-cloud-amd64",
-                                       "lockdown": "none", "tracefs_path": TRACING, "usable": True}
+    assert result["facts_summary"] == {
+        "kernel_release": "6.1.0-56-cloud-amd64",
+        "lockdown": "none",
+        "tracefs_path": TRACING,
+        "usable": True,
+    }
     assert result["policy"]["tracefs_path"] == TRACING
     assert _audit.audit(facts(), {})["compliant"] is True
 
@@ -266,10 +464,13 @@ def test_evaluation_does_not_modify_facts():
 def results():
     """Three hosts: compliant, violating with a skipped check, and unreachable; the
     violating one has a hostile inventory name and hostile facts."""
-    violating = facts(debugfs={"mounted": True,
-                               "mountpoints": [mount("/sys/kernel/debug", "debugfs")]},
-                      instances=[HOSTILE], ledger={"instances": [HOSTILE]},
-                      kernel_release=HOSTILE, lockdown="unknown")
+    violating = facts(
+        debugfs={"mounted": True, "mountpoints": [mount("/sys/kernel/debug", "debugfs")]},
+        instances=[HOSTILE],
+        ledger={"instances": [HOSTILE]},
+        kernel_release=HOSTILE,
+        lockdown="unknown",
+    )
     return {
         "good": _audit.audit(facts(), {}),
         HOSTILE: _audit.audit(violating, {"min_lockdown": "integrity"}),
@@ -292,21 +493,24 @@ def test_report_summary(report):
     assert report["hosts"]["down"]["error"] == _audit.NO_RESULT
 
 
-@pytest.mark.parametrize("result, words", [
-    (None, "unreachable"),
-    ({}, "unreachable"),  # the role's placeholder before the audit ran
-    ({"failed": True, "msg": "facts has no 'tracefs'"}, "facts has no 'tracefs'"),
-    ({"skipped": True, "changed": False}, "skipped"),
-])
+@pytest.mark.parametrize(
+    "result, words",
+    [
+        (None, "unreachable"),
+        ({}, "unreachable"),  # the role's placeholder before the audit ran
+        ({"failed": True, "msg": "facts has no 'tracefs'"}, "facts has no 'tracefs'"),
+        ({"skipped": True, "changed": False}, "skipped"),
+    ],
+)
 def test_no_result(result, words):
     report = _audit.build_report({"h": result}, "r")
     assert report["hosts"]["h"]["compliant"] is None and report["summary"]["no_result"] == ["h"]
     assert words in report["hosts"]["h"]["error"]
 
 
-@pytest.mark.parametrize("bad", [{"h": {"checks": "no"}},
-                                 {"h": {"checks": [{"check": "x", "status": "maybe"}]}},
-                                 ["h"]])
+@pytest.mark.parametrize(
+    "bad", [{"h": {"checks": "no"}}, {"h": {"checks": [{"check": "x", "status": "maybe"}]}}, ["h"]]
+)
 def test_malformed_results(bad):
     with pytest.raises(_audit.AuditError, match="results"):
         _audit.build_report(bad, "r")
@@ -323,16 +527,16 @@ def test_json(report):
 def test_junit(report):
     root = ET.fromstring(_audit.render_junit(report).encode("utf-8"))
     assert root.tag == "testsuites"
-    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == (
-        "14", "2", "1", "1")
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("14", "2", "1", "1")
     suites = {suite.get("name"): suite for suite in root.iter("testsuite")}
     assert set(suites) == {"good", "down", HOSTILE.replace("\x1b", "\\x1b").replace("\x00", "\\x00")}
     good = suites["good"]
     assert len(good.findall("testcase")) == 6 and good.get("failures") == "0"
     assert not good.findall("testcase/failure") and not good.findall("testcase/skipped")
     bad = next(suite for name, suite in suites.items() if name.startswith("<script>"))
-    failures = {case.get("name"): case.find("failure") for case in bad.findall("testcase")
-                if case.find("failure") is not None}
+    failures = {
+        case.get("name"): case.find("failure") for case in bad.findall("testcase") if case.find("failure") is not None
+    }
     assert set(failures) == {"debugfs_not_mounted", "no_leftover_instances"}
     assert failures["debugfs_not_mounted"].get("message") == "debugfs is mounted at /sys/kernel/debug"
     assert "actual: /sys/kernel/debug" in failures["debugfs_not_mounted"].text
@@ -384,8 +588,7 @@ def test_text_of_values():
 
 
 def test_undecodable_host_text_is_kept_escaped():
-    checks = [{"check": "c", "status": "fail", "expected": [], "actual": ["\udcff"],
-               "message": "bad \udcff byte"}]
+    checks = [{"check": "c", "status": "fail", "expected": [], "actual": ["\udcff"], "message": "bad \udcff byte"}]
     report = _audit.build_report({"h": {"checks": checks}}, "r")
     for fmt in _audit.FORMATS:
         _audit.RENDERERS[fmt](report).encode("utf-8")
@@ -399,8 +602,12 @@ def test_write_reports(tmp_path, report):
     dest = tmp_path / "audit"
     out = _audit.write_reports(report, str(dest), ["json", "junit", "markdown", "html"])
     assert out["path"] == str(dest / "r1")
-    assert sorted(os.listdir(out["path"])) == ["compliance-junit.xml", "compliance.html",
-                                               "compliance.json", "compliance.md"]
+    assert sorted(os.listdir(out["path"])) == [
+        "compliance-junit.xml",
+        "compliance.html",
+        "compliance.json",
+        "compliance.md",
+    ]
     assert out["files"]["junit"] == str(dest / "r1" / "compliance-junit.xml")
     assert sorted(out["written"]) == sorted(out["files"].values())
     # the same report again: same bytes, nothing written
@@ -410,8 +617,12 @@ def test_write_reports(tmp_path, report):
     changed = _audit.build_report(dict(results(), down=_audit.audit(facts(), {})), "r1")
     third = _audit.write_reports(changed, str(dest), ["json"])
     assert third["written"] == [out["files"]["json"]]
-    assert sorted(os.listdir(out["path"])) == ["compliance-junit.xml", "compliance.html",
-                                               "compliance.json", "compliance.md"]
+    assert sorted(os.listdir(out["path"])) == [
+        "compliance-junit.xml",
+        "compliance.html",
+        "compliance.json",
+        "compliance.md",
+    ]
 
 
 def test_dry_run_writes_nothing(tmp_path, report):
@@ -430,8 +641,7 @@ def test_host_names_never_become_paths(tmp_path):
     assert set(json.loads((dest / "run" / "compliance.json").read_text())["hosts"]) == set(names)
 
 
-@pytest.mark.parametrize("run_id", ["../x", "..", ".", "a/b", "/abs", ".hidden", "", "x" * 201,
-                                    "semi;colon", None])
+@pytest.mark.parametrize("run_id", ["../x", "..", ".", "a/b", "/abs", ".hidden", "", "x" * 201, "semi;colon", None])
 def test_bad_run_id(tmp_path, run_id):
     with pytest.raises(_audit.AuditError, match="run_id"):
         _audit.write_reports({"run_id": run_id}, str(tmp_path), ["json"])

@@ -41,8 +41,11 @@ class Page(html.parser.HTMLParser):
         self.text.append(data)
 
     def having(self, tag, **attrs):
-        return [found for name, found in self.tags if name == tag
-                and all(found.get(key.rstrip("_")) == value for key, value in attrs.items())]
+        return [
+            found
+            for name, found in self.tags
+            if name == tag and all(found.get(key.rstrip("_")) == value for key, value in attrs.items())
+        ]
 
     @property
     def all_text(self) -> str:
@@ -57,18 +60,35 @@ def dat_capture(builder, run_dir, directory, seconds=5.0, events=None, lost=None
     """A dat capture whose trace.dat holds one event per second on CPU 0 and two at
     the start on CPU 1; returns its manifest entry."""
     start = 7_000 * S
-    builder.add_page(0, builder.page(start, [builder.data(0, builder.wakeup(1))]
-                                     + [builder.extend(S) + builder.data(0, builder.wakeup(42)) for _second in range(4)]))
-    builder.add_page(1, builder.page(start + 10, [builder.data(0, builder.wakeup(1, cpu=1)),
-                                                  builder.data(5, builder.print_(42, b"hello"))]))
+    builder.add_page(
+        0,
+        builder.page(
+            start,
+            [builder.data(0, builder.wakeup(1))]
+            + [builder.extend(S) + builder.data(0, builder.wakeup(42)) for _second in range(4)],
+        ),
+    )
+    builder.add_page(
+        1,
+        builder.page(
+            start + 10, [builder.data(0, builder.wakeup(1, cpu=1)), builder.data(5, builder.print_(42, b"hello"))]
+        ),
+    )
     (run_dir / directory).mkdir(parents=True, exist_ok=True)
     path = run_dir / directory / "trace.dat"
     builder.write(path)
     return {
-        "name": "trace", "format": "dat", "instance": "tracefleet", "trace_clock": "local",
-        "started": "2026-11-27T03:15:02.123456Z", "seconds": seconds,
-        "events": 7 if events is None else events, "events_per_cpu": {"0": 5, "1": 2},
-        "lost_events": lost or {"0": 0, "1": 0}, "enabled_events": ["sched:sched_wakeup"], "compress": "zstd",
+        "name": "trace",
+        "format": "dat",
+        "instance": "tracefleet",
+        "trace_clock": "local",
+        "started": "2026-11-27T03:15:02.123456Z",
+        "seconds": seconds,
+        "events": 7 if events is None else events,
+        "events_per_cpu": {"0": 5, "1": 2},
+        "lost_events": lost or {"0": 0, "1": 0},
+        "enabled_events": ["sched:sched_wakeup"],
+        "compress": "zstd",
         "transferred_bytes": 1234,
         "files": [{"path": "%s/trace.dat" % directory, "bytes": path.stat().st_size, "sha256": sha256(path)}],
         "command": {"cmd": "sleep 5", "rc": 0},
@@ -80,15 +100,28 @@ def text_capture(run_dir, directory):
     path = run_dir / directory / "trace.txt"
     path.write_text("# tracer: nop\n")
     return {
-        "name": "trace", "format": "text", "instance": None, "trace_clock": "local", "seconds": 2.0,
-        "events": 3, "events_per_cpu": {"0": 3}, "lost_events": {"0": 0}, "compress": "none",
+        "name": "trace",
+        "format": "text",
+        "instance": None,
+        "trace_clock": "local",
+        "seconds": 2.0,
+        "events": 3,
+        "events_per_cpu": {"0": 3},
+        "lost_events": {"0": 0},
+        "compress": "none",
         "files": [{"path": "%s/trace.txt" % directory, "bytes": path.stat().st_size, "sha256": sha256(path)}],
     }
 
 
 def write_manifest(run_dir, hosts):
-    manifest = {"format": 1, "run_id": run_dir.name, "created": "2026-11-27T03:15:00Z",
-                "updated": "2026-11-27T03:15:09Z", "extra": {"future": True}, "hosts": hosts}
+    manifest = {
+        "format": 1,
+        "run_id": run_dir.name,
+        "created": "2026-11-27T03:15:00Z",
+        "updated": "2026-11-27T03:15:09Z",
+        "extra": {"future": True},
+        "hosts": hosts,
+    }
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -97,13 +130,22 @@ def run_dir(tmp_path, tracedat):
     run = tmp_path / "20261127T031500Z-1a2b3c4d"
     run.mkdir()
     hostile_dir = "_script_alert_1___script_-0a1b2c3d"
-    write_manifest(run, {
-        "web01": {"dir": "web01", "kernel": "6.1.0-56-cloud-amd64",
-                  "captures": [dat_capture(tracedat(), run, "web01", lost={"0": 0, "1": 12})]},
-        HOSTILE: {"dir": hostile_dir, "kernel": "<b>6.1</b>",
-                  "captures": [dat_capture(tracedat(uname=HOSTILE), run, hostile_dir, seconds=2.0)]},
-        "../x": {"dir": "x-5e6f7a8b", "captures": [text_capture(run, "x-5e6f7a8b")]},
-    })
+    write_manifest(
+        run,
+        {
+            "web01": {
+                "dir": "web01",
+                "kernel": "6.1.0-56-cloud-amd64",
+                "captures": [dat_capture(tracedat(), run, "web01", lost={"0": 0, "1": 12})],
+            },
+            HOSTILE: {
+                "dir": hostile_dir,
+                "kernel": "<b>6.1</b>",
+                "captures": [dat_capture(tracedat(uname=HOSTILE), run, hostile_dir, seconds=2.0)],
+            },
+            "../x": {"dir": "x-5e6f7a8b", "captures": [text_capture(run, "x-5e6f7a8b")]},
+        },
+    )
     return run
 
 
@@ -196,11 +238,19 @@ def test_unreadable_trace_gets_a_row_saying_so(run_dir):
 def test_sparse_manifest(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    write_manifest(run, {
-        "bare": {},
-        "odd": {"dir": 5, "captures": [{"format": "dat", "files": "nope", "lost_events": [1, 2],
-                                        "seconds": "long", "events": "many"}, "not a capture"]},
-    })
+    write_manifest(
+        run,
+        {
+            "bare": {},
+            "odd": {
+                "dir": 5,
+                "captures": [
+                    {"format": "dat", "files": "nope", "lost_events": [1, 2], "seconds": "long", "events": "many"},
+                    "not a capture",
+                ],
+            },
+        },
+    )
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["format"] = 2
     (run / "manifest.json").write_text(json.dumps(manifest))
@@ -226,9 +276,20 @@ def test_audit_summary_and_links(run_dir):
     audit = run_dir / "audit"
     audit.mkdir()
     (audit / "compliance.html").write_text("<html></html>")
-    (audit / "compliance.json").write_text(json.dumps({
-        "format": 1, "summary": {"hosts": 3, "compliant": ["web01"], "violating": {HOSTILE: ["debugfs_not_mounted"]},
-                                 "no_result": ["../x"], "checks": {"pass": 10, "fail": 1, "skip": 2}}}))
+    (audit / "compliance.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "summary": {
+                    "hosts": 3,
+                    "compliant": ["web01"],
+                    "violating": {HOSTILE: ["debugfs_not_mounted"]},
+                    "no_result": ["../x"],
+                    "checks": {"pass": 10, "fail": 1, "skip": 2},
+                },
+            }
+        )
+    )
     write_report(str(run_dir))  # found at the default place
     page = Page((run_dir / "report.html").read_text())
     assert page.having("section", id="audit")
@@ -253,8 +314,13 @@ def test_other_clocks_span_their_own_events(tmp_path, tracedat):
 
 
 def test_human_bytes():
-    assert [_run_report.human_bytes(value) for value in (None, 5, 2048, 5 * 1024 ** 3, "x")] == [
-        "-", "5 B", "2.0 KiB", "5.0 GiB", "-"]
+    assert [_run_report.human_bytes(value) for value in (None, 5, 2048, 5 * 1024**3, "x")] == [
+        "-",
+        "5 B",
+        "2.0 KiB",
+        "5.0 GiB",
+        "-",
+    ]
 
 
 def test_rows_line_up_through_the_clock_anchors(tmp_path, tracedat):
@@ -268,8 +334,7 @@ def test_rows_line_up_through_the_clock_anchors(tmp_path, tracedat):
     # Both traces start at 7000 s on their own clock (see dat_capture).
     early["clock_anchor"] = {"wall": 1000.0, "trace": 6999.5, "clock": "local"}
     late["clock_anchor"] = {"wall": 1002.0, "trace": 6999.5, "clock": "local"}
-    write_manifest(run, {"early": {"dir": "early", "captures": [early]},
-                         "late": {"dir": "late", "captures": [late]}})
+    write_manifest(run, {"early": {"dir": "early", "captures": [early]}, "late": {"dir": "late", "captures": [late]}})
     model = _run_report.build_model(str(run), json.loads((run / "manifest.json").read_text()))
     assert model["axis"]["wall_aligned"] is True
     rows = {host["name"]: host["captures"][0]["histogram"] for host in model["hosts"]}
@@ -279,6 +344,7 @@ def test_rows_line_up_through_the_clock_anchors(tmp_path, tracedat):
 
     def first_bucket(counts):
         return next(index for index, count in enumerate(counts) if count)
+
     # The axis covers the later window's end: 2 s + 0.5 s + 4 s of events.
     assert model["axis"]["ns"] >= 6_500_000_000
     shift = first_bucket(rows["late"]["counts"]) - first_bucket(rows["early"]["counts"])

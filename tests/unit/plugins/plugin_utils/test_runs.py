@@ -1,5 +1,6 @@
 """Runs on the controller: safe directory names, one run id per play, and a manifest
 that parallel workers update without losing each other's entries."""
+
 from __future__ import annotations
 
 import json
@@ -11,15 +12,18 @@ import pytest
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
 
 
-@pytest.mark.parametrize("host, safe", [
-    ("web01", "web01"),
-    ("web01.example.org", "web01.example.org"),
-    ("../x", None),
-    ("..", None),
-    ("a/b", None),
-    ("a b", None),
-    (".hidden", None),
-])
+@pytest.mark.parametrize(
+    "host, safe",
+    [
+        ("web01", "web01"),
+        ("web01.example.org", "web01.example.org"),
+        ("../x", None),
+        ("..", None),
+        ("a/b", None),
+        ("a b", None),
+        (".hidden", None),
+    ],
+)
 def test_host_dir_name_is_one_safe_component(host, safe):
     name = _runs.host_dir_name(host)
     if safe is not None:
@@ -55,8 +59,9 @@ def _file_one(args):
     os.makedirs(staging)
     with open(os.path.join(staging, "trace.dat"), "wb") as handle:
         handle.write(host.encode() * 1000)
-    _runs.file_capture(run, host, _runs.host_dir_name(host), staging,
-                       dict(name="trace", events=len(host)), kernel="6.1.0")
+    _runs.file_capture(
+        run, host, _runs.host_dir_name(host), staging, dict(name="trace", events=len(host)), kernel="6.1.0"
+    )
     os.rmdir(staging)
 
 
@@ -73,7 +78,8 @@ def test_parallel_hosts_all_land_in_the_manifest(tmp_path):
     assert path.read_bytes() == b"../escape" * 1000
     assert not (tmp_path / "escape").exists()
     assert sorted(os.listdir(run)) == sorted(
-        [_runs.host_dir_name(host) for host in hosts] + ["manifest.json", ".manifest.lock"])
+        [_runs.host_dir_name(host) for host in hosts] + ["manifest.json", ".manifest.lock"]
+    )
 
 
 def test_same_name_replaces_the_capture(tmp_path):

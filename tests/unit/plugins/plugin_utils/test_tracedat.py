@@ -26,24 +26,43 @@ def every_record_kind(builder):
     """Two CPUs whose pages use each kind of ring-buffer record; and the events
     the reader must produce from them, as (cpu, timestamp, event id, pid)."""
     b = builder
-    b.add_page(0, b.page(1_000_000, [
-        b.data(0, b.wakeup(1)),                                # type_len 9 at the page's timestamp
-        b.data(250, b.wakeup(42)),
-        b.padding(24, delta=7),                                 # a discarded event: skipped, its delta kept
-        b.data(100, b.print_(4242, b"x" * 150)),                # longer than 112 bytes: type_len 0
-        b.data(5, b.wakeup(1), long_form=True),                 # type_len 0 although it would fit
-        b.extend((3 << 27) + 5),                                # 0.4 s later
-        b.data(20, b.wakeup(42)),
-    ], tail_padding=True))
-    b.add_page(0, b.page(2_000_000_000, [
-        b.data(1, b.wakeup(1)),
-        b.absolute(3_000_000_000),                              # replaces the running timestamp
-        b.data(9, b.print_(42, b"short")),
-    ]))
-    b.add_page(1, b.page(1_500_000, [
-        b.data(0, b.wakeup(0, cpu=1)),
-        b.data((1 << 27) - 1, b.wakeup(42, cpu=1)),            # the largest delta without an extend
-    ]))
+    b.add_page(
+        0,
+        b.page(
+            1_000_000,
+            [
+                b.data(0, b.wakeup(1)),  # type_len 9 at the page's timestamp
+                b.data(250, b.wakeup(42)),
+                b.padding(24, delta=7),  # a discarded event: skipped, its delta kept
+                b.data(100, b.print_(4242, b"x" * 150)),  # longer than 112 bytes: type_len 0
+                b.data(5, b.wakeup(1), long_form=True),  # type_len 0 although it would fit
+                b.extend((3 << 27) + 5),  # 0.4 s later
+                b.data(20, b.wakeup(42)),
+            ],
+            tail_padding=True,
+        ),
+    )
+    b.add_page(
+        0,
+        b.page(
+            2_000_000_000,
+            [
+                b.data(1, b.wakeup(1)),
+                b.absolute(3_000_000_000),  # replaces the running timestamp
+                b.data(9, b.print_(42, b"short")),
+            ],
+        ),
+    )
+    b.add_page(
+        1,
+        b.page(
+            1_500_000,
+            [
+                b.data(0, b.wakeup(0, cpu=1)),
+                b.data((1 << 27) - 1, b.wakeup(42, cpu=1)),  # the largest delta without an extend
+            ],
+        ),
+    )
     return [
         (0, 1_000_000, WAKEUP, 1),
         (0, 1_000_250, WAKEUP, 42),
@@ -104,8 +123,14 @@ def test_headers(tmp_path, tracedat):
         assert dat.trace_clock == "local"
         assert dat.uname == "Linux lab 6.1.0-56-cloud-amd64 x86_64"
         assert dat.cpu_stats[2] == {
-            "entries": 0, "overrun": 6, "commit_overrun": 0, "bytes": 0, "oldest_event_ts": 100.000001,
-            "now_ts": 105.0, "dropped_events": 2, "read_events": 12,
+            "entries": 0,
+            "overrun": 6,
+            "commit_overrun": 0,
+            "bytes": 0,
+            "oldest_event_ts": 100.000001,
+            "now_ts": 105.0,
+            "dropped_events": 2,
+            "read_events": 12,
         }
         assert [size for _offset, size in dat.cpu_data] == [0, 0, 0]
         assert all(offset % 8192 == 0 for offset, _size in dat.cpu_data)
@@ -170,8 +195,18 @@ def test_absolute_timestamp_keeps_the_running_top_bits(tmp_path, tracedat):
     # timestamp, one more when the low bits wrapped.
     builder = tracedat(cpus=1)
     start = (1 << 59) + 100
-    builder.add_page(0, builder.page(start, [builder.absolute(50), builder.data(0, builder.wakeup(1)),
-                                             builder.absolute(200), builder.data(0, builder.wakeup(1))]))
+    builder.add_page(
+        0,
+        builder.page(
+            start,
+            [
+                builder.absolute(50),
+                builder.data(0, builder.wakeup(1)),
+                builder.absolute(200),
+                builder.data(0, builder.wakeup(1)),
+            ],
+        ),
+    )
     with TraceDat(builder.write(tmp_path / "trace.dat")) as dat:
         stamps = [event.timestamp for event in dat.cpu_events(0)]
     assert stamps == [(2 << 59) + 50, (2 << 59) + 200]
@@ -179,54 +214,80 @@ def test_absolute_timestamp_keeps_the_running_top_bits(tmp_path, tracedat):
 
 def test_histogram(tmp_path, tracedat):
     builder = tracedat(cpus=2)
-    builder.add_page(0, builder.page(1000, [builder.data(0, builder.wakeup(1)), builder.data(100, builder.wakeup(1)),
-                                            builder.data(500, builder.wakeup(1))]))
+    builder.add_page(
+        0,
+        builder.page(
+            1000,
+            [
+                builder.data(0, builder.wakeup(1)),
+                builder.data(100, builder.wakeup(1)),
+                builder.data(500, builder.wakeup(1)),
+            ],
+        ),
+    )
     builder.add_page(1, builder.page(1950, [builder.data(0, builder.wakeup(1)), builder.data(1000, builder.wakeup(1))]))
     path = builder.write(tmp_path / "trace.dat")
     with TraceDat(path) as dat:
         assert dat.time_range() == (1000, 2950)
         # Default range: first to last event.
         assert dat.scan(buckets=4)["histogram"] == {
-            "origin": 1000, "span": 1951, "counts": [2, 2, 0, 1], "before_origin": 0, "after_span": 0}
+            "origin": 1000,
+            "span": 1951,
+            "counts": [2, 2, 0, 1],
+            "before_origin": 0,
+            "after_span": 0,
+        }
         explicit = dat.scan(origin=1050, span=1000, buckets=2)["histogram"]
     assert explicit == {"origin": 1050, "span": 1000, "counts": [1, 3], "before_origin": 1, "after_span": 1}
 
 
-@pytest.mark.parametrize("declaration,name", [
-    ("char prev_comm[16]", "prev_comm"),
-    ("__data_loc char[] name", "name"),
-    ("unsigned long ip", "ip"),
-    ("char buf[]", "buf"),
-    ("u64 timestamp", "timestamp"),
-])
+@pytest.mark.parametrize(
+    "declaration,name",
+    [
+        ("char prev_comm[16]", "prev_comm"),
+        ("__data_loc char[] name", "name"),
+        ("unsigned long ip", "ip"),
+        ("char buf[]", "buf"),
+        ("u64 timestamp", "timestamp"),
+    ],
+)
 def test_field_names(declaration, name):
     fields = parse_fields("\tfield:%s;\toffset:8;\tsize:4;\tsigned:1;\n" % declaration)
     assert list(fields) == [name]
     assert fields[name].declaration == declaration
 
 
-@pytest.mark.parametrize("text,clock", [
-    ("[local] global counter uptime perf mono mono_raw boot tai x86-tsc\n", "local"),
-    ("local global [x86-tsc]", "x86-tsc"),
-    ("[local]", "local"),
-    ("mono\0", "mono"),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text,clock",
+    [
+        ("[local] global counter uptime perf mono mono_raw boot tai x86-tsc\n", "local"),
+        ("local global [x86-tsc]", "x86-tsc"),
+        ("[local]", "local"),
+        ("mono\0", "mono"),
+        ("", None),
+    ],
+)
 def test_trace_clock_text(text, clock):
     assert parse_trace_clock(text) == clock
 
 
 def test_cpustat_text():
     assert parse_cpustat("CPU: 3\nentries: 5\noldest event ts:  11553.136649\nodd\n") == {
-        "cpu": 3, "entries": 5, "oldest_event_ts": 11553.136649}
+        "cpu": 3,
+        "entries": 5,
+        "oldest_event_ts": 11553.136649,
+    }
 
 
-@pytest.mark.parametrize("mangle,message", [
-    (lambda data: b"\x17\x08\x45" + data[3:], "magic"),
-    (lambda data: data[:10] + b"7" + data[11:], "version 7"),
-    (lambda data: data[:400], "truncated"),
-    (lambda data: data[:12] + b"\x02" + data[13:], "endianness"),
-])
+@pytest.mark.parametrize(
+    "mangle,message",
+    [
+        (lambda data: b"\x17\x08\x45" + data[3:], "magic"),
+        (lambda data: data[:10] + b"7" + data[11:], "version 7"),
+        (lambda data: data[:400], "truncated"),
+        (lambda data: data[:12] + b"\x02" + data[13:], "endianness"),
+    ],
+)
 def test_bad_files(tmp_path, tracedat, mangle, message):
     path = tracedat().write(tmp_path / "trace.dat")
     with open(path, "rb") as handle:
