@@ -33,6 +33,20 @@ notes:
   - Needs root (use become) to change tracing state.
 """
 
+    # The ledger option alone, for modules that keep or read the ledger without the
+    # session/tracefs_path options (tracefs, tracefs_info).
+    LEDGER = r"""
+options:
+  ledger_path:
+    description:
+      - The ledger on the target that records what tracefleet changed (instances
+        created, knobs changed with their original values, list entries added or
+        removed, mounts made). Written atomically under a lock; read-only modules only
+        read it.
+    type: path
+    default: /var/lib/tracefleet/ledger.json
+"""
+
     # The instance option, for modules that work in one tracing directory.
     INSTANCE = r"""
 options:

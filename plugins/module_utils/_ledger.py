@@ -36,6 +36,9 @@ import time
 
 DEFAULT_PATH = "/var/lib/tracefleet/ledger.json"
 FORMAT = 1
+# The `ledger_path` option of every module that keeps or reads the ledger (documented
+# by the tracefleet.ftrace.tracing doc fragments).
+LEDGER_PATH_ARG = dict(type="path", default=DEFAULT_PATH)
 
 KEY_FIELDS = {
     "instance": ("name",),
