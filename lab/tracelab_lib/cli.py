@@ -29,7 +29,19 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--kvm", action="store_true", help="use KVM instead of TCG")
     up.add_argument("--memory", type=int, default=1536, help="MiB (default 1536)")
     up.add_argument(
-        "--smp", type=int, default=min(2, os.cpu_count() or 1), help="virtual CPUs (default: 2, or fewer host cores)"
+        "--cpus",
+        "--smp",
+        dest="cpus",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="online virtual CPUs (default: 2, or fewer host cores)",
+    )
+    up.add_argument(
+        "--max-cpus",
+        type=int,
+        default=0,
+        help="possible CPUs (default: --cpus); more than --cpus leaves the rest offline, as on hosts with "
+        "hot-pluggable CPUs",
     )
     up.add_argument(
         "--timeout", type=float, default=None, help="seconds to wait for SSH (default 300 under TCG, 120 with KVM)"
@@ -96,7 +108,7 @@ def main(argv: list[str]) -> int:
                 image.build(name, force=args.force)
         elif args.command == "up":
             timeout = args.timeout or (120.0 if args.kvm else 300.0)
-            vm.up(args.name, args.profile, args.kvm, args.memory, args.smp, timeout)
+            vm.up(args.name, args.profile, args.kvm, args.memory, args.cpus, timeout, args.max_cpus)
         elif args.command == "down":
             names = [m.name for m in vm.all_vms()] if args.all else [args.name]
             for name in names:

@@ -33,6 +33,9 @@ class VM:
     memory: int
     smp: int
     started: float
+    # Possible CPUs (qemu's maxcpus): more than `smp` gives a guest with CPUs that could
+    # be hot-plugged but are offline, as many servers have. 0: the same as smp.
+    max_cpus: int = 0
 
     @property
     def dir(self) -> Path:
@@ -107,7 +110,7 @@ class VM:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise LabError(
             "invalid VM name %r: use 1-40 lowercase letters, digits and '-', starting with a letter or digit" % name
         )
@@ -183,7 +186,7 @@ def qemu_command(vm: VM, profile: profiles.Profile, image_dir: Path) -> list[str
             "-m",
             str(vm.memory),
             "-smp",
-            str(vm.smp),
+            "cpus=%d,maxcpus=%d" % (vm.smp, max(vm.smp, vm.max_cpus)),
             "-kernel",
             str(image_dir / "vmlinuz"),
             "-initrd",
@@ -248,7 +251,9 @@ def _wait_for_ssh(vm: VM, timeout: float) -> None:
     )
 
 
-def _start(name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, memory: int, smp: int) -> VM:
+def _start(
+    name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, memory: int, smp: int, max_cpus: int
+) -> VM:
     """Start qemu for a new VM (called with the state lock held)."""
     if vm_dir(name).exists():
         shutil.rmtree(vm_dir(name))
@@ -261,6 +266,7 @@ def _start(name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, mem
         memory=memory,
         smp=smp,
         started=time.time(),
+        max_cpus=max_cpus,
     )
     vm.dir.mkdir(parents=True)
     subprocess.run(
@@ -273,8 +279,10 @@ def _start(name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, mem
     return vm
 
 
-def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int, timeout: float) -> VM:
+def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int, timeout: float, max_cpus: int = 0) -> VM:
     validate_name(name)
+    if smp < 1 or (max_cpus and max_cpus < smp):
+        raise LabError("--cpus must be at least 1 and --max-cpus (%d) at least --cpus (%d)" % (max_cpus, smp))
     try:
         profile = profiles.get(profile_name)
     except ValueError as exc:
@@ -295,7 +303,7 @@ def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int, timeout: 
                 return existing
             vm = existing  # an earlier `up` was interrupted while waiting: wait again
         else:
-            vm = _start(name, profile, image_dir, kvm, memory, smp)
+            vm = _start(name, profile, image_dir, kvm, memory, smp, max_cpus)
 
     print("tracelab: booting %s (profile %s, %s, port %d)..." % (name, profile.name, vm.accel, vm.port), flush=True)
     started = time.monotonic()

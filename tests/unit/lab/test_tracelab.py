@@ -31,7 +31,7 @@ def test_valid_names(name):
     assert vm.validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "-lead", "Upper", "a/b", "..", "a b", "x" * 41, "a_b"])
+@pytest.mark.parametrize("name", ["", "-lead", "Upper", "a/b", "..", "a b", "x" * 41, "a_b", "lab\n", "lab\nx"])
 def test_invalid_names(name):
     with pytest.raises(LabError, match="invalid VM name"):
         vm.validate_name(name)
@@ -90,6 +90,26 @@ def test_qemu_command_accelerators():
     machine.accel = "kvm"
     kvm = vm.qemu_command(machine, profiles.get("default"), machine.dir)
     assert kvm[kvm.index("-accel") + 1] == "kvm" and "host" in kvm
+
+
+def test_qemu_command_cpus_online_and_possible():
+    machine = make_vm("c")
+    assert vm.qemu_command(machine, profiles.get("default"), machine.dir)[machine_smp_index(machine)] == (
+        "cpus=2,maxcpus=2"
+    )
+    machine.max_cpus = 4
+    assert vm.qemu_command(machine, profiles.get("default"), machine.dir)[machine_smp_index(machine)] == (
+        "cpus=2,maxcpus=4"
+    )
+
+
+def machine_smp_index(machine: vm.VM) -> int:
+    return vm.qemu_command(machine, profiles.get("default"), machine.dir).index("-smp") + 1
+
+
+def test_max_cpus_below_cpus_is_refused():
+    with pytest.raises(LabError, match="--max-cpus"):
+        vm.up("c", "default", False, 512, 4, 1.0, max_cpus=2)
 
 
 def test_port_allocation_skips_taken_and_busy_ports():
