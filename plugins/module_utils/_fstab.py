@@ -11,7 +11,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import unescape
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import unescape
 
 
 def escape(field: str) -> str:

@@ -12,7 +12,7 @@ import os
 import platform
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _kernel
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import (
     MountEntry,
     mounts_of_type,
     read_filesystems,

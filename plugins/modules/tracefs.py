@@ -248,8 +248,9 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _ledger, _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _ledger, _mount_syscalls
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import MountinfoError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
     Facts,
     Plan,
@@ -259,7 +260,6 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan impor
     observe,
     plan,
 )
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
 
 _OCTAL = re.compile(r"^0?[0-7]{3,4}$")
 
@@ -337,10 +337,10 @@ def main() -> None:
         if not os.path.isabs(path):
             raise InputError("path=%r is not an absolute path" % path)
         path = os.path.normpath(path)
-        options = _mount.split_options(params["options"])
+        options = _mount_syscalls.split_options(params["options"])
         gid = parse_gid(params["gid"])
         mode = parse_mode(params["mode"])
-    except _mount.OptionError as exc:
+    except _mount_syscalls.OptionError as exc:
         module.fail_json(msg="options=%r: %s" % (params["options"], exc))
     except InputError as exc:
         module.fail_json(msg=str(exc))

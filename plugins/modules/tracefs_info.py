@@ -369,7 +369,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
     LedgerError,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import MountinfoError
 
 PARTS = ("knobs", "events", "instances", "instance_events", "dynamic_events", "error_log", "drift")
 KNOB_KEYS = (

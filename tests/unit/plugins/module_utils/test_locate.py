@@ -4,7 +4,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import (
     debugfs_state,
     tracefs_state,
 )
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import parse_mountinfo
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import parse_mountinfo
 
 FILESYSTEMS = {"tracefs": False, "debugfs": False, "sysfs": False}
 

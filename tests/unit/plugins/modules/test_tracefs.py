@@ -5,7 +5,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _locate, _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _locate, _mount_syscalls
 from ansible_collections.tracefleet.ftrace.plugins.modules import tracefs
 
 
@@ -17,7 +17,9 @@ def kernel(fake_host, monkeypatch):
     def fake_mount(source, target, fstype, flags, data):
         calls.append(("mount", target, flags, data))
         options = ",".join(
-            ["rw"] + [name for name, bit in _mount.FLAG_OPTIONS.items() if flags & bit and name != "ro"] + ["relatime"]
+            ["rw"]
+            + [name for name, bit in _mount_syscalls.FLAG_OPTIONS.items() if flags & bit and name != "ro"]
+            + ["relatime"]
         )
         fake_host.mount_tracefs(options=options)
 
@@ -28,9 +30,9 @@ def kernel(fake_host, monkeypatch):
         calls.append(("umount", target))
         fake_host.mountinfo("")
 
-    monkeypatch.setattr(_mount, "mount", fake_mount)
-    monkeypatch.setattr(_mount, "remount", fake_remount)
-    monkeypatch.setattr(_mount, "umount", fake_umount)
+    monkeypatch.setattr(_mount_syscalls, "mount", fake_mount)
+    monkeypatch.setattr(_mount_syscalls, "remount", fake_remount)
+    monkeypatch.setattr(_mount_syscalls, "umount", fake_umount)
     monkeypatch.setattr(tracefs, "Host", lambda: _locate.Host(str(fake_host.root)))
     return calls
 
@@ -65,7 +67,12 @@ def test_apply_mounts_with_policy_flags(run, kernel, fake_host, tmp_path):
     ]
     assert result["changed"] is True
     assert kernel == [
-        ("mount", str(fake_host.tracing), _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC, "gid=0,mode=750")
+        (
+            "mount",
+            str(fake_host.tracing),
+            _mount_syscalls.MS_NOSUID | _mount_syscalls.MS_NODEV | _mount_syscalls.MS_NOEXEC,
+            "gid=0,mode=750",
+        )
     ]
     assert result["mounted"] is True and result["usable"] is True
     assert result["via"] == "tracefs" and result["path"] == str(fake_host.tracing)
@@ -108,7 +115,7 @@ def test_lockdown_warns_by_name(run, kernel, fake_host, monkeypatch):
     fake_host.write("proc/cmdline", "lockdown=confidentiality\n")
     fake_host.tracing.mkdir()
     # Under lockdown confidentiality the kernel mounts tracefs without any files.
-    monkeypatch.setattr(_mount, "mount", lambda *args: fake_host.mount_tracefs(files={}))
+    monkeypatch.setattr(_mount_syscalls, "mount", lambda *args: fake_host.mount_tracefs(files={}))
     result = run({"path": str(fake_host.tracing)})
     assert result["changed"] is True and result["mounted"] is True
     assert result["usable"] is False
