@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount_syscalls
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import (
     DEBUGFS_MOUNT_POINT,
     TRACEFS_MOUNT_POINT,
@@ -24,7 +25,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo impor
 )
 
 
-class PolicyError(Exception):
+class PolicyError(TracefleetError):
     """The policy cannot be met on this host; nothing was changed."""
 
 
