@@ -65,7 +65,7 @@ class MountError(TracefleetError, OSError):
             hint = " (needs root: use become)"
         elif self.errno == errno.ENODEV:
             hint = " (the kernel does not know this filesystem type)"
-        return "%s %s failed: [Errno %d] %s%s" % (self.operation, self.target, self.errno, self.strerror, hint)
+        return "%s %s failed: [Errno %s] %s%s" % (self.operation, self.target, self.errno, self.strerror, hint)
 
 
 class OptionError(TracefleetError, ValueError):

@@ -342,7 +342,7 @@ def check_no_leftover_instances(facts: dict, policy: dict) -> dict | None:
     if problem:
         return _result(name, SKIP, [], None, "cannot list the instances: %s" % problem)
     ledger, problem = _ledger(facts)
-    if problem:
+    if problem or ledger is None:
         return _result(name, SKIP, [], None, "cannot tell which instances are tracefleet's: %s" % problem)
     present = list(facts["instances"] or [])
     left = sorted(set(ledger.get("instances") or []) & set(present))
@@ -500,7 +500,7 @@ def _plain(value):
 
 
 def _host_entry(host: str, result) -> dict:
-    entry = {"compliant": None, "violations": 0, "error": None, "checks": [], "facts_summary": {}, "policy": {}}
+    entry: dict = {"compliant": None, "violations": 0, "error": None, "checks": [], "facts_summary": {}, "policy": {}}
     if not isinstance(result, dict) or not result:
         entry["error"] = NO_RESULT
         return entry
