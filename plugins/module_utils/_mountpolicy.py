@@ -119,10 +119,9 @@ def _apply(request: Request, result: Plan, planned: list[str]) -> list[str]:
 def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str], str]) -> tuple[dict, list[str]]:
     """Apply the request (predict it in check mode); return the module's result and
     its warnings. `backup(path)` copies the fstab aside and returns the copy's name."""
-    policy = request.policy
     host = read_host()
-    result = _plan(policy, host)
-    fstab = FstabChange(request.fstab, policy, result) if request.persistent else None
+    result = _plan(request.policy, host)
+    fstab = FstabChange(request.fstab, request.policy, result) if request.persistent else None
     if fstab is not None:
         result.before["fstab"] = fstab.before
         result.after["fstab"] = fstab.line
@@ -132,14 +131,27 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
     extra = {}
     if changed and not check_mode:
         done = _apply(request, result, done)
-        if fstab is not None and fstab.changed:
+        if fstab is not None and fstab_changed:
             if request.backup and os.path.exists(request.fstab):
                 extra["backup_file"] = backup(request.fstab)
             _fstab.write(request.fstab, fstab.text)
-    if fstab is not None and fstab.changed:
+    if fstab is not None and fstab_changed:
         done.append(fstab.describe())
+    after, warnings = _report(host if check_mode else read_host(), result, check_mode)
+    output = dict(changed=changed, **after, actions=done, **extra)
+    if fstab is not None:
+        output["fstab"] = fstab.line
+        if not check_mode:
+            result.after["fstab"] = fstab.line
+    if diff:
+        output["diff"] = {"before": result.before, "after": result.after}
+    return output, warnings
 
-    after_host = host if check_mode else read_host()
+
+def _report(after_host: Host, result: Plan, check_mode: bool) -> tuple[dict, list[str]]:
+    """The managed mount as the host shows it after the task (predicted in check
+    mode), and the lockdown warning when its tracing files are missing. Outside check
+    mode the diff's `after` is replaced by what the kernel shows."""
     mount = None
     for entry in after_host.mounts:
         if entry.mount_point == result.mount_point and entry.fstype == result.fstype:
@@ -164,10 +176,7 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
         result.after = observe(
             Facts(after_host.mounts, after_host.filesystems, False, ""), result.fstype, result.mount_point
         )
-        if fstab is not None:
-            result.after["fstab"] = fstab.line
     output = dict(
-        changed=changed,
         path=result.tracing_path,
         mounted=mounted,
         via=result.via,
@@ -175,13 +184,7 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
         debugfs=after_host.debugfs(),
         lockdown=lockdown,
         usable=is_usable,
-        actions=done,
-        **extra,
     )
-    if fstab is not None:
-        output["fstab"] = fstab.line
-    if diff:
-        output["diff"] = {"before": result.before, "after": result.after}
     return output, warnings
 
 
