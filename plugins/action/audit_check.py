@@ -6,6 +6,7 @@ controller. It never contacts the host."""
 
 from __future__ import annotations
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _audit
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._controller_action import (
     ControllerAction,
@@ -19,7 +20,7 @@ ARGUMENT_SPEC = dict(
 
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
-    ERRORS = (_audit.AuditError,)
+    ERRORS = (TracefleetError,)
 
     def act(self, args: dict, check_mode: bool) -> dict:
         return dict(_audit.audit(args["facts"], args["policy"]), changed=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _audit
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._controller_action import (
     ControllerAction,
@@ -28,7 +29,7 @@ def default_run_id() -> str:
 
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
-    ERRORS = (_audit.AuditError, OSError)
+    ERRORS = (TracefleetError, OSError)
 
     def act(self, args: dict, check_mode: bool) -> dict:
         run_id = args["run_id"] or default_run_id()

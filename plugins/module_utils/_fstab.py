@@ -4,14 +4,25 @@
 """Editing /etc/fstab for one mount point, as text in and text out (see fstab(5)).
 
 Only lines whose mount point is the one managed are touched; comments, blank lines
-and every other entry stay byte for byte. Writing the result (atomically, with a
-backup) is the caller's job.
+and every other entry stay byte for byte. `read` and `write` handle the file itself
+(written atomically, keeping its mode); a backup copy is the caller's job.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
 from __future__ import annotations
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import unescape
+import os
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import unescape
+
+# The mode of an fstab this module creates (mount(8) and systemd read it as anyone).
+NEW_FILE_MODE = 0o644
+
+
+class FstabError(TracefleetError):
+    """The fstab file could not be read or written."""
 
 
 def escape(field: str) -> str:
@@ -117,3 +128,33 @@ def update(text: str, mount_point: str, wanted: FstabEntry | None) -> tuple[str,
         result.append(wanted.render() + "\n")
         changed = True
     return "".join(result), changed
+
+
+def policy_entry(fstype: str, mount_point: str, options: list[str], gid: int | None, mode: int | None) -> FstabEntry:
+    """The line that mounts `fstype` at `mount_point` the way the mount policy asks:
+    its per-mount options (without the no-op `defaults`), then gid= and mode=."""
+    fs_options = [opt for opt in options if opt not in ("defaults",)]
+    if gid is not None:
+        fs_options.append("gid=%d" % gid)
+    if mode is not None:
+        fs_options.append("mode=%04o" % mode)
+    return FstabEntry(fstype, mount_point, fstype, fs_options)
+
+
+def read(path: str) -> str:
+    """The file's text; a missing fstab reads as empty."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise FstabError("fstab=%s: cannot read it: %s" % (path, exc)) from None
+
+
+def write(path: str, text: str) -> None:
+    """Replace the file atomically, keeping its mode (NEW_FILE_MODE for a new file)."""
+    try:
+        _atomicfile.replace_text(path, text, None if os.path.exists(path) else NEW_FILE_MODE)
+    except OSError as exc:
+        raise FstabError("fstab=%s: cannot write it: %s" % (path, exc)) from None

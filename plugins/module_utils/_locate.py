@@ -3,6 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Where tracefs (and debugfs) are: from the mount table, never by mounting.
 
+`read_host()` is the one way the modules gather a host's mount and kernel facts
+(`Host`), turning an unreadable mount table into a HostFactsError.
+
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -12,8 +15,10 @@ import os
 import platform
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _kernel
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import (
     MountEntry,
+    MountinfoError,
     mounts_of_type,
     read_filesystems,
     read_mountinfo,
@@ -104,6 +109,19 @@ class Host:
         if not self.debugfs_mount_point_exists:
             return "%s does not exist" % DEBUGFS_MOUNT_POINT
         return "debugfs mounting is allowed"
+
+
+class HostFactsError(TracefleetError):
+    """The kernel's mount facts could not be read (/proc/self/mountinfo, /proc/filesystems)."""
+
+
+def read_host(reading: str = "mount facts") -> Host:
+    """The host's facts, gathered now. `reading` names what the caller needed, for the
+    message: "cannot read the kernel's <reading>: <why>"."""
+    try:
+        return Host()
+    except (OSError, MountinfoError) as exc:
+        raise HostFactsError("cannot read the kernel's %s: %s" % (reading, exc)) from None
 
 
 def usable(path: str | None) -> bool:

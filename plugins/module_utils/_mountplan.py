@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount_syscalls
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import (
     DEBUGFS_MOUNT_POINT,
     TRACEFS_MOUNT_POINT,
 )
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import (
     MountEntry,
     visible_mounts,
 )
 
 
-class PolicyError(Exception):
+class PolicyError(TracefleetError):
     """The policy cannot be met on this host; nothing was changed."""
 
 
@@ -130,7 +131,7 @@ def _mode_text(mode: int | None) -> str | None:
 
 def _flag_options(entry: MountEntry) -> list[str]:
     """The managed per-mount flags an existing mount has (from mountinfo)."""
-    return [opt for opt in entry.options if opt in _mount.FLAG_OPTIONS]
+    return [opt for opt in entry.options if opt in _mount_syscalls.FLAG_OPTIONS]
 
 
 def _describe(entry: MountEntry | None, gid: int | None, mode: int | None) -> dict:
@@ -158,12 +159,12 @@ def flag_drift(wanted: list[str], entry: MountEntry) -> list[str]:
     """Per-mount flags that differ between the policy and the mount, e.g. ['+noexec']."""
     current = set(entry.options)
     drift = []
-    for option in _mount.ALWAYS_COMPARED:
+    for option in _mount_syscalls.ALWAYS_COMPARED:
         if option in wanted and option not in current:
             drift.append("+" + option)
         elif option not in wanted and option in current:
             drift.append("-" + option)
-    for option in _mount.ATIME_OPTIONS:
+    for option in _mount_syscalls.ATIME_OPTIONS:
         if option in wanted and option not in current:
             drift.append("+" + option)
     return drift
@@ -235,7 +236,7 @@ def plan(policy: Policy, facts: Facts) -> Plan:
         result.after = {"mounted": False}
         return result
 
-    flags = _mount.flags_for(policy.options)
+    flags = _mount_syscalls.flags_for(policy.options)
     if entry is None:
         if not facts.exists(mount_point):
             result.actions.append(Action("mkdir", mount_point, reason="mount point missing"))
@@ -257,9 +258,9 @@ def plan(policy: Policy, facts: Facts) -> Plan:
             result.actions.append(
                 Action("remount", mount_point, fstype, flags, _data(after_gid, after_mode), ", ".join(drift))
             )
-    kept_atime = [] if entry is None else [opt for opt in entry.options if opt in _mount.ATIME_OPTIONS]
-    wanted_atime = [opt for opt in policy.options if opt in _mount.ATIME_OPTIONS]
-    after_options = [opt for opt in policy.options if opt in _mount.ALWAYS_COMPARED]
+    kept_atime = [] if entry is None else [opt for opt in entry.options if opt in _mount_syscalls.ATIME_OPTIONS]
+    wanted_atime = [opt for opt in policy.options if opt in _mount_syscalls.ATIME_OPTIONS]
+    after_options = [opt for opt in policy.options if opt in _mount_syscalls.ALWAYS_COMPARED]
     after_options += wanted_atime or kept_atime or (["relatime"] if entry is None else [])
     result.after = {
         "mounted": True,
@@ -279,10 +280,10 @@ def apply_plan(result: Plan) -> list[str]:
         if action.kind == "mkdir":
             os.makedirs(action.target, mode=0o755, exist_ok=True)
         elif action.kind == "mount":
-            _mount.mount(action.fstype, action.target, action.fstype, action.flags, action.data)
+            _mount_syscalls.mount(action.fstype, action.target, action.fstype, action.flags, action.data)
         elif action.kind == "remount":
-            _mount.remount(action.target, action.flags, action.data)
+            _mount_syscalls.remount(action.target, action.flags, action.data)
         elif action.kind == "umount":
-            _mount.umount(action.target)
+            _mount_syscalls.umount(action.target)
         done.append(action.describe())
     return done

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _mount_syscalls
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
     Control,
     ControlError,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._events import removal_form
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import read_mountinfo
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import read_mountinfo
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._probes import (
     enable_file,
     enabled_in,
@@ -65,7 +65,7 @@ def undo(control: Control | None, ledger: Ledger, entry: dict) -> str | None:
         )
         if not mounted:
             return "%s was no longer mounted" % entry["path"]
-        _mount.umount(entry["path"])
+        _mount_syscalls.umount(entry["path"])
         return None
     if kind == "capture":
         return None  # nothing in tracefs: the window's tracing_on is a knob entry

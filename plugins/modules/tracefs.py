@@ -28,6 +28,7 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.tracing.LEDGER
 attributes:
   check_mode:
     support: full
@@ -96,10 +97,6 @@ options:
         M(tracefleet.ftrace.teardown) can unmount it again (unless told to keep mounts).
     type: str
     default: default
-  ledger_path:
-    description: The ledger on the target (see M(tracefleet.ftrace.teardown)).
-    type: path
-    default: /var/lib/tracefleet/ledger.json
   legacy_debugfs:
     description:
       - On kernels without tracefs or without C(/sys/kernel/tracing), use
@@ -241,238 +238,40 @@ backup_file:
   type: str
 """
 
-import grp
-import os
-import re
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _ledger, _mount
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
-    Facts,
-    Plan,
-    Policy,
-    PolicyError,
-    apply_plan,
-    observe,
-    plan,
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mountpolicy
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import LEDGER_PATH_ARG
+
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", default="mounted", choices=["mounted", "unmounted"]),
+    path=dict(type="path", default="/sys/kernel/tracing"),
+    options=dict(type="list", elements="str", default=["nosuid", "nodev", "noexec"]),
+    gid=dict(type="raw"),
+    mode=dict(type="raw"),
+    persistent=dict(type="bool", default=False),
+    fstab=dict(type="path", default="/etc/fstab"),
+    backup=dict(type="bool", default=False),
+    legacy_debugfs=dict(type="bool", default=False),
+    session=dict(type="str", default="default"),
+    ledger_path=LEDGER_PATH_ARG,
 )
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
-
-_OCTAL = re.compile(r"^0?[0-7]{3,4}$")
-
-
-class InputError(ValueError):
-    pass
-
-
-def parse_mode(value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise InputError("mode=%r is not an octal mode like '0750'" % value)
-    if isinstance(value, int):
-        if not 0 <= value <= 0o7777:
-            raise InputError("mode=%r is out of range (0 to 07777)" % value)
-        return value
-    text = str(value).strip()
-    if not _OCTAL.match(text):
-        raise InputError("mode=%r is not an octal mode like '0750'" % value)
-    mode = int(text, 8)
-    if mode > 0o7777:
-        raise InputError("mode=%r is out of range (0 to 07777)" % value)
-    return mode
-
-
-def parse_gid(value) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise InputError("gid=%r is neither a group name nor a number" % value)
-    text = str(value).strip()
-    if text.isdigit():
-        return int(text)
-    if not text:
-        raise InputError("gid='' is neither a group name nor a number")
-    try:
-        return grp.getgrnam(text).gr_gid
-    except KeyError:
-        raise InputError("gid=%r: no such group on this host" % text) from None
-
-
-def fstab_entry(result: Plan, options: list[str], gid: int | None, mode: int | None) -> _fstab.FstabEntry:
-    fs_options = [opt for opt in options if opt not in ("defaults",)]
-    if gid is not None:
-        fs_options.append("gid=%d" % gid)
-    if mode is not None:
-        fs_options.append("mode=%04o" % mode)
-    return _fstab.FstabEntry(result.fstype, result.mount_point, result.fstype, fs_options)
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="mounted", choices=["mounted", "unmounted"]),
-            path=dict(type="path", default="/sys/kernel/tracing"),
-            options=dict(type="list", elements="str", default=["nosuid", "nodev", "noexec"]),
-            gid=dict(type="raw"),
-            mode=dict(type="raw"),
-            persistent=dict(type="bool", default=False),
-            fstab=dict(type="path", default="/etc/fstab"),
-            backup=dict(type="bool", default=False),
-            legacy_debugfs=dict(type="bool", default=False),
-            session=dict(type="str", default="default"),
-            ledger_path=dict(type="path", default=_ledger.DEFAULT_PATH),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     # RV(path) is the tracing directory; AnsibleModule would otherwise add that
     # directory's owner/mode/size to the result, which reads like the mount policy.
     module.add_path_info = lambda kwargs: kwargs
-    params = module.params
-    path = params["path"]
     try:
-        if not os.path.isabs(path):
-            raise InputError("path=%r is not an absolute path" % path)
-        path = os.path.normpath(path)
-        options = _mount.split_options(params["options"])
-        gid = parse_gid(params["gid"])
-        mode = parse_mode(params["mode"])
-    except _mount.OptionError as exc:
-        module.fail_json(msg="options=%r: %s" % (params["options"], exc))
-    except InputError as exc:
-        module.fail_json(msg=str(exc))
-
-    try:
-        host = Host()
-    except (OSError, MountinfoError) as exc:
-        module.fail_json(msg="cannot read the kernel's mount facts: %s" % exc)
-    facts = Facts(host.mounts, host.filesystems, host.debugfs()["mount_allowed"], host.debugfs_reason())
-    policy = Policy(params["state"], path, options, gid, mode, params["legacy_debugfs"])
-    try:
-        result = plan(policy, facts)
-    except PolicyError as exc:
-        module.fail_json(msg="path=%s: %s" % (path, exc), lockdown=host.lockdown, debugfs=host.debugfs())
-    except OSError as exc:
-        module.fail_json(msg="path=%s: cannot inspect the mount point: %s" % (path, exc))
-
-    fstab_changed = False
-    fstab_text = new_fstab_text = None
-    wanted_line = None
-    if params["persistent"]:
-        wanted = fstab_entry(result, options, gid, mode) if params["state"] == "mounted" else None
-        wanted_line = wanted.render() if wanted is not None else None
-        try:
-            with open(params["fstab"], encoding="utf-8") as handle:
-                fstab_text = handle.read()
-        except FileNotFoundError:
-            fstab_text = ""
-        except OSError as exc:
-            module.fail_json(msg="fstab=%s: cannot read it: %s" % (params["fstab"], exc))
-        new_fstab_text, fstab_changed = _fstab.update(fstab_text, result.mount_point, wanted)
-        old = _fstab.entries_for(fstab_text, result.mount_point)
-        result.before["fstab"] = old[0].render() if old else None
-        result.after["fstab"] = wanted_line
-
-    changed = result.changed or fstab_changed
-    done = [action.describe() for action in result.actions]
-    extra = {}
-    if changed and not module.check_mode:
-        try:
-            with _ledger.Ledger(params["ledger_path"]) as ledger:
-                record_mounts(ledger, params["session"], result)
-                done = apply_plan(result)
-                forget_unmounts(ledger, result)
-        except _ledger.LedgerError as exc:
-            module.fail_json(msg=str(exc))
-        except OSError as exc:
-            module.fail_json(msg="path=%s: %s" % (path, exc), actions=done)
-        if fstab_changed:
-            if params["backup"] and os.path.exists(params["fstab"]):
-                extra["backup_file"] = module.backup_local(params["fstab"])
-            _write_atomically(module, params["fstab"], new_fstab_text)
-    if fstab_changed:
-        done.append(
-            "%s %s in %s"
-            % (
-                "write" if wanted_line else "remove",
-                wanted_line or "the entry for " + result.mount_point,
-                params["fstab"],
-            )
-        )
-
-    after_host = host if module.check_mode else Host()
-    mount = None
-    for entry in after_host.mounts:
-        if entry.mount_point == result.mount_point and entry.fstype == result.fstype:
-            mount = entry.as_dict()
-    mounted = bool(mount) if not module.check_mode else result.after["mounted"]
-    if module.check_mode and not mount:
-        is_usable = None
-    else:
-        is_usable = usable(result.tracing_path) if mounted else False
-    if (
-        mounted
-        and is_usable is False
-        and (after_host.lockdown == "confidentiality" or (after_host.lockdown == "unknown" and mount is not None))
-    ):
-        module.warn(
-            "%s is mounted but its tracing files are missing: kernel lockdown (%s) "
-            "restricts tracefs, so tracing is not usable on this host" % (result.tracing_path, after_host.lockdown)
-        )
-    if not module.check_mode:
-        result.after = observe(
-            Facts(after_host.mounts, after_host.filesystems, False, ""), result.fstype, result.mount_point
-        )
-        if params["persistent"]:
-            result.after["fstab"] = wanted_line
-    output = dict(
-        changed=changed,
-        path=result.tracing_path,
-        mounted=mounted,
-        via=result.via,
-        mount=mount,
-        debugfs=after_host.debugfs(),
-        lockdown=after_host.lockdown,
-        usable=is_usable,
-        actions=done,
-        **extra,
-    )
-    if params["persistent"]:
-        output["fstab"] = wanted_line
-    if module._diff:
-        output["diff"] = {"before": result.before, "after": result.after}
-    module.exit_json(**output)
-
-
-def record_mounts(ledger: _ledger.Ledger, session: str, result: Plan) -> None:
-    """A mount is recorded before it is made, so teardown finds it even if the play dies."""
-    for action in result.actions:
-        if action.kind == "mount":
-            ledger.record(session, kind="mount", path=action.target, fstype=action.fstype)
-
-
-def forget_unmounts(ledger: _ledger.Ledger, result: Plan) -> None:
-    for action in result.actions:
-        if action.kind == "umount":
-            entry = ledger.find(kind="mount", path=action.target, fstype=action.fstype)
-            if entry is not None:
-                ledger.forget(entry)
-
-
-def _write_atomically(module: AnsibleModule, path: str, text: str) -> None:
-    directory = os.path.dirname(path) or "."
-    handle_fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    with os.fdopen(handle_fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    if os.path.exists(path):
-        info = os.stat(path)
-        os.chmod(tmp, info.st_mode & 0o7777)
-    else:
-        os.chmod(tmp, 0o644)
-    module.atomic_move(tmp, path)
+        request = _mountpolicy.Request(module.params)
+        result, warnings = _mountpolicy.ensure(request, module.check_mode, module._diff, module.backup_local)
+    except TracefleetError as exc:
+        module.fail_json(msg=str(exc), **getattr(exc, "details", {}))
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
   - tracefleet.ftrace.attributes.INFO_MODULE
+  - tracefleet.ftrace.tracing.LEDGER
 options:
   instance:
     description:
@@ -47,11 +48,6 @@ options:
     choices: [all, mounts, knobs, events, instances, instance_events, dynamic_events, error_log,
               drift, ledger]
     default: [all]
-  ledger_path:
-    description:
-      - The ledger to read for O(gather=ledger). It is only read, never created or locked.
-    type: path
-    default: /var/lib/tracefleet/ledger.json
 notes:
   - Needs Python 3.8 or newer on the target. Reading the tracing files needs root or the
     tracing group set with M(tracefleet.ftrace.tracefs) O(tracefleet.ftrace.tracefs#module:gid).
@@ -355,132 +351,26 @@ drift:
   sample: [{"knob": "current_tracer", "value": "function", "default": "nop"}]
 """
 
-import os
-import re
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knobs
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
-    DEFAULT_PATH as LEDGER_PATH,
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _hostfacts
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import LEDGER_PATH_ARG
+
+ARGUMENT_SPEC = dict(
+    instance=dict(type="str"),
+    gather=dict(type="list", elements="str", default=["all"], choices=list(_hostfacts.GATHER_CHOICES)),
+    ledger_path=LEDGER_PATH_ARG,
 )
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
-    Ledger,
-    LedgerError,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
-
-PARTS = ("knobs", "events", "instances", "instance_events", "dynamic_events", "error_log", "drift")
-KNOB_KEYS = (
-    "tracers",
-    "current_tracer",
-    "tracing_on",
-    "buffer_size_kb",
-    "buffer_size_raw",
-    "trace_clock",
-    "trace_clocks",
-    "options",
-    "cpumask",
-    "function_lists",
-    "pid_lists",
-)
-_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
-
-
-def tracing_automount(host: Host) -> bool | None:
-    """lstat does not trigger an automount; a mounted debugfs is needed to look."""
-    for entry in host.mounts:
-        if entry.fstype == "debugfs":
-            return os.path.lexists(os.path.join(entry.mount_point, "tracing"))
-    return None
-
-
-def read_ledger(path: str) -> dict:
-    """The ledger as it is on disk: dry_run neither creates nor locks anything."""
-    result = {"path": path, "exists": None, "error": None, "entries": [], "instances": [], "probe_groups": []}
-    try:
-        with Ledger(path, dry_run=True) as ledger:
-            entries = ledger.entries
-    except LedgerError as exc:
-        result["error"] = str(exc)
-        return result
-    result["exists"] = os.path.isfile(path)
-    result["entries"] = entries
-    result["instances"] = sorted({entry["name"] for entry in entries if entry.get("kind") == "instance"})
-    result["probe_groups"] = sorted({entry["group"] for entry in entries if entry.get("kind") == "probe"})
-    return result
-
-
-def instance_events(root: str, instances: list[str]) -> dict[str, list[str]]:
-    return {
-        name: [line.replace(":", "/", 1) for line in _knobs.TracingDir(root, name).lines("set_event")]
-        for name in instances
-    }
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            instance=dict(type="str"),
-            gather=dict(
-                type="list", elements="str", default=["all"], choices=["all", "mounts", "ledger"] + list(PARTS)
-            ),
-            ledger_path=dict(type="path", default=LEDGER_PATH),
-        ),
-        supports_check_mode=True,
-    )
-    instance = module.params["instance"]
-    if instance is not None and (not _INSTANCE_NAME.match(instance) or instance in (".", "..")):
-        module.fail_json(
-            msg="instance=%r is not a valid instance name (letters, digits, '_', '-', '.'; no '/')" % instance
-        )
-    gather = set(module.params["gather"])
-    if "all" in gather:
-        gather.add("ledger")
-    if "all" in gather or "drift" in gather:
-        gather.update(PARTS)
-
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
     try:
-        host = Host()
-    except (OSError, MountinfoError) as exc:
-        module.fail_json(msg="cannot read the kernel's mount table: %s" % exc)
-    tracefs = host.tracefs()
-    result = dict(
-        changed=False,
-        kernel_release=host.release,
-        kernel_config=host.kconfig_source,
-        tracefs=tracefs,
-        debugfs=host.debugfs(),
-        tracing_automount=tracing_automount(host),
-        lockdown=host.lockdown,
-        lockdown_source=host.lockdown_source,
-        usable=usable(tracefs["path"]),
-        instance=instance,
-    )
-    if result["usable"] and gather & set(PARTS):
-        tracing = _knobs.TracingDir(tracefs["path"], instance)
-        if not tracing.exists():
-            module.fail_json(msg="instance=%r does not exist (no %s)" % (instance, tracing.path), **result)
-        state = _knobs.snapshot(tracing)
-        if "knobs" in gather:
-            result.update((key, state[key]) for key in KNOB_KEYS)
-        if "events" in gather:
-            result["enabled_events"] = state["enabled_events"]
-            result["event_settings"] = state["event_settings"]
-        if "instances" in gather and instance is None:
-            result["instances"] = state["instances"]
-        if "instance_events" in gather and instance is None:
-            result["instance_events"] = instance_events(tracefs["path"], state["instances"])
-        if "dynamic_events" in gather and instance is None:
-            result["dynamic_events"] = state["dynamic_events"]
-        if "error_log" in gather:
-            result["error_log"] = state["error_log"]
-        if "drift" in gather:
-            defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None, sysfs=host.path("/sys"))
-            result["drift"] = _knobs.drift(state, defaults)
-    if "ledger" in gather:
-        result["ledger"] = read_ledger(module.params["ledger_path"])
+        result = _hostfacts.gather(params["instance"], params["gather"], params["ledger_path"])
+    except TracefleetError as exc:
+        module.fail_json(msg=str(exc), **getattr(exc, "details", {}))
     module.exit_json(**result)
 
 

@@ -22,7 +22,10 @@ import xml.etree.ElementTree as ET
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _validation
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import PathEscapeError, inside
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 STATUSES = (PASS, FAIL, SKIP)
@@ -53,7 +56,6 @@ FILE_NAMES = {
     "html": "compliance.html",
 }
 REPORT_FORMAT = 1
-_MODE = re.compile(r"^[0-7]{1,5}$")
 # `p:group/event ...`, `r10:group/event ...`, `s:synthetic/name ...`, `e:group/event ...`
 _DYNAMIC_EVENT = re.compile(r"^[a-z]+\d*:(?:(?P<group>[^/\s]+)/)?\S+")
 # Characters XML 1.0 cannot carry at all, escaped or not.
@@ -64,7 +66,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 NO_RESULT = "no audit result: the host was unreachable or a task before the audit failed on it"
 
 
-class AuditError(ValueError):
+class AuditError(TracefleetError, ValueError):
     """Bad input (policy, facts, results, run id); nothing was written."""
 
 
@@ -87,28 +89,26 @@ def normalize_policy(policy: dict | None) -> dict:
 
 
 def _parse_gid(value) -> int | None:
-    if value is None or value == "":
+    """A numeric gid; "" is unset too (what a role's empty variable templates to)."""
+    if value == "":
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise AuditError(
-        "policy: tracefs_gid=%r is not a numeric group id; a group name is "
-        "resolved on the host first (the compliance role does it with getent) "
-        "and its name goes in tracefs_group" % (value,)
-    )
+    try:
+        return _validation.parse_gid(value, "tracefs_gid", resolve_names=False)
+    except _validation.ValidationError as exc:
+        raise AuditError(
+            "policy: %s; a group name is resolved on the host first (the compliance role "
+            "does it with getent) and its name goes in tracefs_group" % exc
+        ) from None
 
 
 def _parse_mode(value) -> int | None:
-    """`'0750'` or `'750'` (octal text), or an int such as YAML's unquoted 0750."""
-    if value is None or value == "":
+    """`'0750'` or `'750'` (octal text), or an int such as YAML's unquoted 0750; "" is unset."""
+    if value == "":
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0o7777:
-        return value
-    if isinstance(value, str) and _MODE.match(value.strip()) and int(value, 8) <= 0o7777:
-        return int(value, 8)
-    raise AuditError("policy: tracefs_mode=%r is not an octal mode like '0750'" % (value,))
+    try:
+        return _validation.parse_octal_mode(value, "tracefs_mode")
+    except _validation.ValidationError as exc:
+        raise AuditError("policy: %s" % exc) from None
 
 
 def _octal(mode: int) -> str:
@@ -342,7 +342,7 @@ def check_no_leftover_instances(facts: dict, policy: dict) -> dict | None:
     if problem:
         return _result(name, SKIP, [], None, "cannot list the instances: %s" % problem)
     ledger, problem = _ledger(facts)
-    if problem:
+    if problem or ledger is None:
         return _result(name, SKIP, [], None, "cannot tell which instances are tracefleet's: %s" % problem)
     present = list(facts["instances"] or [])
     left = sorted(set(ledger.get("instances") or []) & set(present))
@@ -500,7 +500,7 @@ def _plain(value):
 
 
 def _host_entry(host: str, result) -> dict:
-    entry = {"compliant": None, "violations": 0, "error": None, "checks": [], "facts_summary": {}, "policy": {}}
+    entry: dict = {"compliant": None, "violations": 0, "error": None, "checks": [], "facts_summary": {}, "policy": {}}
     if not isinstance(result, dict) or not result:
         entry["error"] = NO_RESULT
         return entry
@@ -785,13 +785,15 @@ def check_run_id(run_id) -> str:
 
 
 def run_directory(dest: str, run_id: str) -> str:
-    """<dest>/<run_id>, refusing a run directory that resolves outside dest."""
+    """<dest>/<run_id>, refusing a run directory that resolves outside dest (or to
+    dest itself, through a symlink named like the run)."""
     dest = os.path.abspath(os.path.expanduser(dest))
     path = os.path.join(dest, check_run_id(run_id))
-    real_dest = os.path.realpath(dest)
-    if os.path.commonpath([os.path.realpath(path), real_dest]) != real_dest:
-        raise AuditError("run_id=%r: %s resolves outside %s" % (run_id, path, dest))
-    return path
+    try:
+        inside(dest, run_id)
+    except PathEscapeError:
+        raise AuditError("run_id=%r: %s resolves outside %s" % (run_id, path, dest)) from None
+    return path  # as given, not resolved: it is what the result reports
 
 
 def _same_content(path: str, data: bytes) -> bool:

@@ -3,11 +3,16 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._fstab import (
+    NEW_FILE_MODE,
     FstabEntry,
+    FstabError,
     entries_for,
     escape,
     parse_line,
+    policy_entry,
+    read,
     update,
+    write,
 )
 
 BASE = """\
@@ -87,3 +92,29 @@ def test_entries_for():
     existing = BASE + LINE + "\n"
     assert [e.render() for e in entries_for(existing, "/sys/kernel/tracing")] == [LINE]
     assert entries_for(existing, "/nowhere") == []
+
+
+def test_policy_entry():
+    entry = policy_entry("tracefs", "/sys/kernel/tracing", ["defaults", "nosuid", "nodev", "noexec"], 100, 0o750)
+    assert entry.render() == LINE
+    assert policy_entry("debugfs", "/sys/kernel/debug", [], None, None).render() == (
+        "debugfs /sys/kernel/debug debugfs defaults 0 0"
+    )
+
+
+def test_read_and_write(tmp_path):
+    path = tmp_path / "fstab"
+    assert read(str(path)) == ""
+    write(str(path), BASE)
+    assert path.read_text() == BASE and path.stat().st_mode & 0o7777 == NEW_FILE_MODE
+    path.chmod(0o640)
+    write(str(path), BASE + LINE + "\n")
+    assert read(str(path)) == BASE + LINE + "\n" and path.stat().st_mode & 0o7777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["fstab"]
+
+
+def test_read_and_write_errors(tmp_path):
+    with pytest.raises(FstabError, match="fstab=%s: cannot read it" % tmp_path):
+        read(str(tmp_path))
+    with pytest.raises(FstabError, match="cannot write it"):
+        write(str(tmp_path / "missing-dir" / "fstab"), BASE)

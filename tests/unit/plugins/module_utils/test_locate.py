@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import pytest
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _locate
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import (
     debugfs_state,
     tracefs_state,
 )
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import parse_mountinfo
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import parse_mountinfo
 
 FILESYSTEMS = {"tracefs": False, "debugfs": False, "sysfs": False}
 
@@ -51,3 +54,15 @@ def test_debugfs_mounted():
     mounts = parse_mountinfo("35 21 0:7 / /sys/kernel/debug rw,nosuid - debugfs debugfs rw\n")
     state = debugfs_state(mounts, FILESYSTEMS, mount_point_exists=True)
     assert state["mounted"] and state["mountpoints"][0]["mount_point"] == "/sys/kernel/debug"
+
+
+def test_read_host_names_what_it_could_not_read(fake_host, monkeypatch):
+    host = _locate.Host
+    monkeypatch.setattr(_locate, "Host", lambda: host(str(fake_host.root)))
+    assert _locate.read_host().filesystems["tracefs"] is False
+    fake_host.mountinfo("garbage\n")
+    with pytest.raises(_locate.HostFactsError, match="^cannot read the kernel's mount table: no '-' separator"):
+        _locate.read_host("mount table")
+    (fake_host.root / "proc/self/mountinfo").unlink()
+    with pytest.raises(_locate.HostFactsError, match="^cannot read the kernel's mount facts: .*No such file"):
+        _locate.read_host()

@@ -4,7 +4,11 @@ import os
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount_syscalls
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import (
+    parse_mountinfo,
+    parse_mountinfo_line,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
     Facts,
     Policy,
@@ -12,10 +16,6 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan impor
     apply_plan,
     flag_drift,
     plan,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
-    parse_mountinfo,
-    parse_mountinfo_line,
 )
 
 MODERN = {"tracefs": False, "debugfs": False, "sysfs": False}
@@ -76,7 +76,7 @@ def test_mount_when_not_mounted(modern):
     assert [a.kind for a in result.actions] == ["mount"]
     action = result.actions[0]
     assert action.fstype == "tracefs" and action.target == "/sys/kernel/tracing"
-    assert action.flags == _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC
+    assert action.flags == _mount_syscalls.MS_NOSUID | _mount_syscalls.MS_NODEV | _mount_syscalls.MS_NOEXEC
     assert action.data == "gid=100,mode=750"
     assert result.before == {"mounted": False}
     assert result.after["mounted"] and result.after["gid"] == 100 and result.after["mode"] == "0750"
@@ -204,9 +204,9 @@ def test_modern_kernel_never_uses_debugfs_even_with_opt_in(modern):
 
 def test_apply_plan_calls_the_syscalls_in_order(modern, monkeypatch):
     calls = []
-    monkeypatch.setattr(_mount, "mount", lambda *args: calls.append(("mount",) + args))
-    monkeypatch.setattr(_mount, "remount", lambda *args: calls.append(("remount",) + args))
-    monkeypatch.setattr(_mount, "umount", lambda *args: calls.append(("umount",) + args))
+    monkeypatch.setattr(_mount_syscalls, "mount", lambda *args: calls.append(("mount",) + args))
+    monkeypatch.setattr(_mount_syscalls, "remount", lambda *args: calls.append(("remount",) + args))
+    monkeypatch.setattr(_mount_syscalls, "umount", lambda *args: calls.append(("umount",) + args))
     result = plan(policy(gid=5), facts_for(modern))
     done = apply_plan(result)
     assert calls == [
@@ -215,7 +215,7 @@ def test_apply_plan_calls_the_syscalls_in_order(modern, monkeypatch):
             "tracefs",
             "/sys/kernel/tracing",
             "tracefs",
-            _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC,
+            _mount_syscalls.MS_NOSUID | _mount_syscalls.MS_NODEV | _mount_syscalls.MS_NOEXEC,
             "gid=5",
         )
     ]
@@ -232,9 +232,9 @@ def test_apply_plan_calls_the_syscalls_in_order(modern, monkeypatch):
     ],
 )
 def test_split_options_rejects(options, error):
-    with pytest.raises(_mount.OptionError, match=error):
-        _mount.split_options(options)
+    with pytest.raises(_mount_syscalls.OptionError, match=error):
+        _mount_syscalls.split_options(options)
 
 
 def test_split_options_normalises():
-    assert _mount.split_options([" nosuid", "nodev", "nosuid", "rw"]) == ["nosuid", "nodev", "rw"]
+    assert _mount_syscalls.split_options([" nosuid", "nodev", "nosuid", "rw"]) == ["nosuid", "nodev", "rw"]

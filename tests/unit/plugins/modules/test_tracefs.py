@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _locate, _mount
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile, _locate, _mount_syscalls
 from ansible_collections.tracefleet.ftrace.plugins.modules import tracefs
 
 
@@ -17,7 +18,9 @@ def kernel(fake_host, monkeypatch):
     def fake_mount(source, target, fstype, flags, data):
         calls.append(("mount", target, flags, data))
         options = ",".join(
-            ["rw"] + [name for name, bit in _mount.FLAG_OPTIONS.items() if flags & bit and name != "ro"] + ["relatime"]
+            ["rw"]
+            + [name for name, bit in _mount_syscalls.FLAG_OPTIONS.items() if flags & bit and name != "ro"]
+            + ["relatime"]
         )
         fake_host.mount_tracefs(options=options)
 
@@ -28,10 +31,11 @@ def kernel(fake_host, monkeypatch):
         calls.append(("umount", target))
         fake_host.mountinfo("")
 
-    monkeypatch.setattr(_mount, "mount", fake_mount)
-    monkeypatch.setattr(_mount, "remount", fake_remount)
-    monkeypatch.setattr(_mount, "umount", fake_umount)
-    monkeypatch.setattr(tracefs, "Host", lambda: _locate.Host(str(fake_host.root)))
+    monkeypatch.setattr(_mount_syscalls, "mount", fake_mount)
+    monkeypatch.setattr(_mount_syscalls, "remount", fake_remount)
+    monkeypatch.setattr(_mount_syscalls, "umount", fake_umount)
+    host = _locate.Host
+    monkeypatch.setattr(_locate, "Host", lambda: host(str(fake_host.root)))
     return calls
 
 
@@ -65,7 +69,12 @@ def test_apply_mounts_with_policy_flags(run, kernel, fake_host, tmp_path):
     ]
     assert result["changed"] is True
     assert kernel == [
-        ("mount", str(fake_host.tracing), _mount.MS_NOSUID | _mount.MS_NODEV | _mount.MS_NOEXEC, "gid=0,mode=750")
+        (
+            "mount",
+            str(fake_host.tracing),
+            _mount_syscalls.MS_NOSUID | _mount_syscalls.MS_NODEV | _mount_syscalls.MS_NOEXEC,
+            "gid=0,mode=750",
+        )
     ]
     assert result["mounted"] is True and result["usable"] is True
     assert result["via"] == "tracefs" and result["path"] == str(fake_host.tracing)
@@ -108,7 +117,7 @@ def test_lockdown_warns_by_name(run, kernel, fake_host, monkeypatch):
     fake_host.write("proc/cmdline", "lockdown=confidentiality\n")
     fake_host.tracing.mkdir()
     # Under lockdown confidentiality the kernel mounts tracefs without any files.
-    monkeypatch.setattr(_mount, "mount", lambda *args: fake_host.mount_tracefs(files={}))
+    monkeypatch.setattr(_mount_syscalls, "mount", lambda *args: fake_host.mount_tracefs(files={}))
     result = run({"path": str(fake_host.tracing)})
     assert result["changed"] is True and result["mounted"] is True
     assert result["usable"] is False
@@ -146,13 +155,87 @@ def test_path_that_is_a_file(run, kernel, fake_host):
     assert kernel == []
 
 
-@pytest.mark.parametrize(
-    "value, expected", [("0750", 0o750), ("750", 0o750), ("4755", 0o4755), (0o640, 0o640), (None, None)]
-)
-def test_parse_mode(value, expected):
-    assert tracefs.parse_mode(value) == expected
+def test_fstab_modes_kept_or_0644_for_a_new_one(run, kernel, fake_host, tmp_path):
+    fake_host.mount_tracefs()
+    new = tmp_path / "new-fstab"
+    assert run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(new)})["changed"] is True
+    assert oct(new.stat().st_mode & 0o7777) == oct(0o644)
+    existing = tmp_path / "fstab"
+    existing.write_text("proc /proc proc defaults 0 0\n")
+    existing.chmod(0o600)
+    run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(existing)})
+    assert oct(existing.stat().st_mode & 0o7777) == oct(0o600)
+    assert existing.read_text().endswith("tracefs %s tracefs nosuid,nodev,noexec 0 0\n" % fake_host.tracing)
 
 
-@pytest.mark.parametrize("value, expected", [(0, 0), ("100", 100), (" 42 ", 42), (None, None), ("root", 0)])
-def test_parse_gid(value, expected):
-    assert tracefs.parse_gid(value) == expected
+def test_fstab_diff_and_check_mode(run, kernel, fake_host, tmp_path):
+    fstab = tmp_path / "fstab"
+    fstab.write_text("tracefs %s tracefs nosuid 0 0\n" % fake_host.tracing)
+    fake_host.mount_tracefs()
+    args = {"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab), "_ansible_diff": True}
+    result = run(dict(args, _ansible_check_mode=True))
+    line = "tracefs %s tracefs nosuid,nodev,noexec 0 0" % fake_host.tracing
+    assert result["changed"] is True and result["fstab"] == line
+    assert result["diff"]["before"]["fstab"] == "tracefs %s tracefs nosuid 0 0" % fake_host.tracing
+    assert result["diff"]["after"]["fstab"] == line
+    assert result["actions"] == ["write %s in %s" % (line, fstab)]
+    assert fstab.read_text() == "tracefs %s tracefs nosuid 0 0\n" % fake_host.tracing
+
+
+def test_unreadable_fstab(run, kernel, fake_host, tmp_path):
+    fake_host.mount_tracefs()
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(tmp_path)})
+    assert result["failed"] is True
+    assert result["msg"].startswith("fstab=%s: cannot read it: " % tmp_path)
+
+
+def test_unwritable_fstab_fails_cleanly(run, kernel, fake_host, tmp_path, monkeypatch):
+    def refuse(path, data, mode=None):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_atomicfile, "replace", refuse)
+    fake_host.mount_tracefs()
+    fstab = tmp_path / "fstab"
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab)})
+    assert result["failed"] is True
+    assert result["msg"] == "fstab=%s: cannot write it: [Errno 13] Permission denied" % fstab
+
+
+def test_bad_ledger_fails_before_mounting(run, kernel, fake_host, tmp_path):
+    (tmp_path / "ledger.json").write_text("{not json")
+    fake_host.tracing.mkdir()
+    result = run({"path": str(fake_host.tracing)})
+    assert result["failed"] is True and "cannot read the ledger" in result["msg"]
+    assert kernel == []
+
+
+def test_kernel_refusal_names_path_errno_and_actions(run, kernel, fake_host, monkeypatch):
+    def busy(source, target, fstype, flags, data):
+        raise _mount_syscalls.MountError("mount -t %s" % fstype, target, errno.EBUSY)
+
+    monkeypatch.setattr(_mount_syscalls, "mount", busy)
+    fake_host.tracing.mkdir()
+    result = run({"path": str(fake_host.tracing)})
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "path=%s: mount -t tracefs %s failed: [Errno 16] Device or resource busy "
+        "(something is mounted there already, or files in it are open)" % (fake_host.tracing, fake_host.tracing)
+    )
+    assert result["actions"] == ["mount tracefs on %s" % fake_host.tracing]
+
+
+def test_policy_refusal_reports_lockdown_and_debugfs(run, kernel, fake_host):
+    fake_host.write("proc/filesystems", "nodev\tsysfs\nnodev\tdebugfs\n")  # a kernel older than 4.1
+    result = run({"path": str(fake_host.tracing)})
+    assert result["failed"] is True
+    assert result["msg"].startswith("path=%s: tracefs cannot be mounted here" % fake_host.tracing)
+    assert "legacy_debugfs=true" in result["msg"]
+    assert result["lockdown"] == "unknown" and result["debugfs"]["registered"] is True
+    assert kernel == []
+
+
+def test_unreadable_mount_table(run, kernel, fake_host):
+    fake_host.mountinfo("garbage line without separator\n")
+    result = run({"path": str(fake_host.tracing)})
+    assert result["failed"] is True
+    assert result["msg"].startswith("cannot read the kernel's mount facts: no '-' separator")

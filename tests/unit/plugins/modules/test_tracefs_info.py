@@ -11,7 +11,8 @@ from ansible_collections.tracefleet.ftrace.plugins.modules import tracefs_info
 
 @pytest.fixture
 def run(fake_host, monkeypatch, capsys):
-    monkeypatch.setattr(tracefs_info, "Host", lambda: _locate.Host(str(fake_host.root)))
+    host = _locate.Host
+    monkeypatch.setattr(_locate, "Host", lambda: host(str(fake_host.root)))
 
     def run_module(args=None) -> dict:
         with patch_module_args(args or {}), pytest.raises(SystemExit):
@@ -156,3 +157,20 @@ def test_unreadable_mount_table_fails_cleanly(run, fake_host):
 def test_unknown_option_rejected(run):
     result = run({"bogus": 1})
     assert result["failed"] is True and "bogus" in result["msg"]
+
+
+@pytest.mark.parametrize("name", [".hidden", "x" * 65])
+def test_instance_names_follow_the_one_rule(run, fake_host, name):
+    """A leading '.' or more than 64 characters were accepted here once; the rule of
+    _instance.validate_name applies now, as everywhere else."""
+    fake_host.mount_tracefs()
+    result = run({"instance": name})
+    assert result["failed"] is True
+    assert result["msg"].startswith("instance=%r is not a valid instance name" % name)
+
+
+def test_missing_instance_result_carries_the_facts(run, fake_host):
+    fake_host.mount_tracefs()
+    result = run({"instance": "missing"})
+    assert result["msg"] == "instance='missing' does not exist (no %s)" % (fake_host.tracing / "instances" / "missing")
+    assert result["usable"] is True and result["tracefs"]["mounted"] is True

@@ -19,7 +19,8 @@ from ansible_collections.tracefleet.ftrace.plugins.modules import tracefs_info
 
 @pytest.fixture
 def run(fake_host, monkeypatch, capsys):
-    monkeypatch.setattr(tracefs_info, "Host", lambda: _locate.Host(str(fake_host.root)))
+    host = _locate.Host
+    monkeypatch.setattr(_locate, "Host", lambda: host(str(fake_host.root)))
 
     def run_module(args=None) -> dict:
         with patch_module_args(args or {}), pytest.raises(SystemExit):

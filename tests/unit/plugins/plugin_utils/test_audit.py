@@ -408,6 +408,10 @@ def test_probe_group():
         ({"tracefs_mode": 0o17777}, "tracefs_mode"),
         ({"tracefs_gid": "tracing"}, "resolved on the host"),
         ({"tracefs_gid": -1}, "tracefs_gid=-1"),
+        ({"tracefs_gid": True}, "tracefs_gid=True is not a numeric group id"),
+        # The shared mode rule: three or four octal digits (one or two were accepted once).
+        ({"tracefs_mode": "7"}, "tracefs_mode='7' is not an octal mode"),
+        ({"tracefs_mode": 0o17777}, "tracefs_mode=8191 is out of range"),
         ("strict", "policy must be a dict"),
     ],
 )
@@ -646,6 +650,29 @@ def test_bad_run_id(tmp_path, run_id):
     with pytest.raises(_audit.AuditError, match="run_id"):
         _audit.write_reports({"run_id": run_id}, str(tmp_path), ["json"])
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "gid, mode, expected",
+    [("", "", (None, None)), (" 1001 ", "0750", (1001, 0o750)), (1001, 0o750, (1001, 0o750)), (0, "00750", (0, 0o750))],
+)
+def test_policy_gid_and_mode(gid, mode, expected):
+    policy = _audit.normalize_policy({"tracefs_gid": gid, "tracefs_mode": mode})
+    assert (policy["tracefs_gid"], policy["tracefs_mode"]) == expected
+
+
+def test_run_directory_symlinked_to_dest_itself(tmp_path):
+    dest = tmp_path / "audit"
+    dest.mkdir()
+    (dest / "run").symlink_to(dest)
+    with pytest.raises(_audit.AuditError, match="outside"):
+        _audit.run_directory(str(dest), "run")
+
+
+def test_run_directory_is_reported_as_given(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert _audit.run_directory(str(tmp_path / "link"), "r1") == str(tmp_path / "link" / "r1")
 
 
 def test_run_directory_symlinked_out_of_dest(tmp_path):

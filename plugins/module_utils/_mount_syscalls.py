@@ -15,6 +15,8 @@ import ctypes.util
 import errno
 import os
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+
 # <linux/mount.h>
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -46,8 +48,9 @@ ALWAYS_COMPARED = ("ro", "nosuid", "nodev", "noexec")
 DATA_OPTIONS = ("uid", "gid", "mode")
 
 
-class MountError(OSError):
-    """A failed mount(2)/umount2(2), with the operation spelled out."""
+class MountError(TracefleetError, OSError):
+    """A failed mount(2)/umount2(2), with the operation spelled out (an OSError too, with
+    the kernel's errno)."""
 
     def __init__(self, operation: str, target: str, err: int) -> None:
         super().__init__(err, os.strerror(err))
@@ -62,10 +65,10 @@ class MountError(OSError):
             hint = " (needs root: use become)"
         elif self.errno == errno.ENODEV:
             hint = " (the kernel does not know this filesystem type)"
-        return "%s %s failed: [Errno %d] %s%s" % (self.operation, self.target, self.errno, self.strerror, hint)
+        return "%s %s failed: [Errno %s] %s%s" % (self.operation, self.target, self.errno, self.strerror, hint)
 
 
-class OptionError(ValueError):
+class OptionError(TracefleetError, ValueError):
     """A mount option tracefleet does not accept."""
 
 

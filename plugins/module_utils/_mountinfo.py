@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+
 MOUNTINFO = "/proc/self/mountinfo"
 FILESYSTEMS = "/proc/filesystems"
 
@@ -76,7 +78,7 @@ class MountEntry:
         return "MountEntry(%r on %r type %r)" % (self.source, self.mount_point, self.fstype)
 
 
-class MountinfoError(ValueError):
+class MountinfoError(TracefleetError, ValueError):
     """A mountinfo line that does not have the documented shape."""
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import (
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import (
     MountinfoError,
     mounts_of_type,
     parse_filesystems,

@@ -1,0 +1,225 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The tracefs module's work, from its parameters to its result.
+
+`Request` validates the parameters; `ensure` reads the host, plans the mount
+(`_mountplan`), works out the fstab line (`_fstab`), records a mount in the ledger
+before making it, applies the plan, writes the fstab, and reads the host again for
+the result.
+
+The ledger's `mount` entry kind belongs here too: recorded by `record_mounts`,
+dropped by `forget_unmounts` when the module unmounts it itself, and undone for
+teardown by `undo_mount` (described by `describe_mount`).
+Private to the collection: no compatibility promise outside tracefleet.ftrace.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _mount_syscalls
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, read_host, usable
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import MOUNTINFO, read_mountinfo
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
+    Facts,
+    Plan,
+    Policy,
+    PolicyError,
+    apply_plan,
+    observe,
+    plan,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._validation import parse_gid, parse_octal_mode
+
+
+class MountPolicyError(TracefleetError):
+    """The policy could not be applied; `details` are extra keys of the failed result."""
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class Request:
+    """The tracefs module's parameters, validated: the mount policy and what goes with it."""
+
+    def __init__(self, params: dict) -> None:
+        path = params["path"]
+        if not os.path.isabs(path):
+            raise MountPolicyError("path=%r is not an absolute path" % path)
+        try:
+            options = _mount_syscalls.split_options(params["options"])
+        except _mount_syscalls.OptionError as exc:
+            raise MountPolicyError("options=%r: %s" % (params["options"], exc)) from None
+        gid = parse_gid(params["gid"])
+        mode = parse_octal_mode(params["mode"])
+        self.policy = Policy(params["state"], os.path.normpath(path), options, gid, mode, params["legacy_debugfs"])
+        self.persistent: bool = params["persistent"]
+        self.fstab: str = params["fstab"]
+        self.backup: bool = params["backup"]
+        self.session: str = params["session"]
+        self.ledger_path: str = params["ledger_path"]
+
+
+class FstabChange:
+    """The edit of the fstab a persistent policy asks for, worked out before anything
+    is applied (the file is read, not yet written)."""
+
+    def __init__(self, path: str, policy: Policy, result: Plan) -> None:
+        wanted = None
+        if policy.state == "mounted":
+            wanted = _fstab.policy_entry(result.fstype, result.mount_point, policy.options, policy.gid, policy.mode)
+        self.path = path
+        self.mount_point = result.mount_point
+        self.line = wanted.render() if wanted is not None else None
+        text = _fstab.read(path)
+        self.text, self.changed = _fstab.update(text, result.mount_point, wanted)
+        old = _fstab.entries_for(text, result.mount_point)
+        self.before = old[0].render() if old else None
+
+    def describe(self) -> str:
+        if self.line:
+            return "write %s in %s" % (self.line, self.path)
+        return "remove the entry for %s in %s" % (self.mount_point, self.path)
+
+
+def facts_of(host: Host) -> Facts:
+    return Facts(host.mounts, host.filesystems, host.debugfs()["mount_allowed"], host.debugfs_reason())
+
+
+def _plan(policy: Policy, host: Host) -> Plan:
+    try:
+        return plan(policy, facts_of(host))
+    except PolicyError as exc:
+        raise MountPolicyError(
+            "path=%s: %s" % (policy.path, exc), lockdown=host.lockdown, debugfs=host.debugfs()
+        ) from None
+    except OSError as exc:
+        raise MountPolicyError("path=%s: cannot inspect the mount point: %s" % (policy.path, exc)) from None
+
+
+def _apply(request: Request, result: Plan, planned: list[str]) -> list[str]:
+    """Carry out the plan with its mounts in the ledger; return what was done."""
+    try:
+        with Ledger(request.ledger_path) as ledger:
+            record_mounts(ledger, request.session, result)
+            done = apply_plan(result)
+            forget_unmounts(ledger, result)
+    except LedgerError as exc:
+        raise MountPolicyError(str(exc)) from None
+    except OSError as exc:  # MountError, or the ledger's directory
+        raise MountPolicyError("path=%s: %s" % (request.policy.path, exc), actions=planned) from None
+    return done
+
+
+def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str], str]) -> tuple[dict, list[str]]:
+    """Apply the request (predict it in check mode); return the module's result and
+    its warnings. `backup(path)` copies the fstab aside and returns the copy's name."""
+    host = read_host()
+    result = _plan(request.policy, host)
+    fstab = FstabChange(request.fstab, request.policy, result) if request.persistent else None
+    if fstab is not None:
+        result.before["fstab"] = fstab.before
+        result.after["fstab"] = fstab.line
+    fstab_changed = fstab is not None and fstab.changed
+    changed = result.changed or fstab_changed
+    done = [action.describe() for action in result.actions]
+    extra = {}
+    if changed and not check_mode:
+        done = _apply(request, result, done)
+        if fstab is not None and fstab_changed:
+            if request.backup and os.path.exists(request.fstab):
+                extra["backup_file"] = backup(request.fstab)
+            _fstab.write(request.fstab, fstab.text)
+    if fstab is not None and fstab_changed:
+        done.append(fstab.describe())
+    after, warnings = _report(host if check_mode else read_host(), result, check_mode)
+    output = dict(changed=changed, **after, actions=done, **extra)
+    if fstab is not None:
+        output["fstab"] = fstab.line
+        if not check_mode:
+            result.after["fstab"] = fstab.line
+    if diff:
+        output["diff"] = {"before": result.before, "after": result.after}
+    return output, warnings
+
+
+def _report(after_host: Host, result: Plan, check_mode: bool) -> tuple[dict, list[str]]:
+    """The managed mount as the host shows it after the task (predicted in check
+    mode), and the lockdown warning when its tracing files are missing. Outside check
+    mode the diff's `after` is replaced by what the kernel shows."""
+    mount = None
+    for entry in after_host.mounts:
+        if entry.mount_point == result.mount_point and entry.fstype == result.fstype:
+            mount = entry.as_dict()
+    mounted = bool(mount) if not check_mode else result.after["mounted"]
+    if check_mode and not mount:
+        is_usable = None
+    else:
+        is_usable = usable(result.tracing_path) if mounted else False
+    warnings = []
+    lockdown = after_host.lockdown
+    if (
+        mounted
+        and is_usable is False
+        and (lockdown == "confidentiality" or (lockdown == "unknown" and mount is not None))
+    ):
+        warnings.append(
+            "%s is mounted but its tracing files are missing: kernel lockdown (%s) "
+            "restricts tracefs, so tracing is not usable on this host" % (result.tracing_path, lockdown)
+        )
+    if not check_mode:
+        result.after = observe(
+            Facts(after_host.mounts, after_host.filesystems, False, ""), result.fstype, result.mount_point
+        )
+    output = dict(
+        path=result.tracing_path,
+        mounted=mounted,
+        via=result.via,
+        mount=mount,
+        debugfs=after_host.debugfs(),
+        lockdown=lockdown,
+        usable=is_usable,
+    )
+    return output, warnings
+
+
+# -- the ledger's `mount` entries -------------------------------------------------------
+
+
+def record_mounts(ledger: Ledger, session: str, result: Plan) -> None:
+    """A mount is recorded before it is made, so teardown finds it even if the play dies."""
+    for action in result.actions:
+        if action.kind == "mount":
+            ledger.record(session, kind="mount", path=action.target, fstype=action.fstype)
+
+
+def forget_unmounts(ledger: Ledger, result: Plan) -> None:
+    """A mount this task unmounted needs no teardown any more."""
+    for action in result.actions:
+        if action.kind == "umount":
+            entry = ledger.find(kind="mount", path=action.target, fstype=action.fstype)
+            if entry is not None:
+                ledger.forget(entry)
+
+
+def describe_mount(entry: dict) -> str:
+    """What undoing a ledger `mount` entry does, in words."""
+    return "unmount %s (%s)" % (entry["path"], entry["fstype"])
+
+
+def undo_mount(entry: dict, mountinfo: str = MOUNTINFO) -> str | None:
+    """Undo a ledger `mount` entry: unmount it if that mount is still there. Returns a
+    note when there was nothing left to undo; raises MountError (an OSError) when the
+    kernel refuses."""
+    mounted = any(
+        mount.mount_point == entry["path"] and mount.fstype == entry["fstype"] for mount in read_mountinfo(mountinfo)
+    )
+    if not mounted:
+        return "%s was no longer mounted" % entry["path"]
+    _mount_syscalls.umount(entry["path"])
+    return None

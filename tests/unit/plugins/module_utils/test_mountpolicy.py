@@ -1,0 +1,83 @@
+"""The mount policy's own pieces: validated requests and the ledger's `mount` kind
+(recorded before mounting, forgotten after unmounting, undone for teardown)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount_syscalls, _mountpolicy
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import Action, Plan
+
+PARAMS = dict(
+    state="mounted",
+    path="/sys/kernel/tracing/",
+    options=["nosuid", "nodev", "noexec"],
+    gid="7",
+    mode="0750",
+    persistent=False,
+    fstab="/etc/fstab",
+    backup=False,
+    legacy_debugfs=False,
+    session="default",
+    ledger_path="/nonexistent/ledger.json",
+)
+
+
+def test_request_normalises():
+    request = _mountpolicy.Request(PARAMS)
+    assert request.policy.path == "/sys/kernel/tracing"
+    assert (request.policy.gid, request.policy.mode) == (7, 0o750)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"path": "relative"}, "path='relative' is not an absolute path"),
+        ({"options": ["mode=0700"]}, "options=['mode=0700']: 'mode=0700' belongs in the mode option, not in options"),
+        ({"mode": "rwx"}, "mode='rwx' is not an octal mode like '0750'"),
+        ({"gid": True}, "gid=True is neither a group name nor a number"),
+    ],
+)
+def test_request_refuses(change, message):
+    with pytest.raises(TracefleetError) as error:
+        _mountpolicy.Request(dict(PARAMS, **change))
+    assert str(error.value) == message
+
+
+def plan_with(*actions):
+    result = Plan("tracefs", "/sys/kernel/tracing", "/sys/kernel/tracing")
+    result.actions.extend(actions)
+    return result
+
+
+def test_mounts_recorded_and_unmounts_forgotten(tmp_path):
+    path = str(tmp_path / "ledger.json")
+    with Ledger(path) as ledger:
+        _mountpolicy.record_mounts(
+            ledger, "s1", plan_with(Action("mkdir", "/mnt/t"), Action("mount", "/mnt/t", "tracefs"))
+        )
+        assert [(e["kind"], e["path"], e["fstype"], e["session"]) for e in ledger.entries] == [
+            ("mount", "/mnt/t", "tracefs", "s1")
+        ]
+        _mountpolicy.forget_unmounts(ledger, plan_with(Action("umount", "/mnt/t", "tracefs")))
+        assert ledger.entries == []
+        _mountpolicy.forget_unmounts(ledger, plan_with(Action("umount", "/mnt/other", "tracefs")))  # not ours
+
+
+def test_undo_mount(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(_mount_syscalls, "umount", calls.append)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("37 21 0:12 / /mnt/t rw,relatime - tracefs tracefs rw\n")
+    entry = {"kind": "mount", "path": "/mnt/t", "fstype": "tracefs", "session": "s"}
+    assert _mountpolicy.describe_mount(entry) == "unmount /mnt/t (tracefs)"
+    assert _mountpolicy.undo_mount(entry, str(mountinfo)) is None
+    assert calls == ["/mnt/t"]
+    mountinfo.write_text("")
+    assert _mountpolicy.undo_mount(entry, str(mountinfo)) == "/mnt/t was no longer mounted"
+    debugfs = dict(entry, fstype="debugfs")  # something else mounted there now: not ours to unmount
+    mountinfo.write_text("37 21 0:12 / /mnt/t rw,relatime - tracefs tracefs rw\n")
+    assert _mountpolicy.undo_mount(debugfs, str(mountinfo)) == "/mnt/t was no longer mounted"
+    assert calls == ["/mnt/t"]
