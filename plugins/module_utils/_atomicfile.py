@@ -30,16 +30,29 @@ def _mode_for(path: str, mode: int | None) -> int:
         return 0o666 & ~mask
 
 
+def _owner_of(path: str) -> tuple[int, int] | None:
+    """The existing file's owner, to keep when root replaces it (None: nothing to keep)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_uid, info.st_gid
+
+
 def replace(path: str, data: bytes, mode: int | None = None) -> None:
     """Replace `path` with `data` in one step. `mode` None keeps the existing file's
-    mode (or uses 0666 less the umask for a new file). Raises OSError."""
+    mode (or uses 0666 less the umask for a new file); the existing owner is kept when
+    the caller can set it (root). Raises OSError."""
     directory = os.path.dirname(path) or "."
     final_mode = _mode_for(path, mode)
+    owner = _owner_of(path) if os.geteuid() == 0 else None
     handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
+            if owner is not None:
+                os.fchown(stream.fileno(), *owner)
             os.fchmod(stream.fileno(), final_mode)
             os.fsync(stream.fileno())
         os.replace(temporary, path)

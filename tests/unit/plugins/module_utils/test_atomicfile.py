@@ -1,0 +1,57 @@
+"""The one atomic file writer: content, mode, owner, and no temp file left behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
+
+
+def test_new_file_gets_the_mode_asked_for(tmp_path):
+    target = tmp_path / "ledger.json"
+    _atomicfile.replace(str(target), b"{}\n", mode=0o600)
+    assert target.read_bytes() == b"{}\n"
+    assert target.stat().st_mode & 0o7777 == 0o600
+
+
+def test_existing_mode_is_kept(tmp_path):
+    target = tmp_path / "fstab"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    _atomicfile.replace_text(str(target), "new\n")
+    assert target.read_text() == "new\n"
+    assert target.stat().st_mode & 0o7777 == 0o640
+
+
+def test_new_file_without_mode_follows_the_umask(tmp_path):
+    mask = os.umask(0o027)
+    try:
+        _atomicfile.replace(str(tmp_path / "f"), b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f").stat().st_mode & 0o7777 == 0o640
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_existing_owner_is_kept_by_root(tmp_path):
+    target = tmp_path / "fstab"
+    target.write_text("old\n")
+    os.chown(target, 4242, 4343)
+    _atomicfile.replace_text(str(target), "new\n")
+    assert (target.stat().st_uid, target.stat().st_gid) == (4242, 4343)
+
+
+def test_failure_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "fstab"
+    target.write_text("old\n")
+
+    def broken_replace(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="No space left"):
+        _atomicfile.replace_text(str(target), "new\n")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fstab"]
