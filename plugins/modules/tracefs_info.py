@@ -360,7 +360,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knobs
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knob_state
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
     DEFAULT_PATH as LEDGER_PATH,
 )
@@ -370,6 +370,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mounts import MountinfoError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 PARTS = ("knobs", "events", "instances", "instance_events", "dynamic_events", "error_log", "drift")
 KNOB_KEYS = (
@@ -414,8 +415,7 @@ def read_ledger(path: str) -> dict:
 
 def instance_events(root: str, instances: list[str]) -> dict[str, list[str]]:
     return {
-        name: [line.replace(":", "/", 1) for line in _knobs.TracingDir(root, name).lines("set_event")]
-        for name in instances
+        name: [line.replace(":", "/", 1) for line in TracingDir(root, name).lines("set_event")] for name in instances
     }
 
 
@@ -459,10 +459,10 @@ def main() -> None:
         instance=instance,
     )
     if result["usable"] and gather & set(PARTS):
-        tracing = _knobs.TracingDir(tracefs["path"], instance)
+        tracing = TracingDir(tracefs["path"], instance)
         if not tracing.exists():
-            module.fail_json(msg="instance=%r does not exist (no %s)" % (instance, tracing.path), **result)
-        state = _knobs.snapshot(tracing)
+            module.fail_json(msg="instance=%r does not exist (no %s)" % (instance, tracing.directory), **result)
+        state = _knob_state.snapshot(tracing)
         if "knobs" in gather:
             result.update((key, state[key]) for key in KNOB_KEYS)
         if "events" in gather:
@@ -477,8 +477,8 @@ def main() -> None:
         if "error_log" in gather:
             result["error_log"] = state["error_log"]
         if "drift" in gather:
-            defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None, sysfs=host.path("/sys"))
-            result["drift"] = _knobs.drift(state, defaults)
+            defaults = _knob_state.host_defaults(host.cmdline, top_level=instance is None, sysfs=host.path("/sys"))
+            result["drift"] = _knob_state.drift(state, defaults)
     if "ledger" in gather:
         result["ledger"] = read_ledger(module.params["ledger_path"])
     module.exit_json(**result)
