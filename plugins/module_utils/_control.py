@@ -19,6 +19,8 @@ from __future__ import annotations
 import errno
 import os
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+
 # Files where a truncating write would wipe other users' entries. `trigger` is one
 # of them: opening an event's trigger file with O_TRUNC unregisters its hist
 # triggers (seen on the lab's 6.1 kernel), so triggers are always appended too.
@@ -41,7 +43,7 @@ SHARED_LISTS = frozenset(
 )
 
 
-class ControlError(Exception):
+class ControlError(TracefleetError):
     """A tracefs write the kernel refused."""
 
     def __init__(self, path: str, value: str, err: int, error_log: list[str]) -> None:
@@ -124,7 +126,7 @@ class Control:
     @staticmethod
     def _new_lines(before: dict[str, list[str]], after: dict[str, list[str]]) -> list[str]:
         """Lines that appeared in the error logs (each keeps only the last 8 errors)."""
-        new = []
+        new: list[str] = []
         for log, lines in after.items():
             old = before.get(log, [])
             # The log is a window: find the longest tail of `old` that is a head of `lines`.

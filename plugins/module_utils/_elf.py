@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import struct
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+
 PT_LOAD = 1
 PF_X = 1
 SHT_SYMTAB = 2
@@ -29,7 +31,7 @@ ET_EXEC = 2
 ET_DYN = 3
 
 
-class ElfError(ValueError):
+class ElfError(TracefleetError):
     """Not an ELF file we can use, or no such symbol/offset in it."""
 
 

@@ -6,6 +6,9 @@ read their state in one pass, compute the delta, and apply it.
 
 Filters go first (the kernel validates them, and a rejected one must leave the host
 as it was), then triggers (removed in dependency order), then enable switches.
+
+The ledger kinds `event`, `filter`, `trigger_add` and `trigger_remove` are recorded
+and undone here, and `ensure` is the trace_event task.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -15,8 +18,13 @@ import fnmatch
 import os
 import re
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import relative
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError, Transaction
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import enabled_events, open_instance
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerKind, place
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import TaskError, apply_with_rollback
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import place as dir_place
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 # Files directly under events/ that are not systems.
 _NOT_SYSTEMS = {"enable", "filter", "header_event", "header_page"}
@@ -27,7 +35,7 @@ _COUNT = re.compile(r":count=(\d+)")
 _HIST_ACTIONS = ("onmatch(", "onmax(", "onchange(")
 
 
-class EventError(ValueError):
+class EventError(TracefleetError):
     """Bad input about events; nothing was written."""
 
 
@@ -38,12 +46,11 @@ def _is_glob(text: str) -> bool:
 class EventCatalog:
     """The events a tracing directory offers (its events/ tree), listed once."""
 
-    def __init__(self, control: Control, instance: str | None) -> None:
-        self.control = control
-        self.instance = instance
-        self.base = relative(instance, "events")
+    def __init__(self, tracing: TracingDir) -> None:
+        self.tracing = tracing
+        self.base = tracing.rel("events")
         self.systems: dict[str, list[str]] = {}
-        root = control.path(self.base)
+        root = tracing.path("events")
         try:
             names = sorted(os.listdir(root))
         except OSError:
@@ -78,7 +85,7 @@ class EventCatalog:
                 "events: %r matches no event system here%s"
                 % (spec, "" if _is_glob(system_spec) else " (no such system %r)" % system_spec)
             )
-        found = []
+        found: list[str] = []
         for system in sorted(systems):
             events = self.systems[system]
             matched = (
@@ -96,6 +103,7 @@ class EventCatalog:
         return found
 
     def file(self, event: str, name: str) -> str:
+        """A file of `event`, relative to the tracefs root (what a Transaction takes)."""
         return os.path.join(self.base, event, name)
 
 
@@ -164,17 +172,14 @@ class EventState:
 
 
 def read_state(catalog: EventCatalog, event: str) -> EventState:
-    control = catalog.control
-    enable = (control.read(catalog.file(event, "enable")) or "0").strip()
-    event_filter = (control.read(catalog.file(event, "filter")) or "none").strip()
+    tracing = catalog.tracing
+    enable = (tracing.read("events", event, "enable") or "0").strip()
+    event_filter = (tracing.read("events", event, "filter") or "none").strip()
     if "\n" in event_filter and "parse_error:" in event_filter:
         # The text of a rejected filter, with the kernel's error under it: the kernel
         # disabled the event's filter when it rejected the new one.
         event_filter = "none"
-    trigger_text = control.read(catalog.file(event, "trigger")) or ""
-    triggers = [
-        line.strip() for line in trigger_text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-    ]
+    triggers = [line.strip() for line in tracing.lines("events", event, "trigger")]
     return EventState(event, enable.startswith("1"), None if event_filter == "none" else event_filter, triggers)
 
 
@@ -281,7 +286,12 @@ def plan_events(
 
 
 def apply_events(
-    changes: list[EventChange], transaction, ledger, session: str, instance: str | None, record: bool
+    changes: list[EventChange],
+    transaction: Transaction,
+    ledger: Ledger,
+    session: str,
+    instance: str | None,
+    record: bool,
 ) -> None:
     for change in changes:
         if record:
@@ -293,3 +303,106 @@ def apply_events(
             note="%s %s: %s" % (change.event, change.kind, change.value),
             undo_if_failed=change.kind == "filter",
         )
+
+
+# The event file each ledger kind of this module changes.
+_UNDO_FILES = {"event": "enable", "filter": "filter", "trigger_add": "trigger", "trigger_remove": "trigger"}
+
+
+def _undo(top: TracingDir, ledger: Ledger, entry: dict) -> str | None:
+    tracing = top.instance_dir(entry.get("instance"))
+    if not os.path.isdir(tracing.path("events", entry["event"])):
+        return "event %s no longer exists" % entry["event"]
+    kind = entry["kind"]
+    name = os.path.join("events", entry["event"], _UNDO_FILES[kind])
+    if kind == "event":
+        tracing.write(name, entry["original"])
+    elif kind == "filter":
+        tracing.write(name, "0" if entry["original"] == "none" else entry["original"])
+    elif kind == "trigger_add":
+        tracing.write(name, "!" + removal_form(entry["value"]))
+    else:  # trigger_remove
+        tracing.write(name, entry["value"])
+    return None
+
+
+LEDGER_KINDS = {
+    "event": LedgerKind(
+        lambda entry: (
+            "%s event %s in %s" % ("enable" if entry["original"] == "1" else "disable", entry["event"], place(entry))
+        ),
+        _undo,
+    ),
+    "filter": LedgerKind(
+        lambda entry: "restore the filter of %s in %s to %r" % (entry["event"], place(entry), entry["original"]),
+        _undo,
+    ),
+    "trigger_add": LedgerKind(
+        lambda entry: "remove trigger %r of %s in %s" % (entry["value"], entry["event"], place(entry)), _undo
+    ),
+    "trigger_remove": LedgerKind(
+        lambda entry: "put trigger %r of %s in %s back" % (entry["value"], entry["event"], place(entry)), _undo
+    ),
+}
+
+
+def _explain(changes: list[EventChange], place_text: str, exc: ControlError) -> tuple[str, dict]:
+    """The failure text of a write the kernel refused, naming the change it was."""
+    failed = next((change for change in changes if change.file in exc.path), None)
+    what = ""
+    if failed is not None and failed.kind == "filter":
+        what = "filter %r of %s was rejected: " % (failed.value, failed.event)
+    elif failed is not None:
+        what = "%s %r of %s was rejected: " % (failed.kind, failed.value, failed.event)
+    return "events: %s%s (in %s)" % (what, exc, place_text), {"error_log": exc.error_log}
+
+
+def _report(
+    catalog: EventCatalog, changes: list[EventChange], wanted: dict, before: dict, check_mode: bool
+) -> dict[str, dict]:
+    """Per event: changed, before, and after (read back; predicted in check mode)."""
+    changed_events = {change.event for change in changes}
+    report = {}
+    for event, settings in wanted.items():
+        after = dict(before[event])
+        after["enabled"] = settings["state"] == "enabled"
+        if "filter" in settings:
+            after["filter"] = settings["filter"] or None
+        if "triggers" in settings:
+            after["triggers"] = settings["triggers"]
+        if not check_mode:
+            after = read_state(catalog, event).as_dict()
+        report[event] = {"changed": event in changed_events, "before": before[event], "after": after}
+    return report
+
+
+def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
+    """The trace_event task: resolve and plan every entry, then write the difference,
+    with the ledger records, and everything put back if the kernel refuses a write."""
+    tracing = open_instance(params["tracefs_path"], params["instance"])
+    place_text = dir_place(tracing)
+    catalog = EventCatalog(tracing)
+    try:
+        changes, wanted, before = plan_events(
+            catalog, params["events"], params["exclusive"], enabled_events(tracing.control, tracing.instance)
+        )
+    except EventError as exc:
+        raise TaskError("%s (in %s); nothing was changed" % (exc, place_text)) from None
+    with Ledger(params["ledger_path"], dry_run=check_mode) as ledger:
+        # The changes to an instance tracefleet created go away with it: not recorded.
+        record = tracing.instance is None or not ledger.owns_instance(tracing.instance)
+
+        def apply(transaction: Transaction) -> None:
+            apply_events(changes, transaction, ledger, params["session"], tracing.instance, record)
+
+        transaction = apply_with_rollback(
+            tracing, ledger, check_mode, apply, lambda exc, _transaction: _explain(changes, place_text, exc)
+        )
+    report = _report(catalog, changes, wanted, before, check_mode)
+    result = dict(changed=bool(changes), events=report, changes=transaction.done)
+    if diff:
+        result["diff"] = {
+            "before": {event: item["before"] for event, item in report.items() if item["changed"]},
+            "after": {event: item["after"] for event, item in report.items() if item["changed"]},
+        }
+    return result

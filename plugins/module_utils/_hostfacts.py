@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _knobs
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _knob_state
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, read_host, usable
@@ -90,7 +90,7 @@ def _tracing_state(result: dict, host: Host, root: str, instance: str | None, pa
         raise FactsError(
             "instance=%r does not exist (no %s)" % (instance, TracingDir(root, instance).directory), **result
         )
-    state = _knobs.snapshot(_knobs.TracingDir(root, instance))
+    state = _knob_state.snapshot(TracingDir(root, instance))
     if "knobs" in parts:
         result.update((key, state[key]) for key in KNOB_KEYS)
     if "events" in parts:
@@ -105,8 +105,8 @@ def _tracing_state(result: dict, host: Host, root: str, instance: str | None, pa
     if "error_log" in parts:
         result["error_log"] = state["error_log"]
     if "drift" in parts:
-        defaults = _knobs.host_defaults(host.cmdline, top_level=instance is None, sysfs=host.path("/sys"))
-        result["drift"] = _knobs.drift(state, defaults)
+        defaults = _knob_state.host_defaults(host.cmdline, top_level=instance is None, sysfs=host.path("/sys"))
+        result["drift"] = _knob_state.drift(state, defaults)
 
 
 def gather(instance: str | None, wanted: list[str], ledger_path: str) -> dict:

@@ -1,26 +1,32 @@
 # Copyright: tracefleet contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""tracefs instances: names, paths, creation and removal with ownership in the ledger.
+"""tracefs instances: names, opening one, creation and removal with ownership in the
+ledger (the `instance` ledger kind: recorded and undone here), and the
+trace_instance task.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
 from __future__ import annotations
 
-import os
+import errno
 import re
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
-    Control,
-    ControlError,
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control, ControlError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerKind
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
+    TaskError,
+    open_tracefs,
+    require_owner,
 )
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
-class InstanceError(Exception):
-    pass
+class InstanceError(TracefleetError):
+    """A bad instance name, a missing instance, or one the kernel keeps busy."""
 
 
 def validate_name(name: str | None, option: str = "instance") -> str | None:
@@ -35,50 +41,113 @@ def validate_name(name: str | None, option: str = "instance") -> str | None:
     return name
 
 
-def relative(instance: str | None, *parts: str) -> str:
-    """Path of a control file relative to the tracefs root."""
-    if instance is None:
-        return os.path.join(*parts) if parts else ""
-    return os.path.join("instances", instance, *parts)
-
-
-def exists(control: Control, name: str) -> bool:
-    return os.path.isdir(control.path(relative(name)))
-
-
-def require(control: Control, name: str | None, option: str = "instance") -> None:
-    if name is not None and not exists(control, name):
+def require(tracing: TracingDir, option: str = "instance") -> None:
+    """Fail unless `tracing` (an instance; the top level always exists) exists."""
+    if tracing.instance is not None and not tracing.exists():
         raise InstanceError(
             "%s=%r does not exist (no %s); create it with "
-            "tracefleet.ftrace.trace_instance" % (option, name, control.path(relative(name)))
+            "tracefleet.ftrace.trace_instance" % (option, tracing.instance, tracing.directory)
         )
 
 
+def open_instance(tracefs_path: str | None, instance: str | None) -> TracingDir:
+    """The tracing directory `instance` (None: the top level) of the usable tracefs,
+    after checking that the name is valid and the instance exists. Raises
+    InstanceError or TracingUnavailable."""
+    validate_name(instance)
+    tracing = open_tracefs(tracefs_path).instance_dir(instance)
+    require(tracing)
+    return tracing
+
+
 def enabled_events(control: Control, name: str | None) -> list[str]:
-    text = control.read(relative(name, "set_event")) or ""
+    """`system:event` lines of set_event in instance `name` (None: the top level)."""
+    text = TracingDir(control.root, name, control).read("set_event") or ""
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def create(control: Control, ledger: Ledger, session: str, name: str) -> None:
-    ledger.record(session, kind="instance", name=name)
-    control.mkdir(relative(name))
+def relative(instance: str | None, *parts: str) -> str:
+    """Path of a control file relative to the tracefs root. Kept for the capture code
+    until it names its files through `TracingDir.rel`."""
+    return TracingDir("", instance).rel(*parts)
 
 
-def remove(control: Control, ledger: Ledger, name: str) -> None:
+def create(tracing: TracingDir, ledger: Ledger, session: str) -> None:
+    """mkdir the instance `tracing`, recorded in the ledger first."""
+    ledger.record(session, kind="instance", name=tracing.instance)
+    tracing.control.mkdir(tracing.rel())
+
+
+def remove(tracing: TracingDir, ledger: Ledger) -> None:
     """Disable the instance's events one by one (an enabled probe would make rmdir
     fail with EBUSY), then rmdir it and forget its ledger entries."""
-    for event in enabled_events(control, name):
-        control.write(relative(name, "set_event"), "!" + event)
+    name = tracing.instance
+    if name is None:
+        raise InstanceError("the top level of tracefs is not an instance: it cannot be removed")
+    for event in enabled_events(tracing.control, name):
+        tracing.write("set_event", "!" + event)
     try:
-        control.rmdir(relative(name))
+        tracing.control.rmdir(tracing.rel())
     except ControlError as exc:
-        if exc.errno == 16:
+        if exc.errno == errno.EBUSY:
             raise InstanceError(
                 "instance %r is busy: a process holds one of its files open (a reader of "
                 "trace_pipe?) or a probe is enabled in it: %s" % (name, exc)
             ) from None
         raise
     ledger.forget_instance_contents(name)
-    entry = ledger.find(kind="instance", name=name)
-    if entry is not None:
-        ledger.forget(entry)
+    ledger.forget_if_present(kind="instance", name=name)
+
+
+def _undo(top: TracingDir, ledger: Ledger, entry: dict) -> str | None:
+    instance = top.instance_dir(entry["name"])
+    if not instance.exists():
+        return "instance %s was already gone" % entry["name"]
+    remove(instance, ledger)
+    return None
+
+
+LEDGER_KINDS = {"instance": LedgerKind(lambda entry: "remove instance %s" % entry["name"], _undo)}
+
+
+def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
+    """The trace_instance task: the instance `params["name"]` present or absent."""
+    name: str = params["name"]
+    validate_name(name, "name")
+    tracing = open_tracefs(params["tracefs_path"]).instance_dir(name)
+    try:
+        with Ledger(params["ledger_path"], dry_run=check_mode) as ledger:
+            existed = tracing.exists()
+            owned = ledger.owns_instance(name)
+            before = {"exists": existed, "owned": owned and existed}
+            changed = False
+            if params["state"] == "present" and not existed:
+                changed = True
+                if not check_mode:
+                    create(tracing, ledger, params["session"])
+                owned = True
+            elif params["state"] == "absent" and existed:
+                require_owner(
+                    owned,
+                    params["force"],
+                    "name=%r: the instance exists but tracefleet did not create it "
+                    "(not in the ledger %s); set force=true to remove it anyway" % (name, params["ledger_path"]),
+                    path=tracing.directory,
+                    exists=True,
+                    owned=False,
+                )
+                changed = True
+                if not check_mode:
+                    remove(tracing, ledger)
+                owned = False
+            elif params["state"] == "absent":
+                owned = False
+    except TaskError:
+        raise
+    except TracefleetError as exc:
+        raise TaskError("name=%r: %s" % (name, exc)) from None
+    exists = tracing.exists() if not check_mode else params["state"] == "present"
+    result = dict(changed=changed, path=tracing.directory, exists=exists, owned=owned)
+    if diff:
+        result["diff"] = {"before": before, "after": {"exists": exists, "owned": owned}}
+    return result

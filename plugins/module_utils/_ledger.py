@@ -22,17 +22,25 @@ Entry kinds and their keys (one entry per key; the first original value wins):
   capture       instance                    a capture window opened by trace_capture
                                             (state=started); its tracing_on change is
                                             a knob entry of its own
+
+Each kind is recorded and undone by the code that owns it: that code describes its
+kinds with a `LedgerKind` (what teardown says and does) in a `LEDGER_KINDS` dict, and
+`_teardown.KINDS` gathers those dicts (instance: `_instance`; knob, list_add,
+list_remove: `_knob_changes`; event, filter, trigger_*: `_events`; probe: `_probes`;
+mount and capture: `_teardown` itself, until the mount and capture code carry theirs).
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
+from typing import IO, Callable
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
 DEFAULT_PATH = "/var/lib/tracefleet/ledger.json"
 FORMAT = 1
@@ -62,8 +70,34 @@ OPPOSITES = {
 }
 
 
-class LedgerError(Exception):
-    pass
+class LedgerError(TracefleetError):
+    """The ledger cannot be read, or holds something tracefleet does not know."""
+
+
+class LedgerKind:
+    """How teardown handles one kind of entry; supplied by the code that records it.
+
+    `describe(entry)` says what undoing it does; `undo(tracing, ledger, entry)` does it
+    (`tracing` is the top level of tracefs) and returns a note when there was nothing
+    left to undo. `needs_tracefs` False: undone without tracefs (mounts, capture
+    windows); otherwise teardown opens tracefs first, and an entry about an instance
+    that is gone becomes a note without calling `undo`.
+    """
+
+    def __init__(
+        self,
+        describe: Callable[[dict], str],
+        undo: Callable[..., str | None],
+        needs_tracefs: bool = True,
+    ) -> None:
+        self.describe = describe
+        self.undo = undo
+        self.needs_tracefs = needs_tracefs
+
+
+def place(entry: dict) -> str:
+    """Where an entry's change was made, as teardown's messages say it."""
+    return "instance %s" % entry["instance"] if entry.get("instance") else "top level"
 
 
 def entry_key(entry: dict) -> tuple:
@@ -80,14 +114,15 @@ class Ledger:
         self.path = path
         self.dry_run = dry_run
         self.data: dict = {"format": FORMAT, "entries": []}
-        self._lock_handle = None
+        self._lock_handle: IO[str] | None = None
 
     def __enter__(self) -> Ledger:
         directory = os.path.dirname(self.path) or "."
         if not self.dry_run:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            self._lock_handle = open(self.path + ".lock", "a")  # pylint: disable=consider-using-with
-            fcntl.flock(self._lock_handle, fcntl.LOCK_EX)
+            lock = open(self.path + ".lock", "a")  # pylint: disable=consider-using-with
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._lock_handle = lock
         self._load()
         return self
 
@@ -115,20 +150,8 @@ class Ledger:
     def _save(self) -> None:
         if self.dry_run:
             return
-        directory = os.path.dirname(self.path) or "."
-        fd, tmp = tempfile.mkstemp(prefix=".ledger.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.data, handle, indent=1, sort_keys=True)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        text = json.dumps(self.data, indent=1, sort_keys=True) + "\n"
+        _atomicfile.replace(self.path, text.encode("utf-8"), mode=0o600)
 
     @property
     def entries(self) -> list[dict]:
@@ -141,8 +164,17 @@ class Ledger:
                 return entry
         return None
 
+    def owns(self, **key) -> bool:
+        """Whether tracefleet made the thing `key` names (kind and key fields)."""
+        return self.find(**key) is not None
+
     def owns_instance(self, name: str) -> bool:
-        return self.find(kind="instance", name=name) is not None
+        return self.owns(kind="instance", name=name)
+
+    def forget_if_present(self, **key) -> None:
+        entry = self.find(**key)
+        if entry is not None:
+            self.forget(entry)
 
     def record(self, session: str, **fields) -> bool:
         """Record a change about to be made; False when an entry already covers it.

@@ -21,7 +21,7 @@ from typing import Callable
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _mount_syscalls
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError, LedgerKind
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, read_host, usable
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import MOUNTINFO, read_mountinfo
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
@@ -223,3 +223,9 @@ def undo_mount(entry: dict, mountinfo: str = MOUNTINFO) -> str | None:
         return "%s was no longer mounted" % entry["path"]
     _mount_syscalls.umount(entry["path"])
     return None
+
+
+# The ledger kind this code records (`mount`), undone by teardown through this entry.
+LEDGER_KINDS = {
+    "mount": LedgerKind(describe_mount, lambda _top, _ledger, entry: undo_mount(entry), False),
+}

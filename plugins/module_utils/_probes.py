@@ -8,6 +8,10 @@ reads back from dynamic_events, and find the instances a probe is enabled in.
 The kernel normalises what it is given (a kretprobe reads back as `r10:` with its
 default maxactive, uprobe offsets zero-padded to 16 hex digits, `sym+0` as `sym`), so
 definitions are compared on a parsed, normalised form.
+
+`ProbeSet` is the one place that defines, replaces and removes probes (used by the
+trace_probe task, `ensure`, and by teardown through the `probe` ledger kind, which is
+recorded and undone here).
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -15,10 +19,20 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._elf import ElfError, ElfFile
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracer import available_functions
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._knob_changes import available_functions
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerKind
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
+    TaskError,
+    TracingUnavailable,
+    open_tracefs,
+    require_owner,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 TYPES = ("kprobe", "kretprobe", "uprobe", "uretprobe")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -34,7 +48,7 @@ _LINE = re.compile(
 )
 
 
-class ProbeError(ValueError):
+class ProbeError(TracefleetError):
     """Bad input for a probe; nothing was written."""
 
 
@@ -89,16 +103,6 @@ def parse_line(line: str) -> Definition | None:
     )
 
 
-def read_definitions(control: Control) -> dict[tuple[str, str], tuple[Definition, str]]:
-    """(group, event) -> (parsed definition, the kernel's line)."""
-    found = {}
-    for line in (control.read("dynamic_events") or "").splitlines():
-        definition = parse_line(line)
-        if definition is not None:
-            found[(definition.group, definition.event)] = (definition, line.strip())
-    return found
-
-
 def validate_identifier(option: str, value: str) -> str:
     if not isinstance(value, str) or not _IDENT.match(value):
         raise ProbeError(
@@ -108,7 +112,7 @@ def validate_identifier(option: str, value: str) -> str:
     return value
 
 
-def _fetchargs(fetchargs: list[str]) -> list[str]:
+def _fetchargs(fetchargs: list[str] | None) -> list[str]:
     args = []
     for raw in fetchargs or []:
         text = str(raw).strip()
@@ -138,7 +142,7 @@ def _kallsyms_has(symbol: str, path: str = "/proc/kallsyms") -> bool:
     return False
 
 
-def kprobe_target(control: Control, kind: str, target: str, kallsyms: str = "/proc/kallsyms") -> str:
+def kprobe_target(tracing: TracingDir, kind: str, target: str, kallsyms: str = "/proc/kallsyms") -> str:
     match = _KSYM.match(target.strip())
     if not match:
         raise ProbeError("target=%r is not SYMBOL[+OFFSET] or MODULE:SYMBOL[+OFFSET]" % target)
@@ -148,7 +152,7 @@ def kprobe_target(control: Control, kind: str, target: str, kallsyms: str = "/pr
         raise ProbeError(
             "target=%r: a kretprobe can only be placed at a function's entry (offset 0), not at +%d" % (target, offset)
         )
-    if symbol not in available_functions(control) and not _kallsyms_has(symbol, kallsyms):
+    if symbol not in available_functions(tracing) and not _kallsyms_has(symbol, kallsyms):
         raise ProbeError(
             "target=%r: kernel symbol %r does not exist (not in "
             "available_filter_functions or /proc/kallsyms)" % (target, symbol)
@@ -162,19 +166,19 @@ def uprobe_target(target: str) -> str:
     """`/path:symbol[+off]` or `/path:0xOFFSET` -> `/realpath:0xFILEOFFSET`."""
     if ":" not in target:
         raise ProbeError("target=%r: a uprobe target is PATH:SYMBOL or PATH:0xOFFSET" % target)
-    path, where = target.rsplit(":", 1)
-    if not path or not where:
+    path, location = target.rsplit(":", 1)
+    if not path or not location:
         raise ProbeError("target=%r: a uprobe target is PATH:SYMBOL or PATH:0xOFFSET" % target)
     if not os.path.isabs(path):
         raise ProbeError("target=%r: the path %r must be absolute" % (target, path))
     try:
         elf = ElfFile(path)
-        if _UOFFSET.match(where):
-            offset = int(where, 0)
+        if _UOFFSET.match(location):
+            offset = int(location, 0)
         else:
-            match = _USYM.match(where)
+            match = _USYM.match(location)
             if not match:
-                raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (target, where))
+                raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (target, location))
             offset = elf.symbol_offset(match.group("symbol"))
             if match.group("offset"):
                 offset += int(match.group("offset"), 0)
@@ -185,7 +189,7 @@ def uprobe_target(target: str) -> str:
 
 
 def build(
-    control: Control, probe_type: str, group: str, name: str, target: str | None, fetchargs: list[str] | None
+    tracing: TracingDir, probe_type: str, group: str, name: str, target: str | None, fetchargs: list[str] | None
 ) -> Definition:
     """Validate everything we can before the kernel sees it."""
     if probe_type not in TYPES:
@@ -197,36 +201,173 @@ def build(
     kind = "r" if probe_type.endswith("retprobe") else "p"
     args = _fetchargs(fetchargs)
     if probe_type in ("uprobe", "uretprobe"):
-        where = uprobe_target(str(target).strip())
+        normal_target = uprobe_target(str(target).strip())
     else:
-        where = kprobe_target(control, kind, str(target).strip())
+        normal_target = kprobe_target(tracing, kind, str(target).strip())
     if kind == "p" and any("$retval" in arg for arg in args):
         raise ProbeError(
             "fetchargs: $retval is only available to %s" % ("uretprobes" if probe_type == "uprobe" else "kretprobes")
         )
-    return Definition(kind, group, name, where, args)
+    return Definition(kind, group, name, normal_target, args)
 
 
-def tracing_dirs(control: Control) -> list[str | None]:
-    """The top level (None) and every instance."""
+def removal_line(group: str, event: str) -> str:
+    """What removes the probe GROUP/EVENT (and nothing else) from dynamic_events."""
+    return "-:%s/%s" % (group, event)
+
+
+class ProbeSet:
+    """The dynamic probes of one tracefs (its dynamic_events), and the tracing
+    directories their events are enabled in. `top` is the tracefs top level."""
+
+    def __init__(self, top: TracingDir) -> None:
+        self.top = top
+
+    def definitions(self) -> dict[tuple[str, str], tuple[Definition, str]]:
+        """(group, event) -> (parsed definition, the kernel's line)."""
+        found = {}
+        for line in (self.top.read("dynamic_events") or "").splitlines():
+            definition = parse_line(line)
+            if definition is not None:
+                found[(definition.group, definition.event)] = (definition, line.strip())
+        return found
+
+    def get(self, group: str, event: str) -> tuple[Definition, str] | None:
+        return self.definitions().get((group, event))
+
+    def enabled_in(self, group: str, event: str) -> list[str | None]:
+        """Tracing directories (None = top level) where the probe's event is enabled."""
+        found = []
+        for instance in [None] + self.top.instances():
+            text = self.top.instance_dir(instance).read("events", group, event, "enable")
+            if text is not None and text.strip().startswith("1"):
+                found.append(instance)
+        return found
+
+    def _set_enabled(self, enabled: list[str | None], group: str, event: str, value: str) -> None:
+        for instance in enabled:
+            self.top.instance_dir(instance).write(os.path.join("events", group, event, "enable"), value)
+
+    def _undefine(self, group: str, event: str, enabled: list[str | None]) -> None:
+        """Disable the probe wherever it is enabled (removal fails with EBUSY otherwise),
+        then remove its definition."""
+        self._set_enabled(enabled, group, event, "0")
+        self.top.write("dynamic_events", removal_line(group, event))
+
+    def define(
+        self, ledger: Ledger, session: str, wanted: Definition, existing: tuple[Definition, str] | None, enabled: list
+    ) -> None:
+        """Define `wanted`; when a probe of that name exists, swap it and keep it enabled
+        where it was. If the kernel rejects the new definition, the old one is put back
+        (and a new probe leaves no ledger entry)."""
+        group, event = wanted.group, wanted.event
+        ledger.record(session, kind="probe", group=group, event=event)
+        if existing is None:
+            try:
+                self.top.write("dynamic_events", wanted.line())
+            except ControlError:
+                ledger.forget_if_present(kind="probe", group=group, event=event)
+                raise
+            return
+        self._undefine(group, event, enabled)
+        try:
+            self.top.write("dynamic_events", wanted.line())
+        except ControlError:
+            self.top.write("dynamic_events", existing[0].line())
+            self._set_enabled(enabled, group, event, "1")
+            raise
+        self._set_enabled(enabled, group, event, "1")
+
+    def remove(self, ledger: Ledger, group: str, event: str, enabled: list[str | None]) -> None:
+        """Remove the probe (disabled first where it is enabled) and its ledger entry."""
+        self._undefine(group, event, enabled)
+        ledger.forget_if_present(kind="probe", group=group, event=event)
+
+
+def _undo(top: TracingDir, ledger: Ledger, entry: dict) -> str | None:
+    if entry["event"] not in (top.read("dynamic_events") or ""):
+        return "probe %s/%s was already gone" % (entry["group"], entry["event"])
+    probes = ProbeSet(top)
+    probes.remove(ledger, entry["group"], entry["event"], probes.enabled_in(entry["group"], entry["event"]))
+    return None
+
+
+LEDGER_KINDS = {"probe": LedgerKind(lambda entry: "remove probe %s/%s" % (entry["group"], entry["event"]), _undo)}
+
+
+def _names(enabled: list[str | None]) -> list[str]:
+    return ["top" if instance is None else instance for instance in enabled]
+
+
+def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
+    """The trace_probe task: the probe GROUP/NAME defined as asked, or absent."""
+    group, name, force = params["group"], params["name"], params["force"]
     try:
-        instances = sorted(os.listdir(control.path("instances")))
-    except OSError:
-        instances = []
-    return [None] + instances
+        validate_identifier("group", group)
+        validate_identifier("name", name)
+        top = open_tracefs(params["tracefs_path"])
+        wanted = None
+        if params["state"] == "present":
+            wanted = build(top, params["type"], group, name, params["target"], params["fetchargs"])
+    except (ProbeError, TracingUnavailable) as exc:
+        raise TaskError("%s; dynamic_events was not changed" % exc) from None
 
+    probes = ProbeSet(top)
+    existing = probes.get(group, name)
+    before_line = existing[1] if existing else None
+    enabled = probes.enabled_in(group, name) if existing else []
+    changed = False
+    written = None
+    try:
+        with Ledger(params["ledger_path"], dry_run=check_mode) as ledger:
+            owned = ledger.owns(kind="probe", group=group, event=name)
+            if wanted is not None and (existing is None or existing[0].key() != wanted.key()):
+                if existing is not None:
+                    require_owner(
+                        owned,
+                        force,
+                        "%s/%s exists with another definition (%s) and tracefleet did not "
+                        "create it; set force=true to replace it" % (group, name, before_line),
+                    )
+                changed, written = True, wanted.line()
+                if not check_mode:
+                    probes.define(ledger, params["session"], wanted, existing, enabled)
+                owned = True
+            elif wanted is None and existing is not None:
+                if enabled and not force:
+                    raise TaskError(
+                        "%s/%s is enabled in %s; disable it there first, or set force=true"
+                        % (group, name, ", ".join(_names(enabled))),
+                        enabled_in=_names(enabled),
+                    )
+                require_owner(
+                    owned,
+                    force,
+                    "%s/%s was not created by tracefleet (not in the ledger); set force=true to remove it"
+                    % (group, name),
+                )
+                changed, written = True, removal_line(group, name)
+                if not check_mode:
+                    probes.remove(ledger, group, name, enabled)
+                owned, enabled = False, []
+    except ControlError as exc:
+        raise TaskError(
+            "%s/%s: %s; dynamic_events %s"
+            % (group, name, exc, "was not changed" if existing is None else "keeps the previous definition"),
+            error_log=exc.error_log,
+        ) from None
 
-def enabled_in(control: Control, group: str, event: str) -> list[str | None]:
-    """Tracing directories (None = top level) where the probe's event is enabled."""
-    where = []
-    for instance in tracing_dirs(control):
-        base = os.path.join("instances", instance) if instance else ""
-        text = control.read(os.path.join(base, "events", group, event, "enable"))
-        if text is not None and text.strip().startswith("1"):
-            where.append(instance)
-    return where
-
-
-def enable_file(instance: str | None, group: str, event: str) -> str:
-    base = os.path.join("instances", instance) if instance else ""
-    return os.path.join(base, "events", group, event, "enable")
+    if check_mode:
+        after_line = (
+            written if written and not written.startswith("-:") else (before_line if wanted is not None else None)
+        )
+    else:
+        current = probes.get(group, name)
+        after_line = current[1] if current else None
+        enabled = probes.enabled_in(group, name) if current else []
+    result: dict[str, Any] = dict(
+        changed=changed, definition=after_line, written=written, enabled_in=_names(enabled), owned=owned
+    )
+    if diff:
+        result["diff"] = {"before": (before_line or "") + "\n", "after": (after_line or "") + "\n"}
+    return result

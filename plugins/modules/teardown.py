@@ -21,6 +21,7 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.tracing.LEDGER
 attributes:
   check_mode:
     support: full
@@ -38,10 +39,6 @@ options:
     description: Leave mounts tracefleet made (for example by M(tracefleet.ftrace.tracefs)) in place.
     type: bool
     default: false
-  ledger_path:
-    description: The ledger on the target.
-    type: path
-    default: /var/lib/tracefleet/ledger.json
   tracefs_path:
     description: The tracefs directory. By default the one C(/proc/self/mountinfo) names.
     type: path
@@ -83,16 +80,10 @@ remaining:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
-    DEFAULT_PATH,
-    Ledger,
-    LedgerError,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
-    TracingUnavailable,
-    open_tracefs,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._teardown import teardown
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import LEDGER_PATH_ARG
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import failure
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._teardown import run
 
 
 def main() -> None:
@@ -100,32 +91,15 @@ def main() -> None:
         argument_spec=dict(
             session=dict(type="str"),
             keep_mounts=dict(type="bool", default=False),
-            ledger_path=dict(type="path", default=DEFAULT_PATH),
+            ledger_path=LEDGER_PATH_ARG,
             tracefs_path=dict(type="path"),
         ),
         supports_check_mode=True,
     )
-    params = module.params
     try:
-        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
-            pending = ledger.session_entries(params["session"])
-            control = None
-            if any(entry["kind"] != "mount" for entry in pending):
-                try:
-                    control = open_tracefs(params["tracefs_path"])
-                except TracingUnavailable as exc:
-                    module.fail_json(msg="cannot undo the tracing changes: %s" % exc, remaining=len(ledger.entries))
-            undone, notes, failures = teardown(
-                control, ledger, params["session"], params["keep_mounts"], module.check_mode
-            )
-            remaining = len(ledger.entries)
-    except LedgerError as exc:
-        module.fail_json(msg=str(exc))
-    result = dict(changed=bool(undone), undone=undone, notes=notes, remaining=remaining)
-    if failures:
-        module.fail_json(
-            msg="teardown could not undo %d change(s): %s" % (len(failures), "; ".join(failures)), **result
-        )
+        result = run(module.params, module.check_mode)
+    except TracefleetError as exc:
+        module.fail_json(**failure(exc))
     module.exit_json(**result)
 
 

@@ -112,20 +112,9 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _events, _instance
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
-    ControlError,
-    Transaction,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
-    Ledger,
-    LedgerError,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
-    COMMON_ARGS,
-    TracingUnavailable,
-    open_instance,
-)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._events import ensure
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import COMMON_ARGS, failure
 
 
 def main() -> None:
@@ -148,63 +137,10 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    instance = params["instance"]
     try:
-        control = open_instance(params["tracefs_path"], instance)
-    except (_instance.InstanceError, TracingUnavailable) as exc:
-        module.fail_json(msg=str(exc))
-    where = "instance %s" % instance if instance else "the top level"
-
-    catalog = _events.EventCatalog(control, instance)
-    try:
-        changes, wanted, before = _events.plan_events(
-            catalog, params["events"], params["exclusive"], _instance.enabled_events(control, instance)
-        )
-    except _events.EventError as exc:
-        module.fail_json(msg="%s (in %s); nothing was changed" % (exc, where))
-
-    transaction = Transaction(control, dry_run=module.check_mode)
-    try:
-        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
-            record = instance is None or not ledger.owns_instance(instance)
-            checkpoint = ledger.checkpoint()
-            try:
-                _events.apply_events(changes, transaction, ledger, params["session"], instance, record)
-            except ControlError as exc:
-                problems = transaction.rollback()
-                ledger.restore(checkpoint)
-                failed = next((c for c in changes if c.file in exc.path), None)
-                what = ""
-                if failed is not None and failed.kind == "filter":
-                    what = "filter %r of %s was rejected: " % (failed.value, failed.event)
-                elif failed is not None:
-                    what = "%s %r of %s was rejected: " % (failed.kind, failed.value, failed.event)
-                msg = "events: %s%s (in %s); the changes this task had made were put back" % (what, exc, where)
-                if problems:
-                    msg += ", except: " + "; ".join(problems)
-                module.fail_json(msg=msg, error_log=exc.error_log)
-    except LedgerError as exc:
-        module.fail_json(msg=str(exc))
-
-    changed_events = {change.event for change in changes}
-    report = {}
-    for event, settings in wanted.items():
-        after = dict(before[event])
-        after["enabled"] = settings["state"] == "enabled"
-        if "filter" in settings:
-            after["filter"] = settings["filter"] or None
-        if "triggers" in settings:
-            after["triggers"] = settings["triggers"]
-        if not module.check_mode:
-            after = _events.read_state(catalog, event).as_dict()
-        report[event] = {"changed": event in changed_events, "before": before[event], "after": after}
-    result = dict(changed=bool(changes), events=report, changes=transaction.done)
-    if module._diff:
-        result["diff"] = {
-            "before": {event: item["before"] for event, item in report.items() if item["changed"]},
-            "after": {event: item["after"] for event, item in report.items() if item["changed"]},
-        }
+        result = ensure(module.params, module.check_mode, module._diff)
+    except TracefleetError as exc:
+        module.fail_json(**failure(exc))
     module.exit_json(**result)
 
 

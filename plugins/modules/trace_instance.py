@@ -71,21 +71,11 @@ owned:
   type: bool
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
-    Ledger,
-    LedgerError,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
-    COMMON_ARGS,
-    TracingUnavailable,
-    open_tracefs,
-)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import ensure
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import COMMON_ARGS, failure
 
 
 def main() -> None:
@@ -98,50 +88,12 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    try:
-        name = _instance.validate_name(params["name"], "name")
-        control = open_tracefs(params["tracefs_path"])
-    except (_instance.InstanceError, TracingUnavailable) as exc:
-        module.fail_json(msg=str(exc))
-    path = control.path(_instance.relative(name))
     # RV(path) is the instance directory; keep AnsibleModule from adding its stat.
     module.add_path_info = lambda kwargs: kwargs
-
     try:
-        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
-            existed = _instance.exists(control, name)
-            owned = ledger.owns_instance(name)
-            before = {"exists": existed, "owned": owned and existed}
-            changed = False
-            if params["state"] == "present" and not existed:
-                changed = True
-                if not module.check_mode:
-                    _instance.create(control, ledger, params["session"], name)
-                owned = True
-            elif params["state"] == "absent" and existed:
-                if not owned and not params["force"]:
-                    module.fail_json(
-                        msg="name=%r: the instance exists but tracefleet did not create it "
-                        "(not in the ledger %s); set force=true to remove it anyway" % (name, params["ledger_path"]),
-                        path=path,
-                        exists=True,
-                        owned=False,
-                    )
-                changed = True
-                if not module.check_mode:
-                    _instance.remove(control, ledger, name)
-                owned = False
-            elif params["state"] == "absent":
-                owned = False
-    except (ControlError, LedgerError, _instance.InstanceError) as exc:
-        module.fail_json(msg="name=%r: %s" % (name, exc))
-    exists = params["state"] == "present"
-    if not module.check_mode:
-        exists = os.path.isdir(path)
-    result = dict(changed=changed, path=path, exists=exists, owned=owned)
-    if module._diff:
-        result["diff"] = {"before": before, "after": {"exists": exists, "owned": owned}}
+        result = ensure(module.params, module.check_mode, module._diff)
+    except TracefleetError as exc:
+        module.fail_json(**failure(exc))
     module.exit_json(**result)
 
 

@@ -144,21 +144,9 @@ owned:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _probes
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
-    Ledger,
-    LedgerError,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
-    COMMON_ARGS,
-    TracingUnavailable,
-    open_tracefs,
-)
-
-
-def _names(where: list) -> list[str]:
-    return ["top" if instance is None else instance for instance in where]
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._probes import TYPES, ensure
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import COMMON_ARGS, failure
 
 
 def main() -> None:
@@ -166,7 +154,7 @@ def main() -> None:
         argument_spec=dict(
             name=dict(type="str", required=True),
             group=dict(type="str", default="tracefleet"),
-            type=dict(type="str", default="kprobe", choices=list(_probes.TYPES)),
+            type=dict(type="str", default="kprobe", choices=list(TYPES)),
             target=dict(type="str"),
             fetchargs=dict(type="list", elements="str", default=[]),
             state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -175,106 +163,11 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    group, name = params["group"], params["name"]
     try:
-        _probes.validate_identifier("group", group)
-        _probes.validate_identifier("name", name)
-        control = open_tracefs(params["tracefs_path"])
-        wanted = None
-        if params["state"] == "present":
-            wanted = _probes.build(control, params["type"], group, name, params["target"], params["fetchargs"])
-    except (_probes.ProbeError, TracingUnavailable) as exc:
-        module.fail_json(msg="%s; dynamic_events was not changed" % exc)
-
-    existing = _probes.read_definitions(control).get((group, name))
-    before_line = existing[1] if existing else None
-    where = _probes.enabled_in(control, group, name) if existing else []
-    changed = False
-    written = None
-    try:
-        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
-            owned = ledger.find(kind="probe", group=group, event=name) is not None
-            if wanted is not None and (existing is None or existing[0].key() != wanted.key()):
-                if existing is not None and not owned and not params["force"]:
-                    module.fail_json(
-                        msg="%s/%s exists with another definition (%s) and tracefleet did not "
-                        "create it; set force=true to replace it" % (group, name, before_line)
-                    )
-                changed, written = True, wanted.line()
-                if not module.check_mode:
-                    _replace(control, ledger, params["session"], existing, wanted, where)
-                owned = True
-            elif wanted is None and existing is not None:
-                if where and not params["force"]:
-                    module.fail_json(
-                        msg="%s/%s is enabled in %s; disable it there first, or set force=true"
-                        % (group, name, ", ".join(_names(where))),
-                        enabled_in=_names(where),
-                    )
-                if not owned and not params["force"]:
-                    module.fail_json(
-                        msg="%s/%s was not created by tracefleet (not in the "
-                        "ledger); set force=true to remove it" % (group, name)
-                    )
-                changed, written = True, "-:%s/%s" % (group, name)
-                if not module.check_mode:
-                    for instance in where:
-                        control.write(_probes.enable_file(instance, group, name), "0")
-                    control.write("dynamic_events", written)
-                    entry = ledger.find(kind="probe", group=group, event=name)
-                    if entry is not None:
-                        ledger.forget(entry)
-                owned, where = False, []
-    except ControlError as exc:
-        module.fail_json(
-            msg="%s/%s: %s; dynamic_events %s"
-            % (group, name, exc, "was not changed" if existing is None else "keeps the previous definition"),
-            error_log=exc.error_log,
-        )
-    except LedgerError as exc:
-        module.fail_json(msg=str(exc))
-
-    after_line = before_line
-    if module.check_mode:
-        after_line = (
-            written if written and not written.startswith("-:") else (before_line if wanted is not None else None)
-        )
-    else:
-        current = _probes.read_definitions(control).get((group, name))
-        after_line = current[1] if current else None
-        where = _probes.enabled_in(control, group, name) if current else []
-    result = dict(changed=changed, definition=after_line, written=written, enabled_in=_names(where), owned=owned)
-    if module._diff:
-        result["diff"] = {"before": (before_line or "") + "\n", "after": (after_line or "") + "\n"}
+        result = ensure(module.params, module.check_mode, module._diff)
+    except TracefleetError as exc:
+        module.fail_json(**failure(exc))
     module.exit_json(**result)
-
-
-def _replace(control, ledger, session: str, existing, wanted, where: list) -> None:
-    """Define `wanted`; when a probe of that name exists, swap it and keep it enabled
-    where it was. If the kernel rejects the new definition, the old one is put back."""
-    ledger.record(session, kind="probe", group=wanted.group, event=wanted.event)
-    if existing is None:
-        try:
-            control.write("dynamic_events", wanted.line())
-        except ControlError:
-            entry = ledger.find(kind="probe", group=wanted.group, event=wanted.event)
-            if entry is not None:
-                ledger.forget(entry)
-            raise
-        return
-    for instance in where:
-        control.write(_probes.enable_file(instance, wanted.group, wanted.event), "0")
-    control.write("dynamic_events", "-:%s/%s" % (wanted.group, wanted.event))
-    try:
-        control.write("dynamic_events", wanted.line())
-    except ControlError:
-        control.write("dynamic_events", existing[0].line())
-        for instance in where:
-            control.write(_probes.enable_file(instance, wanted.group, wanted.event), "1")
-        raise
-    for instance in where:
-        control.write(_probes.enable_file(instance, wanted.group, wanted.event), "1")
 
 
 if __name__ == "__main__":

@@ -124,33 +124,9 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _tracer
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
-    ControlError,
-    Transaction,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
-    Ledger,
-    LedgerError,
-)
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._session import (
-    COMMON_ARGS,
-    TracingUnavailable,
-    open_instance,
-)
-
-KNOB_OPTIONS = (
-    "tracer",
-    "tracing_on",
-    "buffer_size_kb",
-    "trace_clock",
-    "options",
-    "cpumask",
-    "function_filter",
-    "function_notrace",
-    "graph_functions",
-    "pids",
-)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._knob_changes import configure
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import COMMON_ARGS, failure
 
 
 def main() -> None:
@@ -171,51 +147,10 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    instance = params["instance"]
     try:
-        control = open_instance(params["tracefs_path"], instance)
-    except (_instance.InstanceError, TracingUnavailable) as exc:
-        module.fail_json(msg=str(exc))
-
-    where = "instance %s" % instance if instance else "the top level"
-    try:
-        with Ledger(params["ledger_path"], dry_run=module.check_mode) as ledger:
-            record = instance is None or not ledger.owns_instance(instance)
-            try:
-                changes = _tracer.plan_knobs(control, instance, params)
-            except _tracer.KnobError as exc:
-                module.fail_json(msg="%s (in %s); nothing was changed" % (exc, where))
-            transaction = Transaction(control, dry_run=module.check_mode)
-            checkpoint = ledger.checkpoint()
-            try:
-                _tracer.apply_knobs(control, instance, changes, transaction, ledger, params["session"], record)
-            except (ControlError, _tracer.KnobError) as exc:
-                problems = transaction.rollback()
-                ledger.restore(checkpoint)
-                msg = "%s (in %s); the changes this task had made were put back" % (exc, where)
-                if problems:
-                    msg += ", except: " + "; ".join(problems)
-                module.fail_json(msg=msg, changes=transaction.done)
-    except LedgerError as exc:
-        module.fail_json(msg=str(exc))
-
-    before, after = {}, {}
-    for change in changes:
-        if change.ledger_kind == "top_buffer":
-            continue
-        if change.ledger_kind in ("list_add", "list_remove", "pid_replace"):
-            entry = after.setdefault(change.knob, {"added": [], "removed": []})
-            key = "added" if change.ledger_kind == "list_add" else "removed"
-            entry[key].extend(
-                change.ledger_value.split() if change.ledger_kind == "pid_replace" else [change.ledger_value]
-            )
-        else:
-            before[change.knob] = change.before
-            after[change.knob] = change.after
-    result = dict(changed=bool(transaction.done), before=before, after=after, changes=transaction.done)
-    if module._diff:
-        result["diff"] = {"before": before, "after": after}
+        result = configure(module.params, module.check_mode, module._diff)
+    except TracefleetError as exc:
+        module.fail_json(**failure(exc))
     module.exit_json(**result)
 
 

@@ -118,6 +118,12 @@ class FakeHost:
     def tracefs_write(self, name, text):
         (self.tracing / name).write_text(text)
 
+    def tracing_dir(self, instance=None, control=None):
+        """The fake tracefs (mount it first) as the domain layer sees it: a TracingDir."""
+        from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
+
+        return TracingDir(str(self.tracing), instance, control)
+
 
 @pytest.fixture
 def fake_host(tmp_path):

@@ -13,11 +13,9 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import 
 
 
 @pytest.fixture
-def tree(tmp_path):
-    (tmp_path / "error_log").write_text("")
-    (tmp_path / "set_ftrace_filter").write_text("a\n")
-    (tmp_path / "tracing_on").write_text("1\n")
-    return tmp_path
+def tree(fake_host):
+    fake_host.mount_tracefs({"error_log": "", "set_ftrace_filter": "a\n", "tracing_on": "1\n"})
+    return fake_host.tracing
 
 
 def test_knob_write_truncates(tree):
@@ -85,7 +83,7 @@ def test_error_log_lines_attached_to_failures(tree, monkeypatch):
 
 
 def test_instance_writes_read_the_instance_error_log(tree):
-    (tree / "instances" / "x").mkdir(parents=True)
+    (tree / "instances" / "x").mkdir()
     (tree / "instances" / "x" / "error_log").write_text("")
     control = Control(str(tree))
     assert control._error_logs("instances/x/events/a/b/filter") == ["error_log", "instances/x/error_log"]

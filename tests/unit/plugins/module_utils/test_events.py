@@ -3,10 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _events
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
-    Control,
-    Transaction,
-)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Transaction
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
 
 TRIGGER_HELP = "# Available triggers:\n# traceon traceoff snapshot stacktrace enable_event\n"
@@ -17,8 +14,9 @@ EVENTS = {
 
 
 @pytest.fixture
-def tree(tmp_path):
-    events = tmp_path / "events"
+def tree(fake_host):
+    fake_host.mount_tracefs({"error_log": ""})
+    events = fake_host.tracing / "events"
     for name in ("enable", "header_page", "header_event"):
         events.mkdir(exist_ok=True)
         (events / name).write_text("")
@@ -29,13 +27,12 @@ def tree(tmp_path):
             (directory / "enable").write_text("0\n")
             (directory / "filter").write_text("none\n")
             (directory / "trigger").write_text(TRIGGER_HELP)
-    (tmp_path / "error_log").write_text("")
-    return tmp_path
+    return fake_host.tracing
 
 
 @pytest.fixture
-def catalog(tree):
-    return _events.EventCatalog(Control(str(tree)), None)
+def catalog(fake_host, tree):
+    return _events.EventCatalog(fake_host.tracing_dir())
 
 
 @pytest.mark.parametrize(
@@ -221,7 +218,7 @@ def test_plan_bad_entries(catalog, entry, message):
 def test_apply_records_original_state(tree, catalog, tmp_path):
     changes = _events.plan_events(catalog, [{"name": "sched/sched_switch", "filter": "prev_pid != 0"}], False, [])[0]
     with Ledger(str(tmp_path / "ledger.json")) as ledger:
-        transaction = Transaction(catalog.control)
+        transaction = Transaction(catalog.tracing.control)
         _events.apply_events(changes, transaction, ledger, "s", None, record=True)
         kinds = sorted((e["kind"], e.get("original")) for e in ledger.entries)
     assert kinds == [("event", "0"), ("filter", "none")]

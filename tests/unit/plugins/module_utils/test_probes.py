@@ -6,21 +6,27 @@ import subprocess
 import pytest
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _probes
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
 
 
 @pytest.fixture
-def tree(tmp_path):
-    root = tmp_path / "tracing"
-    root.mkdir()
-    (root / "available_filter_functions").write_text("do_sys_openat2\nvfs_read\nnfs_open [nfs]\n")
-    (root / "dynamic_events").write_text("")
-    (root / "error_log").write_text("")
-    return root
+def tree(fake_host):
+    fake_host.mount_tracefs(
+        {
+            "available_filter_functions": "do_sys_openat2\nvfs_read\nnfs_open [nfs]\n",
+            "dynamic_events": "",
+            "error_log": "",
+        }
+    )
+    return fake_host.tracing
 
 
 @pytest.fixture
-def control(tree, monkeypatch, tmp_path):
+def tracing(fake_host, tree):
+    return fake_host.tracing_dir()
+
+
+@pytest.fixture
+def control(tracing, monkeypatch, tmp_path):
     kallsyms = tmp_path / "kallsyms"
     kallsyms.write_text(
         "0000000000000000 T do_sys_openat2\n0000000000000000 t notrace_fn\n0000000000000000 D some_data\n"
@@ -29,7 +35,7 @@ def control(tree, monkeypatch, tmp_path):
     monkeypatch.setattr(
         _probes, "kprobe_target", lambda control, kind, target: real(control, kind, target, str(kallsyms))
     )
-    return Control(str(tree))
+    return tracing
 
 
 @pytest.fixture
@@ -90,19 +96,19 @@ def test_parse_ignores_other_dynamic_events():
     assert _probes.parse_line("s:synthetic/lat u64 lat") is None
 
 
-def test_read_definitions(tree):
+def test_read_definitions(tree, tracing):
     (tree / "dynamic_events").write_text("p:tracefleet/open do_sys_openat2\nr10:other/ret vfs_read ret=$retval\n")
-    found = _probes.read_definitions(Control(str(tree)))
+    found = _probes.ProbeSet(tracing).definitions()
     assert set(found) == {("tracefleet", "open"), ("other", "ret")}
     assert found[("other", "ret")][1] == "r10:other/ret vfs_read ret=$retval"
 
 
-def test_enabled_in_top_and_instances(tree):
+def test_enabled_in_top_and_instances(tree, tracing):
     for base in ("", "instances/a/", "instances/b/"):
         event = tree / (base + "events/tracefleet/open")
         event.mkdir(parents=True)
         (event / "enable").write_text("1\n" if base != "instances/b/" else "0\n")
-    assert _probes.enabled_in(Control(str(tree)), "tracefleet", "open") == [None, "a"]
+    assert _probes.ProbeSet(tracing).enabled_in("tracefleet", "open") == [None, "a"]
 
 
 BAD = [

@@ -34,15 +34,10 @@ FILES = {
 
 
 @pytest.fixture
-def tree(tmp_path):
-    root = tmp_path / "tracing"
-    for name, text in FILES.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    (root / "instances").mkdir()
-    (root / "per_cpu" / "cpu0").mkdir(parents=True)
-    return root
+def tree(fake_host):
+    fake_host.mount_tracefs(FILES)
+    (fake_host.tracing / "per_cpu" / "cpu0").mkdir(parents=True)
+    return fake_host.tracing
 
 
 @pytest.fixture
@@ -109,3 +104,72 @@ def test_unknown_event_changes_nothing(run, tree):
 def test_missing_instance_is_named(run, tree):
     result = run(tracer, {"instance": "ghost", "tracing_on": False})
     assert result["failed"] and "instance='ghost' does not exist" in result["msg"]
+
+
+def test_tracer_failure_puts_back_what_it_changed(run, tree, tmp_path):
+    before = snapshot(tree)
+    result = run(tracer, {"trace_clock": "mono", "tracer": "function", "options": {"funcgraph-proc": True}})
+    assert result["failed"]
+    assert result["msg"] == (
+        "options: 'funcgraph-proc' is not an option of the tracer set here (in the top level); "
+        "the changes this task had made were put back"
+    )
+    assert result["changes"] == ["trace_clock <- mono", "current_tracer <- function"]
+    after = snapshot(tree)
+    assert after["current_tracer"] == "nop\n" and after["trace_clock"] == "local\n"
+    assert {name: text for name, text in after.items() if name not in ("current_tracer", "trace_clock")} == {
+        name: text for name, text in before.items() if name not in ("current_tracer", "trace_clock")
+    }
+    assert json.loads((tmp_path / "ledger.json").read_text())["entries"] == []
+
+
+def test_rejected_event_write_is_named_and_put_back(run, tree, tmp_path):
+    (tree / "events/sched/sched_wakeup").mkdir()
+    (tree / "events/sched/sched_wakeup/enable").write_text("0\n")  # and no filter file: the write fails
+    result = run(
+        trace_event,
+        {
+            "events": [
+                {"name": "sched/sched_switch", "filter": "prev_pid != 0"},
+                {"name": "sched/sched_wakeup", "filter": "pid > 1"},
+            ]
+        },
+    )
+    assert result["failed"] and result["error_log"] == []
+    assert result["msg"].startswith(
+        "events: filter 'pid > 1' of sched/sched_wakeup was rejected: writing 'pid > 1' to "
+    )
+    # (the rejected filter's undo write fails too: the file is missing)
+    assert "(in the top level); the changes this task had made were put back, except: writing '0'" in result["msg"]
+    assert (tree / "events/sched/sched_switch/filter").read_text() == "0\n"  # put back: "0" clears a filter
+    assert json.loads((tmp_path / "ledger.json").read_text())["entries"] == []
+
+
+def test_keep_the_instance_then_force(run, tree):
+    (tree / "instances" / "theirs").mkdir()
+    refused = run(trace_instance, {"name": "theirs", "state": "absent"})
+    assert refused["path"] == str(tree / "instances" / "theirs") and refused["owned"] is False
+    removed = run(trace_instance, {"name": "theirs", "state": "absent", "force": True, "_ansible_diff": True})
+    assert removed["changed"] and removed["diff"] == {
+        "before": {"exists": True, "owned": False},
+        "after": {"exists": False, "owned": False},
+    }
+    assert not run(trace_instance, {"name": "theirs", "state": "absent"})["changed"]
+    bad = run(trace_instance, {"name": "../x"})
+    assert bad["failed"] and bad["msg"].startswith("name='../x' is not a valid instance name")
+
+
+def test_teardown_without_tracefs(run, tmp_path):
+    with open(tmp_path / "ledger.json", "w") as handle:
+        json.dump(
+            {
+                "format": 1,
+                "entries": [
+                    {"kind": "knob", "instance": None, "file": "x", "original": "1", "session": "s", "time": 0}
+                ],
+            },
+            handle,
+        )
+    result = run(teardown, {"tracefs_path": str(tmp_path / "nowhere")})
+    assert result["failed"] and result["remaining"] == 1
+    assert result["msg"].startswith("cannot undo the tracing changes: tracefs_path=")

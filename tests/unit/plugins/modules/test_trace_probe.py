@@ -12,6 +12,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import 
     ControlError,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 from ansible_collections.tracefleet.ftrace.plugins.modules import trace_probe
 
 
@@ -36,14 +37,12 @@ class FakeKernel(Control):
 
 
 @pytest.fixture
-def tree(tmp_path, monkeypatch):
-    root = tmp_path / "tracing"
-    root.mkdir()
-    for name in ("dynamic_events", "error_log", "trace"):
-        (root / name).write_text("")
-    (root / "available_filter_functions").write_text("do_sys_openat2\nvfs_read\n")
+def tree(fake_host, monkeypatch):
+    files = dict.fromkeys(("dynamic_events", "error_log", "trace"), "")
+    fake_host.mount_tracefs(dict(files, available_filter_functions="do_sys_openat2\nvfs_read\n"))
+    root = fake_host.tracing
     kernel = FakeKernel(str(root))
-    monkeypatch.setattr(trace_probe, "open_tracefs", lambda path: kernel)
+    monkeypatch.setattr(_probes, "open_tracefs", lambda path: TracingDir(str(root), control=kernel))
     return root
 
 

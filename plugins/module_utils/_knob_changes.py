@@ -1,13 +1,17 @@
 # Copyright: tracefleet contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Tracer knobs of one tracing directory: read, validate, compute the delta, apply.
+"""Tracer knobs of one tracing directory: validate, compute the delta, apply (the
+write side; `_knob_state` reads and parses them).
 
 `plan_knobs` validates everything against what the kernel offers before a single
 write; `apply_knobs` then writes only what differs, in an order that respects the
 kernel: buffer size and clock, then cpumask, function and pid filters, so that a
 tracer starts already narrowed down (the function tracer on every function brings a
 small VM to a crawl), then the tracer, its options, and tracing_on last.
+
+The ledger kinds `knob`, `list_add` and `list_remove` are recorded and undone here,
+and `configure` is the tracer task.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -17,9 +21,14 @@ import fnmatch
 import os
 import re
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knobs
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import relative
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knob_state
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError, Transaction
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import open_instance
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerKind, place
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import TaskError, apply_with_rollback
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import place as dir_place
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 # Shared function lists, by module option.
 FUNCTION_LISTS = {
@@ -34,7 +43,7 @@ _FUNCTION = re.compile(r"^[A-Za-z0-9_.*?\[\]]+$")
 _HEX = re.compile(r"^(0x)?[0-9a-fA-F]+(,[0-9a-fA-F]+)*$")
 
 
-class KnobError(ValueError):
+class KnobError(TracefleetError):
     """Bad input for a knob; nothing was written."""
 
 
@@ -50,7 +59,7 @@ class Change:
         after,
         original: str | None,
         ledger_kind: str = "knob",
-        ledger_value: str | None = None,
+        ledger_value: str = "",
     ) -> None:
         self.knob = knob
         self.file = file
@@ -62,10 +71,9 @@ class Change:
         self.ledger_value = ledger_value
 
 
-def read_lines(control: Control, rel: str) -> list[str]:
+def _entries(tracing: TracingDir, name: str) -> list[str]:
     """Entries of a list file, without the kernel's `#` comment lines."""
-    text = control.read(rel) or ""
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [line.strip() for line in tracing.lines(name)]
 
 
 def _memory_kb() -> int | None:
@@ -79,9 +87,9 @@ def _memory_kb() -> int | None:
     return None
 
 
-def _cpu_count(control: Control) -> int:
+def _cpu_count(tracing: TracingDir) -> int:
     try:
-        return len([name for name in os.listdir(control.path("per_cpu")) if name.startswith("cpu")]) or 1
+        return len([name for name in os.listdir(tracing.top().path("per_cpu")) if name.startswith("cpu")]) or 1
     except OSError:
         return os.cpu_count() or 1
 
@@ -90,13 +98,13 @@ def _buffer_matches(wanted: int, parsed: dict) -> bool:
     """Whether a buffer_size_kb reading means `wanted` KiB per CPU (the kernel rounds
     to ring-buffer pages, and shows an unallocated buffer as `7 (expanded: N)`)."""
     readings = {parsed["kb"], parsed["expanded_kb"]} - {None}
-    return bool(readings & {wanted, _knobs.allocated_kb(wanted * 1024)})
+    return bool(readings & {wanted, _knob_state.allocated_kb(wanted * 1024)})
 
 
-def available_functions(control: Control) -> set[str]:
+def available_functions(tracing: TracingDir) -> set[str]:
     """Names in available_filter_functions (the `[module]` column dropped)."""
     names = set()
-    text = control.read("available_filter_functions") or ""
+    text = tracing.top().read("available_filter_functions") or ""
     for line in text.splitlines():
         if line:
             names.add(line.split()[0])
@@ -105,7 +113,8 @@ def available_functions(control: Control) -> set[str]:
 
 def _list_delta(option: str, entries: list, current: list[str], expand=None) -> tuple[list[str], list[str]]:
     """(to add, to remove) for entries like `name` (present) and `!name` (absent)."""
-    add, remove = [], []
+    add: list[str] = []
+    remove: list[str] = []
     for raw in entries:
         entry = str(raw).strip()
         negate = entry.startswith("!")
@@ -120,42 +129,41 @@ def _list_delta(option: str, entries: list, current: list[str], expand=None) -> 
     return add, remove
 
 
-def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Change]:
+def plan_knobs(tracing: TracingDir, params: dict) -> list[Change]:
     """Validate the requested knobs and return the writes that are needed."""
     changes: list[Change] = []
-
-    def rel(*parts: str) -> str:
-        return relative(instance, *parts)
+    rel = tracing.rel
+    top = tracing.top()
 
     if params.get("buffer_size_kb") is not None:
         wanted = params["buffer_size_kb"]
         if wanted < 1:
             raise KnobError("buffer_size_kb=%r: must be a positive number of KiB per CPU" % wanted)
         memory = _memory_kb()
-        cpus = _cpu_count(control)
+        cpus = _cpu_count(tracing)
         if memory and wanted * cpus > memory // MAX_BUFFER_SHARE:
             raise KnobError(
                 "buffer_size_kb=%d: %d CPUs x %d KiB is more than a quarter of this host's "
                 "%d KiB of memory" % (wanted, cpus, wanted, memory)
             )
-        parsed = _knobs.parse_buffer_size(control.read(rel("buffer_size_kb")))
+        parsed = _knob_state.parse_buffer_size(tracing.read("buffer_size_kb"))
         if not _buffer_matches(wanted, parsed):
-            original = _knobs.effective_buffer_kb(parsed)
-            if instance is not None:
+            original = _knob_state.effective_buffer_kb(parsed)
+            if tracing.instance is not None:
                 # Any resize sets the kernel's global "buffers expanded" flag (6.1), after
                 # which a top-level buffer that was never used stays at its minimum instead
                 # of growing on first use: record the size it would have grown to, so
                 # teardown can give it that size.
-                top = _knobs.parse_buffer_size(control.read("buffer_size_kb"))
-                if top["expanded_kb"] is not None and top["kb"] != top["expanded_kb"]:
+                top_buffer = _knob_state.parse_buffer_size(top.read("buffer_size_kb"))
+                if top_buffer["expanded_kb"] is not None and top_buffer["kb"] != top_buffer["expanded_kb"]:
                     changes.append(
                         Change(
                             "buffer_size_kb",
                             "buffer_size_kb",
                             "",
-                            top["raw"],
-                            top["raw"],
-                            str(top["expanded_kb"]),
+                            top_buffer["raw"],
+                            top_buffer["raw"],
+                            str(top_buffer["expanded_kb"]),
                             "top_buffer",
                         )
                     )
@@ -171,7 +179,7 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
             )
 
     if params.get("trace_clock") is not None:
-        current, clocks = _knobs.parse_bracketed(control.read(rel("trace_clock")))
+        current, clocks = _knob_state.parse_bracketed(tracing.read("trace_clock"))
         if params["trace_clock"] not in clocks:
             raise KnobError("trace_clock=%r: this kernel offers %s" % (params["trace_clock"], ", ".join(clocks)))
         if params["trace_clock"] != current:
@@ -185,12 +193,12 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
         text = str(params["cpumask"]).strip()
         if not _HEX.match(text):
             raise KnobError("cpumask=%r is not a hexadecimal CPU mask like '3' or 'ff'" % text)
-        wanted = _knobs.parse_cpumask(text[2:] if text.lower().startswith("0x") else text)
-        current_text = (control.read(rel("tracing_cpumask")) or "").strip()
-        possible = sum(1 << cpu for cpu in range(_cpu_count(control)))
+        wanted = _knob_state.parse_cpumask(text[2:] if text.lower().startswith("0x") else text)
+        current_text = (tracing.read("tracing_cpumask") or "").strip()
+        possible = sum(1 << cpu for cpu in range(_cpu_count(tracing)))
         if wanted == 0 or wanted & ~possible:
             raise KnobError("cpumask=%r: must select CPUs that exist (this host: %x)" % (text, possible))
-        if wanted != _knobs.parse_cpumask(current_text or "0"):
+        if wanted != _knob_state.parse_cpumask(current_text or "0"):
             changes.append(
                 Change("cpumask", rel("tracing_cpumask"), "%x" % wanted, current_text, "%x" % wanted, current_text)
             )
@@ -201,11 +209,11 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
         if not entries:
             continue
         if functions is None:
-            functions = available_functions(control)
+            functions = available_functions(tracing)
         list_file = rel(file_name)
-        if not control.exists(list_file):
+        if not tracing.has(file_name):
             raise KnobError("%s: this kernel has no %s here" % (option, file_name))
-        current = read_lines(control, list_file)
+        listed = _entries(tracing, file_name)
         for raw in entries:
             name = str(raw).strip().lstrip("!").strip()
             if not _FUNCTION.match(name):
@@ -220,7 +228,7 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
                 return sorted(fnmatch.filter(names, name))
             return [name]
 
-        add, remove = _list_delta(option, entries, current, expand)
+        add, remove = _list_delta(option, entries, listed, expand)
         for name in add:
             changes.append(Change(option, list_file, name, False, True, None, "list_add", name))
         for name in remove:
@@ -233,28 +241,28 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
                 raise KnobError("pids: %r is not a process id" % (raw,))
         for file_name in PID_FILES:
             pid_file = rel(file_name)
-            if not control.exists(pid_file):
+            if not tracing.has(file_name):
                 continue
-            current = [line for line in read_lines(control, pid_file) if line != "no pid"]
-            add, remove = _list_delta("pids", params["pids"], current)
+            pids = [line for line in _entries(tracing, file_name) if line != "no pid"]
+            add, remove = _list_delta("pids", params["pids"], pids)
             for pid in add:
                 changes.append(Change("pids", pid_file, pid, False, True, None, "list_add", pid))
             if remove:
                 # The pid files have no removal syntax: the remaining pids are written
                 # back in one all-or-nothing write (other users' pids stay).
-                remaining = [pid for pid in current if pid not in remove]
+                remaining = [pid for pid in pids if pid not in remove]
                 changes.append(
                     Change(
-                        "pids", pid_file, " ".join(remaining), current, remaining, None, "pid_replace", " ".join(remove)
+                        "pids", pid_file, " ".join(remaining), pids, remaining, None, "pid_replace", " ".join(remove)
                     )
                 )
 
     if params.get("tracer") is not None:
-        tracers_file = rel("available_tracers") if control.exists(rel("available_tracers")) else "available_tracers"
-        tracers = (control.read(tracers_file) or "").split()
+        tracers_dir = tracing if tracing.has("available_tracers") else top
+        tracers = (tracers_dir.read("available_tracers") or "").split()
         if params["tracer"] not in tracers:
             raise KnobError("tracer=%r: not in available_tracers (%s)" % (params["tracer"], ", ".join(tracers)))
-        current = (control.read(rel("current_tracer")) or "").strip()
+        current = (tracing.read("current_tracer") or "").strip()
         if params["tracer"] != current:
             changes.append(
                 Change("tracer", rel("current_tracer"), params["tracer"], current, params["tracer"], current)
@@ -265,7 +273,7 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
         option_file = rel("options", name)
         if "/" in name or name in (".", "..") or not name:
             raise KnobError("options: %r is not a trace option name" % name)
-        if not control.exists(option_file):
+        if not tracing.has("options", name):
             if tracer_changes:
                 # Options of a tracer appear once it is current: checked after that write.
                 changes.append(
@@ -280,43 +288,42 @@ def plan_knobs(control: Control, instance: str | None, params: dict) -> list[Cha
                     )
                 )
                 continue
-            known = (
-                sorted(os.listdir(control.path(rel("options")))) if os.path.isdir(control.path(rel("options"))) else []
-            )
+            known = sorted(os.listdir(tracing.path("options"))) if os.path.isdir(tracing.path("options")) else []
             raise KnobError("options: %r is not a trace option here; known: %s" % (name, ", ".join(known)))
-        current = (control.read(option_file) or "").strip() == "1"
-        if bool(wanted) != current:
+        option_on = (tracing.read("options", name) or "").strip() == "1"
+        if bool(wanted) != option_on:
             changes.append(
                 Change(
                     "options/" + name,
                     option_file,
                     "1" if wanted else "0",
-                    current,
+                    option_on,
                     bool(wanted),
-                    "1" if current else "0",
+                    "1" if option_on else "0",
                 )
             )
 
     if params.get("tracing_on") is not None:
-        current = (control.read(rel("tracing_on")) or "").strip() == "1"
-        if bool(params["tracing_on"]) != current:
+        recording = (tracing.read("tracing_on") or "").strip() == "1"
+        if bool(params["tracing_on"]) != recording:
             changes.append(
                 Change(
                     "tracing_on",
                     rel("tracing_on"),
                     "1" if params["tracing_on"] else "0",
-                    current,
+                    recording,
                     bool(params["tracing_on"]),
-                    "1" if current else "0",
+                    "1" if recording else "0",
                 )
             )
     return changes
 
 
 def apply_knobs(
-    control: Control, instance: str | None, changes: list[Change], transaction, ledger, session: str, record: bool
+    tracing: TracingDir, changes: list[Change], transaction: Transaction, ledger: Ledger, session: str, record: bool
 ) -> None:
     """Write the planned changes, recording each in the ledger first (when `record`)."""
+    control = tracing.control
     for change in changes:
         if change.ledger_kind == "top_buffer":
             ledger.record(session, kind="knob", instance=None, file="buffer_size_kb", original=change.original)
@@ -330,7 +337,7 @@ def apply_knobs(
             change.original = current
             change.ledger_kind = "knob"
         if record:
-            _record(ledger, session, instance, change)
+            _record(ledger, session, tracing, change)
         if change.ledger_kind == "pid_replace":
             transaction.replace_list(change.file, change.value, " ".join(change.before))
         elif change.ledger_kind == "knob":
@@ -341,8 +348,9 @@ def apply_knobs(
             transaction.write(change.file, change.value, change.ledger_value)
 
 
-def _record(ledger, session: str, instance: str | None, change: Change) -> None:
-    file_name = os.path.relpath(change.file, relative(instance)) if instance else change.file
+def _record(ledger: Ledger, session: str, tracing: TracingDir, change: Change) -> None:
+    instance = tracing.instance
+    file_name = os.path.relpath(change.file, tracing.rel()) if instance else change.file
     if change.ledger_kind == "knob":
         if change.original is not None:
             ledger.record(session, kind="knob", instance=instance, file=file_name, original=change.original)
@@ -351,3 +359,84 @@ def _record(ledger, session: str, instance: str | None, change: Change) -> None:
             ledger.record(session, kind="list_remove", instance=instance, file=file_name, value=pid)
     else:
         ledger.record(session, kind=change.ledger_kind, instance=instance, file=file_name, value=change.ledger_value)
+
+
+def _undo_knob(top: TracingDir, ledger: Ledger, entry: dict) -> None:
+    top.instance_dir(entry.get("instance")).write(entry["file"], entry["original"])
+
+
+def _undo_list_add(top: TracingDir, ledger: Ledger, entry: dict) -> None:
+    tracing = top.instance_dir(entry.get("instance"))
+    if os.path.basename(entry["file"]) in PID_FILES:
+        # No removal syntax for pids: write back the others.
+        remaining = [pid for pid in _entries(tracing, entry["file"]) if pid not in ("no pid", entry["value"])]
+        tracing.replace_list(entry["file"], " ".join(remaining))
+    else:
+        tracing.write(entry["file"], "!" + entry["value"])
+
+
+def _undo_list_remove(top: TracingDir, ledger: Ledger, entry: dict) -> None:
+    top.instance_dir(entry.get("instance")).write(entry["file"], entry["value"])
+
+
+LEDGER_KINDS = {
+    "knob": LedgerKind(
+        lambda entry: "restore %s of %s to %r" % (entry["file"], place(entry), entry["original"]), _undo_knob
+    ),
+    "list_add": LedgerKind(
+        lambda entry: "remove %r from %s of %s" % (entry["value"], entry["file"], place(entry)), _undo_list_add
+    ),
+    "list_remove": LedgerKind(
+        lambda entry: "put %r back into %s of %s" % (entry["value"], entry["file"], place(entry)), _undo_list_remove
+    ),
+}
+
+
+def _report(changes: list[Change]) -> tuple[dict, dict]:
+    """(before, after) of the changed knobs; list options as the entries added and removed."""
+    before: dict = {}
+    after: dict = {}
+    for change in changes:
+        if change.ledger_kind == "top_buffer":
+            continue
+        if change.ledger_kind in ("list_add", "list_remove", "pid_replace"):
+            entry = after.setdefault(change.knob, {"added": [], "removed": []})
+            key = "added" if change.ledger_kind == "list_add" else "removed"
+            entry[key].extend(
+                change.ledger_value.split() if change.ledger_kind == "pid_replace" else [change.ledger_value]
+            )
+        else:
+            before[change.knob] = change.before
+            after[change.knob] = change.after
+    return before, after
+
+
+def configure(params: dict, check_mode: bool, diff: bool) -> dict:
+    """The tracer task: plan every knob asked for, then write the difference, with
+    the ledger records, and everything put back if the kernel refuses a write."""
+    tracing = open_instance(params["tracefs_path"], params["instance"])
+    place_text = dir_place(tracing)
+    with Ledger(params["ledger_path"], dry_run=check_mode) as ledger:
+        # The changes to an instance tracefleet created go away with it: not recorded.
+        record = tracing.instance is None or not ledger.owns_instance(tracing.instance)
+        try:
+            changes = plan_knobs(tracing, params)
+        except KnobError as exc:
+            raise TaskError("%s (in %s); nothing was changed" % (exc, place_text)) from None
+
+        def apply(transaction: Transaction) -> None:
+            apply_knobs(tracing, changes, transaction, ledger, params["session"], record)
+
+        transaction = apply_with_rollback(
+            tracing,
+            ledger,
+            check_mode,
+            apply,
+            lambda exc, transaction: ("%s (in %s)" % (exc, place_text), {"changes": transaction.done}),
+            (ControlError, KnobError),
+        )
+    before, after = _report(changes)
+    result = dict(changed=bool(transaction.done), before=before, after=after, changes=transaction.done)
+    if diff:
+        result["diff"] = {"before": before, "after": after}
+    return result

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _tracer
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
-    Control,
-    Transaction,
-)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knob_changes
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Transaction
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 FILES = {
     "available_tracers": "function_graph function nop\n",
@@ -29,18 +27,20 @@ FILES = {
 
 
 @pytest.fixture
-def tree(tmp_path):
-    for name, text in FILES.items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+def tree(fake_host):
+    fake_host.mount_tracefs(FILES)
     for cpu in (0, 1):
-        (tmp_path / "per_cpu" / ("cpu%d" % cpu)).mkdir(parents=True)
-    return tmp_path
+        (fake_host.tracing / "per_cpu" / ("cpu%d" % cpu)).mkdir(parents=True)
+    return fake_host.tracing
+
+
+@pytest.fixture
+def tracing(fake_host, tree):
+    return fake_host.tracing_dir()
 
 
 def plan(tree, **params):
-    return _tracer.plan_knobs(Control(str(tree)), None, params)
+    return _knob_changes.plan_knobs(TracingDir(str(tree)), params)
 
 
 def test_nothing_asked_nothing_planned(tree):
@@ -120,7 +120,7 @@ def test_order_tracer_before_options_and_tracing_on_last(tree):
     ],
 )
 def test_bad_input(tree, params, message):
-    with pytest.raises(_tracer.KnobError) as failure:
+    with pytest.raises(_knob_changes.KnobError) as failure:
         plan(tree, **params)
     assert message in str(failure.value)
 
@@ -146,21 +146,19 @@ def test_pids_add_and_remove_by_rewrite(tree):
     assert ("set_ftrace_pid", "list_add", "11") in kinds
 
 
-def test_deferred_tracer_option_checked_after_tracer(tree):
+def test_deferred_tracer_option_checked_after_tracer(tree, tracing):
     changes = plan(tree, tracer="function_graph", options={"funcgraph-proc": True})
     assert [c.ledger_kind for c in changes] == ["knob", "deferred_option"]
-    control = Control(str(tree))
     with Ledger(str(tree / "ledger.json")) as ledger, pytest.raises(
-        _tracer.KnobError, match="not an option of the tracer"
+        _knob_changes.KnobError, match="not an option of the tracer"
     ):
-        _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
+        _knob_changes.apply_knobs(tracing, changes, Transaction(tracing.control), ledger, "s", True)
 
 
-def test_apply_records_originals(tree):
-    control = Control(str(tree))
+def test_apply_records_originals(tree, tracing):
     changes = plan(tree, tracer="function", function_filter=["vfs_read"], tracing_on=False)
     with Ledger(str(tree / "ledger.json")) as ledger:
-        _tracer.apply_knobs(control, None, changes, Transaction(control), ledger, "s", True)
+        _knob_changes.apply_knobs(tracing, changes, Transaction(tracing.control), ledger, "s", True)
         entries = [(e["kind"], e["file"], e.get("original", e.get("value"))) for e in ledger.entries]
     assert entries == [
         ("list_add", "set_ftrace_filter", "vfs_read"),
@@ -170,18 +168,18 @@ def test_apply_records_originals(tree):
     assert (tree / "current_tracer").read_text() == "function\n"
 
 
-def test_instance_resize_records_the_top_level_buffer_it_freezes(tree):
+def test_instance_resize_records_the_top_level_buffer_it_freezes(tree, fake_host):
     # 6.1: any resize sets the global "expanded" flag, after which an unused top-level
     # buffer stays at its minimum: remember the size it would have grown to.
     instance = tree / "instances" / "tf"
     instance.mkdir(parents=True)
     (instance / "buffer_size_kb").write_text("1410 (expanded: 1408)\n")
-    control = Control(str(tree))
-    changes = _tracer.plan_knobs(control, "tf", {"buffer_size_kb": 512})
+    tracing = fake_host.tracing_dir("tf")
+    changes = _knob_changes.plan_knobs(tracing, {"buffer_size_kb": 512})
     assert [c.ledger_kind for c in changes] == ["top_buffer", "knob"]
     with Ledger(str(tree / "ledger.json")) as ledger:
-        _tracer.apply_knobs(control, "tf", changes, Transaction(control), ledger, "s", False)
+        _knob_changes.apply_knobs(tracing, changes, Transaction(tracing.control), ledger, "s", False)
         assert [(e["instance"], e["file"], e["original"]) for e in ledger.entries] == [(None, "buffer_size_kb", "1408")]
     assert (tree / "buffer_size_kb").read_text() == "7 (expanded: 1408)\n"  # not written
     (tree / "buffer_size_kb").write_text("7\n")
-    assert [c.ledger_kind for c in _tracer.plan_knobs(control, "tf", {"buffer_size_kb": 256})] == ["knob"]
+    assert [c.ledger_kind for c in _knob_changes.plan_knobs(tracing, {"buffer_size_kb": 256})] == ["knob"]

@@ -5,7 +5,7 @@
 kernel's formats, and finding drift: every knob that differs from the kernel's
 defaults, the way `trace-cmd stat` shows a host that is not idle.
 
-Read-only: nothing here writes a tracefs file.
+Read-only: nothing here writes a tracefs file (`_knob_changes` is the write side).
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 # TRACE_BUF_SIZE_DEFAULT (kernel/trace/trace.c): 1441792 bytes per CPU.
 DEFAULT_BUFFER_BYTES = 1441792
@@ -65,36 +68,9 @@ _BUFFER_RE = re.compile(r"^\s*(\d+|X)\s*(?:\(expanded:\s*(\d+)\))?\s*$")
 _SIZE_RE = re.compile(r"^(\d+)([kKmMgG]?)$")
 
 
-class TracingDir:
-    """A tracing directory: the tracefs root or one of its instances."""
-
-    def __init__(self, root: str, instance: str | None = None) -> None:
-        self.root = root
-        self.instance = instance
-        self.path = os.path.join(root, "instances", instance) if instance else root
-
-    def exists(self) -> bool:
-        return os.path.isdir(self.path)
-
-    def has(self, name: str) -> bool:
-        return os.path.exists(os.path.join(self.path, name))
-
-    def read(self, name: str) -> str | None:
-        try:
-            with open(os.path.join(self.path, name), encoding="utf-8", errors="replace") as handle:
-                return handle.read()
-        except OSError:
-            return None
-
-    def lines(self, name: str) -> list[str]:
-        """Non-empty lines, without the kernel's `#` comment lines."""
-        text = self.read(name) or ""
-        return [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-
-
 def parse_buffer_size(text: str | None) -> dict:
     """`1408`, `7 (expanded: 1408)` (not yet allocated), or `X` (CPUs differ)."""
-    result = {"kb": None, "expanded_kb": None, "per_cpu_differs": False, "raw": (text or "").strip()}
+    result: dict[str, Any] = {"kb": None, "expanded_kb": None, "per_cpu_differs": False, "raw": (text or "").strip()}
     if text is None:
         return result
     match = _BUFFER_RE.match(text)
@@ -217,7 +193,7 @@ def snapshot(tracing: TracingDir) -> dict:
     tracers = (tracing.read("available_tracers") or "").split()
     state = {
         "instance": tracing.instance,
-        "path": tracing.path,
+        "path": tracing.directory,
         "tracers": tracers,
         "current_tracer": (tracing.read("current_tracer") or "").strip() or None,
         "tracing_on": (tracing.read("tracing_on") or "").strip() == "1",
@@ -235,11 +211,7 @@ def snapshot(tracing: TracingDir) -> dict:
         "error_log": tracing.lines("error_log") if tracing.has("error_log") else [],
     }
     if tracing.instance is None:
-        instances_dir = os.path.join(tracing.path, "instances")
-        try:
-            state["instances"] = sorted(os.listdir(instances_dir))
-        except OSError:
-            state["instances"] = []
+        state["instances"] = tracing.instances()
         state["dynamic_events"] = tracing.lines("dynamic_events")
     state["event_settings"] = _event_settings(tracing, state["enabled_events"])
     return state
