@@ -9,7 +9,7 @@ tracing_on back the way it was. For `format: dat` the per-CPU ring buffers are
 drained *during* the window too (per_cpu/cpuN/trace_pipe_raw, non-blocking,
 whole pages, no formatting in the kernel), so a window longer than the buffer
 holds loses nothing as long as the reader keeps up; the pages land in one file
-per CPU, which `_datfile` turns into a trace.dat. For `format: text` the
+per CPU, which `_tracedat_writer` turns into a trace.dat. For `format: text` the
 instance's `trace` file is copied at the end.
 
 Loss comes from per_cpu/cpuN/stats before and after: overrun + commit overrun +
@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _datfile, _instance
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _tracedat_writer
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
 
 READ_SIZE = 1 << 20
@@ -334,7 +334,7 @@ def _read_bytes(path: str) -> bytes:
         return b""
 
 
-def opening_layout(buffer: Buffer, events: list, kallsyms: bool) -> _datfile.DatLayout:
+def opening_layout(buffer: Buffer, events: list, kallsyms: bool) -> _tracedat_writer.DatLayout:
     """What a trace.dat needs that does not change during a window: page size, headers,
     the ftrace formats and those of `events`, kallsyms. `closing` adds the rest."""
     ftrace = []
@@ -351,7 +351,7 @@ def opening_layout(buffer: Buffer, events: list, kallsyms: bool) -> _datfile.Dat
         fmt = buffer.event_format(system, event)
         if fmt:
             systems.setdefault(system, []).append(fmt)
-    return _datfile.DatLayout(
+    return _tracedat_writer.DatLayout(
         page_size=os.sysconf("SC_PAGE_SIZE"),
         header_page=_read_bytes(buffer.path("events", "header_page")),
         header_event=_read_bytes(buffer.path("events", "header_event")),
@@ -366,7 +366,7 @@ def opening_layout(buffer: Buffer, events: list, kallsyms: bool) -> _datfile.Dat
     )
 
 
-def closing(layout: _datfile.DatLayout, buffer: Buffer, cpu_stats: list) -> None:
+def closing(layout: _tracedat_writer.DatLayout, buffer: Buffer, cpu_stats: list) -> None:
     """Fill in what is read when the window has closed: printk formats, the saved
     cmdlines (the window's processes), per-CPU stats, the trace clock, uname."""
     control = buffer.control

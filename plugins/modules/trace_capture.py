@@ -325,7 +325,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress, _datfile, _instance
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress, _instance, _tracedat_writer
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture import Buffer, CaptureError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError
@@ -505,7 +505,7 @@ def run(module: AnsibleModule) -> dict:
             during = time.monotonic()
             if dat:  # the formats and kallsyms, prepared while the workload runs
                 layout = _capture.opening_layout(buffer, events, params["kallsyms"])
-                opening = _datfile.opening_bytes(layout)
+                opening = _tracedat_writer.opening_bytes(layout)
                 streams.insert(0, _compress.Stream(method, os.path.join(parts_dir, "0-open")))
                 streams[0].write(opening)
                 streams[0].finish()
@@ -553,8 +553,8 @@ def run(module: AnsibleModule) -> dict:
             _compress.finish_all(streams[1:])
             _capture.closing(layout, buffer, after_text)
             sizes = [stream.raw_bytes for stream in streams[1:]]
-            _datfile.check_pages(layout, sizes)
-            closing.write(_datfile.closing_bytes(layout, len(opening), sizes))
+            _tracedat_writer.check_pages(layout, sizes)
+            closing.write(_tracedat_writer.closing_bytes(layout, len(opening), sizes))
             closing.finish()
             streams.insert(1, closing)
             _compress.concatenate([stream.path for stream in streams], packed)

@@ -8,7 +8,7 @@ and one directory per host. Output is `<run_dir>/report.html`: inline CSS and SV
 script, a content security policy that loads nothing. Per host and capture: kernel,
 trace clock, instance, window, events, loss per CPU, bytes, files (checked against
 their sha256); the event counts by name and a histogram of events over time, both
-read from each trace.dat by the independent reader in _tracedat.
+read from each trace.dat by the independent reader in _tracedat_reader.
 
 Everything from the manifest and the hosts is untrusted text: escaped where it lands,
 and a file path is only linked when it stays inside the run directory. The page holds
@@ -27,7 +27,7 @@ import os
 import urllib.parse
 
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat import (
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import (
     NS_CLOCKS,
     TraceDat,
     TraceDatError,

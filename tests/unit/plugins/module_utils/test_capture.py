@@ -11,9 +11,9 @@ import subprocess
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress, _datfile
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress, _tracedat_writer
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _tracedat
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _tracedat_reader
 
 PAGE = 4096
 
@@ -74,8 +74,8 @@ def wakeup_page(timestamp: int, count: int, pid: int = 42, missed: bool = False)
     return page + b"\0" * (PAGE - len(page))
 
 
-def layout(cpus: int = 2) -> _datfile.DatLayout:
-    return _datfile.DatLayout(
+def layout(cpus: int = 2) -> _tracedat_writer.DatLayout:
+    return _tracedat_writer.DatLayout(
         page_size=PAGE,
         header_page=HEADER_PAGE.encode(),
         header_event=HEADER_EVENT.encode(),
@@ -109,22 +109,22 @@ def test_page_data_size_masks_the_missed_events_flag():
 
 
 def read_back(path):
-    with _tracedat.TraceDat(str(path)) as dat:
+    with _tracedat_reader.TraceDat(str(path)) as dat:
         return [(event.cpu, event.pid) for event in dat.events()]
 
 
-def test_datfile_reads_back(tmp_path):
+def test_tracedat_writer_reads_back(tmp_path):
     cpu_files = []
     for cpu, pages in enumerate(([wakeup_page(1000, 5), wakeup_page(9000, 2)], [wakeup_page(500, 4)])):
         path = tmp_path / ("cpu%d" % cpu)
         path.write_bytes(b"".join(pages))
         cpu_files.append(str(path))
     out = tmp_path / "trace.dat"
-    size = _datfile.write(str(out), layout(), cpu_files)
+    size = _tracedat_writer.write(str(out), layout(), cpu_files)
     assert size == out.stat().st_size
     events = read_back(out)
     assert len(events) == 11 and events.count((1, 42)) == 4
-    summary = _tracedat.summary(str(out))
+    summary = _tracedat_reader.summary(str(out))
     assert summary["events"] == 11
     assert summary["trace_clock"] == "local"
     if shutil.which("trace-cmd"):
@@ -134,13 +134,13 @@ def test_datfile_reads_back(tmp_path):
         assert sum(1 for line in report.splitlines() if "sched_wakeup:" in line) == 11
 
 
-def test_datfile_data_starts_on_a_page(tmp_path):
+def test_tracedat_writer_data_starts_on_a_page(tmp_path):
     data = tmp_path / "cpu0"
     data.write_bytes(wakeup_page(1, 1))
-    header = _datfile.header_bytes(layout(1), [PAGE])
+    header = _tracedat_writer.header_bytes(layout(1), [PAGE])
     assert len(header) % PAGE == 0
     with pytest.raises(ValueError, match="not whole"):
-        _datfile.check_pages(layout(1), [PAGE + 1])
+        _tracedat_writer.check_pages(layout(1), [PAGE + 1])
 
 
 @pytest.mark.parametrize("method", ["zstd", "gzip", "none"])
@@ -150,14 +150,14 @@ def test_streamed_parts_unpack_to_the_whole_file(tmp_path, method):
     pages = [wakeup_page(1000, 7), wakeup_page(3000, 7)]
     (tmp_path / "cpu0").write_bytes(b"".join(pages))
     whole = tmp_path / "whole.dat"
-    _datfile.write(str(whole), layout(1), [str(tmp_path / "cpu0")])
+    _tracedat_writer.write(str(whole), layout(1), [str(tmp_path / "cpu0")])
 
     lay = layout(1)
-    opening = _datfile.opening_bytes(lay)
+    opening = _tracedat_writer.opening_bytes(lay)
     parts = [_compress.Stream(method, str(tmp_path / name)) for name in ("a", "b", "c")]
     parts[0].write(opening)
     parts[2].write(b"".join(pages))
-    parts[1].write(_datfile.closing_bytes(lay, len(opening), [parts[2].raw_bytes]))
+    parts[1].write(_tracedat_writer.closing_bytes(lay, len(opening), [parts[2].raw_bytes]))
     _compress.finish_all(parts)
     packed = tmp_path / "packed"
     _compress.concatenate([part.path for part in parts], str(packed))
