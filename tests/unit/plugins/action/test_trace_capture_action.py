@@ -192,11 +192,9 @@ def test_check_mode_and_started_fetch_nothing(remote, tmp_path):
 
 
 def test_the_action_imports_nothing_from_the_modules():
-    import sys
-
-    importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action.trace_capture")
-    source = open(sys.modules["ansible_collections.tracefleet.ftrace.plugins.action.trace_capture"].__file__).read()
-    assert "plugins.modules" not in source
+    plugin = importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action.trace_capture")
+    with open(plugin.__file__, encoding="utf-8") as handle:
+        assert "plugins.modules" not in handle.read()
 
 
 def test_internal_options_are_not_the_task_s(remote, tmp_path):
