@@ -23,7 +23,6 @@ ARGUMENT_SPEC = dict(
 
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC = ARGUMENT_SPEC
-    ERRORS = (_run_report.RunReportError, OSError)
 
     def act(self, args: dict, check_mode: bool) -> dict:
         # Relative paths are relative to the directory ansible-playbook was started in.

@@ -16,11 +16,8 @@ import tempfile
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _compress
-from ansible_collections.tracefleet.ftrace.plugins.modules.trace_capture import (
-    ARGUMENT_SPEC,
-    MUTUALLY_EXCLUSIVE,
-)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture_spec, _compress
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
 
 CHUNK = 4 << 20
@@ -37,16 +34,15 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
+        # The task's options (the module's and dest, run_id, transfer, which are ours).
         _validation, args = self.validate_argument_spec(
-            argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE
+            argument_spec=_capture_spec.ARGUMENT_SPEC, mutually_exclusive=_capture_spec.MUTUALLY_EXCLUSIVE
         )
         if self._task.check_mode:
             result.update(changed=False, skipped=True, msg="check mode: no window recorded, nothing fetched")
             return result
         host = task_vars.get("inventory_hostname", self._task.delegate_to or "localhost")
-        module_args = {
-            key: value for key, value in args.items() if key not in ("dest", "run_id", "transfer") and value is not None
-        }
+        module_args = _capture_spec.module_args(args)
         if args["compress"] == "auto" and not _compress.available("zstd"):
             module_args["compress"] = "gzip"  # the controller could not unpack zstd
 
@@ -62,14 +58,14 @@ class ActionModule(ActionBase):
                 run_id = _runs.check_run_id(args["run_id"])
             else:
                 run_id = _runs.play_run_id(dest, self._play_key())
-        except (_runs.RunError, OSError) as exc:
+        except (TracefleetError, OSError) as exc:
             result.update(failed=True, msg="trace_capture: %s" % exc)
             return result
 
         staging = work_dir = None
         try:
             work_dir = self._make_tmp_path()
-            module_args["work_dir"] = work_dir
+            module_args["_work_dir"] = work_dir
             captured = self._execute_module(
                 "tracefleet.ftrace.trace_capture", module_args=module_args, task_vars=task_vars
             )
@@ -110,7 +106,7 @@ class ActionModule(ActionBase):
             if "rc" in captured:
                 entry["command"] = dict(cmd=captured.get("cmd"), rc=captured.get("rc"))
             stored = _runs.file_capture(run_dir, host, host_dir, staging, entry, kernel=captured.get("kernel"))
-        except (AnsibleError, OSError, _compress.CompressError, _runs.RunError) as exc:
+        except (AnsibleError, OSError, TracefleetError) as exc:
             result.update(failed=True, msg="trace_capture: %s; nothing was kept for %s" % (exc, host))
             return result
         finally:

@@ -1,16 +1,14 @@
 # Copyright: tracefleet contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Capturing a window of one tracing buffer on the traced host.
+"""One tracing buffer during a capture: what the window reads and how it drains.
 
-A window: empty the buffer (unless told not to), turn recording on, wait for a
-duration or a workload, turn recording off, take everything out, and put
-tracing_on back the way it was. For `format: dat` the per-CPU ring buffers are
-drained *during* the window too (per_cpu/cpuN/trace_pipe_raw, non-blocking,
-whole pages, no formatting in the kernel), so a window longer than the buffer
-holds loses nothing as long as the reader keeps up; the pages land in one file
-per CPU, which `_datfile` turns into a trace.dat. For `format: text` the
-instance's `trace` file is copied at the end.
+The buffer is a `_tracingdir.TracingDir` (the top level or an instance); the
+functions here read what a capture needs from it (CPUs, per-CPU stats, the trace
+clock, the enabled events and their formats) and empty it. For `format: dat` the
+per-CPU ring buffers are drained *during* the window (per_cpu/cpuN/trace_pipe_raw,
+non-blocking, whole pages, no formatting in the kernel) by a `Drainer`, so a window
+longer than the buffer holds loses nothing as long as the reader keeps up.
 
 Loss comes from per_cpu/cpuN/stats before and after: overrun + commit overrun +
 dropped events. The event count is the kernel's own: "read events" that our
@@ -24,30 +22,28 @@ import errno
 import fcntl
 import os
 import re
-import select
-import signal
 import sys
 import time
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _datfile, _instance
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in Python 3.10+
-F_GETPIPE_SZ = 1032
 PAGE_HEADER = 16  # u64 timestamp + commit (a long) on 64-bit kernels
 FULL_PAGE_SLACK = 512  # a page whose data ends this close to its end counts as full
 LOSS_FIELDS = ("overrun", "commit overrun", "dropped events")
 
 
-class CaptureError(Exception):
-    pass
+class CaptureError(TracefleetError):
+    """A capture that cannot go on (the buffer, the workload, the window)."""
 
 
 def parse_stats(text: str | None) -> dict:
     """per_cpu/cpuN/stats -> {field: number}; timestamps stay floats (seconds)."""
-    stats = {}
+    stats: dict = {}
     for line in (text or "").splitlines():
         key, sep, value = line.partition(":")
         if not sep:
@@ -60,69 +56,74 @@ def parse_stats(text: str | None) -> dict:
     return stats
 
 
-class Buffer:
-    """One tracing buffer: the top level (instance None) or an instance."""
+def where(buffer: TracingDir) -> str:
+    """The buffer, as messages name it."""
+    return "instance %s" % buffer.instance if buffer.instance else "the top level"
 
-    def __init__(self, control: Control, instance: str | None) -> None:
-        self.control = control
-        self.instance = instance
 
-    def rel(self, *parts: str) -> str:
-        return _instance.relative(self.instance, *parts)
+def cpus(buffer: TracingDir) -> list:
+    """The buffer's CPUs, 0..n-1 (trace.dat numbers them so: a gap gets an empty slot)."""
+    try:
+        names = os.listdir(buffer.path("per_cpu"))
+    except OSError as exc:
+        raise CaptureError("cannot list %s: %s" % (buffer.path("per_cpu"), exc.strerror)) from None
+    numbers = sorted(int(name[3:]) for name in names if re.match(r"^cpu\d+$", name))
+    return list(range(numbers[-1] + 1)) if numbers else []
 
-    def path(self, *parts: str) -> str:
-        return self.control.path(self.rel(*parts))
 
-    def cpus(self) -> list:
-        names = []
-        try:
-            names = os.listdir(self.path("per_cpu"))
-        except OSError as exc:
-            raise CaptureError("cannot list %s: %s" % (self.path("per_cpu"), exc.strerror))
-        cpus = sorted(int(name[3:]) for name in names if re.match(r"^cpu\d+$", name))
-        # trace.dat numbers CPUs 0..n-1: a gap (an impossible CPU) gets an empty slot.
-        return list(range(cpus[-1] + 1)) if cpus else []
+def stats_text(buffer: TracingDir, cpu: int) -> bytes:
+    """per_cpu/cpuN/stats as the kernel wrote it (it goes into a trace.dat as it is)."""
+    return (buffer.read("per_cpu", "cpu%d" % cpu, "stats") or "").encode()
 
-    def stats(self, cpus: list) -> dict:
-        return {cpu: parse_stats(self.stats_text(cpu).decode()) for cpu in cpus}
 
-    def stats_text(self, cpu: int) -> bytes:
-        return (self.control.read(self.rel("per_cpu", "cpu%d" % cpu, "stats")) or "").encode()
+def stats(buffer: TracingDir, cpu_list: list) -> dict:
+    return {cpu: parse_stats(stats_text(buffer, cpu).decode()) for cpu in cpu_list}
 
-    def tracing_on(self) -> bool:
-        return (self.control.read(self.rel("tracing_on")) or "0").strip() == "1"
 
-    def clock(self) -> str:
-        text = self.control.read(self.rel("trace_clock")) or ""
-        match = re.search(r"\[(\S+)\]", text)
-        return match.group(1) if match else "local"
+def tracing_on(buffer: TracingDir) -> bool:
+    return (buffer.read("tracing_on") or "0").strip() == "1"
 
-    def clear(self) -> None:
-        """Empty every CPU's buffer: an open with O_TRUNC on `trace`."""
-        path = self.path("trace")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-            os.close(fd)
-        except OSError as exc:
-            raise CaptureError("emptying the buffer (%s) failed: %s" % (path, exc.strerror))
 
-    def enabled_events(self) -> list:
-        """'system:event' for every event enabled in this buffer (set_event)."""
-        return [event for event in _instance.enabled_events(self.control, self.instance) if ":" in event]
+def set_tracing_on(buffer: TracingDir, on: bool) -> None:
+    buffer.write("tracing_on", "1" if on else "0")
 
-    def summarise_events(self, events: list) -> list:
-        """The enabled events, with a fully enabled system as 'system:*'."""
-        systems = {}
-        for event in events:
-            systems.setdefault(event.partition(":")[0], []).append(event)
-        summary = []
-        for system, members in systems.items():
-            whole = (self.control.read(self.rel("events", system, "enable")) or "").strip() == "1"
-            summary.extend([system + ":*"] if whole and len(members) > 1 else members)
-        return summary
 
-    def event_format(self, system: str, event: str) -> bytes:
-        return _read_bytes(self.path("events", system, event, "format"))
+def clock(buffer: TracingDir) -> str:
+    """The buffer's trace clock (the bracketed one of trace_clock)."""
+    match = re.search(r"\[(\S+)\]", buffer.read("trace_clock") or "")
+    return match.group(1) if match else "local"
+
+
+def clear(buffer: TracingDir) -> None:
+    """Empty every CPU's buffer: an open with O_TRUNC on `trace`."""
+    path = buffer.path("trace")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        os.close(fd)
+    except OSError as exc:
+        raise CaptureError("emptying the buffer (%s) failed: %s" % (path, exc.strerror)) from None
+
+
+def enabled_events(buffer: TracingDir) -> list:
+    """'system:event' for every event enabled in this buffer (set_event)."""
+    return [event for event in _instance.enabled_events(buffer) if ":" in event]
+
+
+def summarise_events(buffer: TracingDir, events: list) -> list:
+    """The enabled events, with a fully enabled system as 'system:*'."""
+    systems: dict = {}
+    for event in events:
+        systems.setdefault(event.partition(":")[0], []).append(event)
+    summary: list = []
+    for system, members in systems.items():
+        whole = (buffer.read("events", system, "enable") or "").strip() == "1"
+        summary.extend([system + ":*"] if whole and len(members) > 1 else members)
+    return summary
+
+
+def event_format(buffer: TracingDir, system: str, event: str) -> bytes:
+    """events/SYSTEM/EVENT/format, or b"" when there is none."""
+    return buffer.read_bytes("events", system, event, "format") or b""
 
 
 class Drainer:
@@ -135,14 +136,14 @@ class Drainer:
     partly filled page. Without os.splice (Python < 3.10) every page is read(2).
     """
 
-    def __init__(self, buffer: Buffer, cpus: list, sinks: list) -> None:
+    def __init__(self, buffer: TracingDir, cpu_list: list, sinks: list) -> None:
         self.sinks = list(sinks)
-        self.fds = []
+        self.fds: list[int | None] = []
         self.busy = 0.0
-        self.pipe = None
+        self.pipe: tuple[int, int] | None = None
         self.splice = hasattr(os, "splice")
         try:
-            for cpu in cpus:
+            for cpu in cpu_list:
                 path = buffer.path("per_cpu", "cpu%d" % cpu, "trace_pipe_raw")
                 try:
                     self.fds.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
@@ -162,10 +163,14 @@ class Drainer:
 
     def _splice(self, fd: int, sink) -> int:
         total = 0
-        target = sink.fd if sink.is_pipe else self.pipe[1]
+        if sink.is_pipe:
+            target, pipe_out = sink.fd, -1
+        else:
+            assert self.pipe is not None  # made in __init__ when a sink is not a pipe
+            pipe_out, target = self.pipe
         while True:
             try:
-                moved = os.splice(fd, target, PIPE_SIZE)
+                moved = os.splice(fd, target, PIPE_SIZE)  # novermin (only when hasattr(os, "splice"))
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.EINTR):
                     break
@@ -178,7 +183,7 @@ class Drainer:
             if not sink.is_pipe:
                 left = moved
                 while left:
-                    left -= os.splice(self.pipe[0], sink.fd, left)
+                    left -= os.splice(pipe_out, sink.fd, left)  # novermin
             total += moved
         sink.raw_bytes += total
         return total
@@ -236,74 +241,6 @@ def page_data_size(page: bytes) -> int:
     return PAGE_HEADER + commit
 
 
-class Abandoned(CaptureError):
-    """The controller went away while the window was open."""
-
-
-def controller_gone(fd: int = 1) -> bool:
-    """True when nobody reads our standard output any more: the connection that ran
-    this module closed (a killed ansible-playbook, a lost controller). The write end
-    of a pipe whose reader has gone polls as an error."""
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        events = poller.poll(0)
-    except (OSError, ValueError):
-        return False
-    return any(mask & (select.POLLERR | select.POLLHUP) for _fd, mask in events)
-
-
-def wait_window(
-    duration: float | None,
-    process,
-    drainer: Drainer | None,
-    deadline: float | None,
-    interval: float = 0.25,
-    gone=controller_gone,
-) -> bool:
-    """Wait out the window, draining as we go. Returns False when `deadline` passed
-    first (the workload is still running). Raises Abandoned when the controller went
-    away, so that the window is closed and the host put back without waiting for the
-    workload."""
-    end = time.monotonic() + duration if duration is not None else None
-    while True:
-        now = time.monotonic()
-        if process is not None and process.poll() is not None:
-            return True
-        if end is not None and now >= end:
-            return True
-        if deadline is not None and now >= deadline:
-            return False
-        if gone():
-            raise Abandoned(
-                "the controller's connection closed while the window was open; "
-                "the window was closed and tracing_on put back"
-            )
-        if drainer is not None:
-            drainer.drain()
-        pause = interval
-        if end is not None:
-            pause = min(pause, max(0.0, end - time.monotonic()))
-        if process is not None:
-            try:
-                process.wait(timeout=pause)
-            except Exception:  # subprocess.TimeoutExpired
-                pass
-        else:
-            time.sleep(pause)
-
-
-def stop_workload(process) -> None:
-    """Kill the workload and everything it started (it runs in a session of its own)."""
-    if process is None or process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except OSError:
-        process.kill()
-    process.wait()
-
-
 def loss(before: dict, after: dict) -> dict:
     """Events lost per CPU in the window, from the stats before and after."""
     lost = {}
@@ -324,65 +261,3 @@ def kernel_events(before: dict, after: dict, consumed: bool) -> dict:
         else:
             counts[cpu] = stats.get("entries", 0)
     return counts
-
-
-def _read_bytes(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError:
-        return b""
-
-
-def opening_layout(buffer: Buffer, events: list, kallsyms: bool) -> _datfile.DatLayout:
-    """What a trace.dat needs that does not change during a window: page size, headers,
-    the ftrace formats and those of `events`, kallsyms. `closing` adds the rest."""
-    ftrace = []
-    ftrace_dir = buffer.path("events", "ftrace")
-    for name in sorted(os.listdir(ftrace_dir)) if os.path.isdir(ftrace_dir) else []:
-        data = _read_bytes(os.path.join(ftrace_dir, name, "format"))
-        if data:
-            ftrace.append(data)
-    systems = {}
-    for entry in events:
-        system, _sep, event = entry.partition(":")
-        if system == "ftrace":
-            continue
-        fmt = buffer.event_format(system, event)
-        if fmt:
-            systems.setdefault(system, []).append(fmt)
-    return _datfile.DatLayout(
-        page_size=os.sysconf("SC_PAGE_SIZE"),
-        header_page=_read_bytes(buffer.path("events", "header_page")),
-        header_event=_read_bytes(buffer.path("events", "header_event")),
-        ftrace_formats=ftrace,
-        systems=sorted(systems.items()),
-        kallsyms=_read_bytes("/proc/kallsyms") if kallsyms else b"",
-        printk_formats=b"",
-        cmdlines=b"",
-        cpu_stats=[],
-        trace_clock=b"",
-        uname=b"",
-    )
-
-
-def closing(layout: _datfile.DatLayout, buffer: Buffer, cpu_stats: list) -> None:
-    """Fill in what is read when the window has closed: printk formats, the saved
-    cmdlines (the window's processes), per-CPU stats, the trace clock, uname."""
-    control = buffer.control
-    uname = os.uname()
-    layout.printk_formats = _read_bytes(control.path("printk_formats"))
-    layout.cmdlines = _read_bytes(control.path("saved_cmdlines"))
-    layout.cpu_stats = cpu_stats
-    layout.trace_clock = (control.read(buffer.rel("trace_clock")) or "").strip().encode()
-    layout.uname = " ".join((uname.sysname, uname.nodename, uname.release, uname.version, uname.machine)).encode()
-
-
-def copy_text(buffer: Buffer, path: str) -> int:
-    """Copy the buffer's `trace` file (formatted by the kernel, not consumed)."""
-    with open(buffer.path("trace"), "rb") as source, open(path, "wb") as out:
-        while True:
-            data = source.read(READ_SIZE)
-            if not data:
-                return out.tell()
-            out.write(data)

@@ -19,6 +19,9 @@ import os
 import shutil
 import subprocess
 import zlib
+from typing import Any
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
 SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 CHUNK = 1 << 20
@@ -26,8 +29,8 @@ PIPE_SIZE = 1 << 18  # what a compressor may have left to do when the window clo
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in Python 3.10+
 
 
-class CompressError(Exception):
-    pass
+class CompressError(TracefleetError):
+    """A compressor that failed, or a compressed file that is damaged."""
 
 
 def available(method: str) -> bool:
@@ -83,8 +86,10 @@ class Stream:
         self.path = path
         self.raw_bytes = 0
         self.cpu_seconds = 0.0
-        self.process = None
-        self._plain = None
+        # A Popen with stdin and stderr pipes (Any: typeshed has both Optional).
+        self.process: Any = None
+        self._plain = ""  # the uncompressed file, without a compressor program
+        self.fd: int | None
         if method == "zstd" or (method == "gzip" and shutil.which("gzip")):
             argv = ["zstd", "-q", "-c", "-%d" % level] if method == "zstd" else ["gzip", "-c", "-%d" % level]
             with open(path, "wb") as out:
@@ -103,6 +108,7 @@ class Stream:
             raise CompressError("unknown compression %r" % method)
 
     def write(self, data: bytes) -> None:
+        assert self.fd is not None, "write after finish"
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
@@ -115,7 +121,7 @@ class Stream:
                 self.process.stdin.close()
             _pid, status, usage = os.wait4(self.process.pid, 0)
             self.process.returncode = (
-                os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
+                os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8  # novermin
             )
             self.cpu_seconds = usage.ru_utime + usage.ru_stime
             errors = self.process.stderr.read().decode(errors="replace").strip()

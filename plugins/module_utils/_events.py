@@ -383,9 +383,7 @@ def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
     place_text = dir_place(tracing)
     catalog = EventCatalog(tracing)
     try:
-        changes, wanted, before = plan_events(
-            catalog, params["events"], params["exclusive"], enabled_events(tracing.control, tracing.instance)
-        )
+        changes, wanted, before = plan_events(catalog, params["events"], params["exclusive"], enabled_events(tracing))
     except EventError as exc:
         raise TaskError("%s (in %s); nothing was changed" % (exc, place_text)) from None
     with Ledger(params["ledger_path"], dry_run=check_mode) as ledger:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import re
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control, ControlError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerKind
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
@@ -60,16 +60,10 @@ def open_instance(tracefs_path: str | None, instance: str | None) -> TracingDir:
     return tracing
 
 
-def enabled_events(control: Control, name: str | None) -> list[str]:
-    """`system:event` lines of set_event in instance `name` (None: the top level)."""
-    text = TracingDir(control.root, name, control).read("set_event") or ""
+def enabled_events(tracing: TracingDir) -> list[str]:
+    """`system:event` lines of set_event in the tracing directory `tracing`."""
+    text = tracing.read("set_event") or ""
     return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def relative(instance: str | None, *parts: str) -> str:
-    """Path of a control file relative to the tracefs root. Kept for the capture code
-    until it names its files through `TracingDir.rel`."""
-    return TracingDir("", instance).rel(*parts)
 
 
 def create(tracing: TracingDir, ledger: Ledger, session: str) -> None:
@@ -84,7 +78,7 @@ def remove(tracing: TracingDir, ledger: Ledger) -> None:
     name = tracing.instance
     if name is None:
         raise InstanceError("the top level of tracefs is not an instance: it cannot be removed")
-    for event in enabled_events(tracing.control, name):
+    for event in enabled_events(tracing):
         tracing.write("set_event", "!" + event)
     try:
         tracing.control.rmdir(tracing.rel())

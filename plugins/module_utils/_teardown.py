@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import (
+    _capture_window,
     _events,
     _instance,
     _knob_changes,
@@ -28,7 +29,6 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import (
     Ledger,
     LedgerError,
     LedgerKind,
-    place,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
     TaskError,
@@ -37,21 +37,13 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
-# The `capture` kind is recorded by trace_capture (state=started); nothing in tracefs
-# to undo: the window's tracing_on change is a knob entry of its own.
-_OTHER_KINDS = {
-    "capture": LedgerKind(
-        lambda entry: "end the capture window opened in %s" % place(entry), lambda *_args: None, False
-    ),
-}
-
 KINDS: dict[str, LedgerKind] = {
     **_instance.LEDGER_KINDS,
     **_knob_changes.LEDGER_KINDS,
     **_events.LEDGER_KINDS,
     **_probes.LEDGER_KINDS,
     **_mountpolicy.LEDGER_KINDS,
-    **_OTHER_KINDS,
+    **_capture_window.LEDGER_KINDS,
 }
 
 

@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _validation
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile, _validation
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import PathEscapeError, inside
@@ -822,5 +822,5 @@ def write_reports(report: dict, dest: str, formats: list[str], dry_run: bool = F
         written.append(path)
         if not dry_run:
             os.makedirs(directory, exist_ok=True)
-            _runs.write_atomic(path, data)
+            _atomicfile.replace(path, data, mode=_runs.new_file_mode())
     return {"path": directory, "files": files, "written": written}

@@ -3,13 +3,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The base of the collection's controller-only actions (audit_check, audit_report,
 run_report): no connection, no module on the host, arguments validated against the
-subclass's ARGUMENT_SPEC, and errors of its own turned into a failed result.
+subclass's ARGUMENT_SPEC, and expected errors (TracefleetError, OSError) turned into a
+failed result.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
 
 class ControllerAction(ActionBase):
@@ -18,8 +21,9 @@ class ControllerAction(ActionBase):
     _supports_check_mode = True
 
     ARGUMENT_SPEC: dict = {}
-    # Errors that become `failed` with their text as the message.
-    ERRORS: tuple = (OSError,)
+    # Errors that become `failed` with their text as the message: the collection's
+    # own, and the controller's file system refusing something.
+    ERRORS: tuple = (TracefleetError, OSError)
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -8,7 +8,7 @@ and one directory per host. Output is `<run_dir>/report.html`: inline CSS and SV
 script, a content security policy that loads nothing. Per host and capture: kernel,
 trace clock, instance, window, events, loss per CPU, bytes, files (checked against
 their sha256); the event counts by name and a histogram of events over time, both
-read from each trace.dat by the independent reader in _tracedat.
+read from each trace.dat by the independent reader in _tracedat_reader.
 
 Everything from the manifest and the hosts is untrusted text: escaped where it lands,
 and a file path is only linked when it stays inside the run directory. The page holds
@@ -26,8 +26,10 @@ import math
 import os
 import urllib.parse
 
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat import (
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _paths, _runs
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import (
     NS_CLOCKS,
     TraceDat,
     TraceDatError,
@@ -71,7 +73,7 @@ svg .small{font-size:10px;fill:#556}svg .note{fill:#8a1c1c}
 """
 
 
-class RunReportError(Exception):
+class RunReportError(TracefleetError):
     """The run directory or its manifest cannot be reported on; nothing was written."""
 
 
@@ -142,18 +144,17 @@ def load_manifest(run_dir: str) -> dict:
     return manifest
 
 
-def inside(run_dir: str, relative) -> str | None:
+def file_in_run(run_dir: str, relative) -> str | None:
     """The file `relative` names under run_dir, or None if it is not a relative path
     that stays inside run_dir (symlinks included)."""
     if not isinstance(relative, str) or not relative or "\0" in relative or os.path.isabs(relative):
         return None
     if any(part == ".." for part in relative.replace("\\", "/").split("/")):
         return None
-    root = os.path.realpath(run_dir)
-    path = os.path.realpath(os.path.join(root, relative))
-    if os.path.commonpath([root, path]) != root or path == root:
+    try:
+        return _paths.inside(run_dir, relative)
+    except _paths.PathEscapeError:
         return None
-    return path
 
 
 def href(relative: str) -> str:
@@ -188,7 +189,7 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
     for entry in _list(capture.get("files")):
         entry = _dict(entry)
         relative = entry.get("path")
-        path = inside(run_dir, relative)
+        path = file_in_run(run_dir, relative)
         status, words = check_file(path, entry.get("bytes"), entry.get("sha256"))
         files.append(
             dict(
@@ -370,11 +371,11 @@ def audit_summary(run_dir: str, audit_path: str | None) -> dict | None:
     if not os.path.isfile(path):
         return dict(path=path, error="not found") if explicit else None
     relative = os.path.relpath(os.path.realpath(path), os.path.realpath(run_dir))
-    link = relative if inside(run_dir, relative) else None
+    link = relative if file_in_run(run_dir, relative) else None
     result = dict(path=path, link=link, error=None, html_link=None)
     if link:
         sibling = os.path.join(os.path.dirname(link), "compliance.html")
-        if inside(run_dir, sibling) and os.path.isfile(os.path.join(run_dir, sibling)):
+        if file_in_run(run_dir, sibling) and os.path.isfile(os.path.join(run_dir, sibling)):
             result["html_link"] = sibling
     try:
         with open(path, encoding="utf-8") as handle:
@@ -782,7 +783,7 @@ def write_report(
     except FileNotFoundError:
         changed = True
     if changed and not dry_run:
-        _runs.write_atomic(path, data)
+        _atomicfile.replace(path, data, mode=_runs.new_file_mode())
     return dict(
         path=path,
         changed=changed,

@@ -5,9 +5,9 @@
 
 Hosts of one play are captured by parallel worker processes, so everything that
 more than one of them touches (the run id of a play, the manifest) is read and
-written under an exclusive lock, and replaced atomically (temp file + rename).
+written under an exclusive lock, and replaced atomically (`_atomicfile.replace`).
 Host names come from the inventory and are only ever used as one path component,
-with anything that could leave the directory replaced.
+with anything that could leave the directory replaced (and `_paths.inside` checks).
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -21,9 +21,11 @@ import json
 import os
 import re
 import secrets
-import tempfile
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._compress import sha256
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import PathEscapeError, inside
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -32,8 +34,8 @@ KEEP_RUN_IDS = 200
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
-class RunError(Exception):
-    pass
+class RunError(TracefleetError):
+    """A run id, run directory or manifest that cannot be used."""
 
 
 def _now() -> str:
@@ -78,27 +80,16 @@ def _load(path: str, default):
         raise RunError("%s is not valid JSON (%s); move it away" % (path, exc))
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace `path` with `data` in one step (temp file, fsync, rename); readers see
-    the old file or the new one, never half of it."""
-    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+def new_file_mode() -> int:
+    """0666 less the umask: the mode of every file written into a run (manifest,
+    reports), whatever mode an older copy had."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _save(path: str, data) -> None:
-    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    _atomicfile.replace(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), mode=new_file_mode())
 
 
 def play_run_id(dest: str, key: str) -> str:
@@ -128,8 +119,10 @@ def file_capture(run: str, host: str, host_dir: str, staging: str, entry: dict, 
     """Move the files of one capture from `staging` into the host's directory and add
     the capture to the manifest. Returns the manifest's file entries."""
     target = os.path.join(run, host_dir)
-    if os.path.commonpath([os.path.realpath(target), os.path.realpath(run)]) != os.path.realpath(run):
-        raise RunError("host %r would land outside %s" % (host, run))
+    try:
+        inside(run, host_dir, allow_base=True)
+    except PathEscapeError:
+        raise RunError("host %r would land outside %s" % (host, run)) from None
     files = []
     for name in sorted(os.listdir(staging)):
         path = os.path.join(staging, name)

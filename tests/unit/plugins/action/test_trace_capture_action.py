@@ -124,8 +124,8 @@ def test_fetch_lands_the_file_and_the_manifest(remote, tmp_path):
     assert capture["clock_anchor"] == {"wall": 1.0, "trace": 2.0, "clock": "local"}
     # The module was asked to work in the task's temporary directory, which is removed.
     module_args = action._execute_module.call_args.kwargs["module_args"]
-    assert module_args["work_dir"] == str(remote.parent)
-    assert "dest" not in module_args and "run_id" not in module_args
+    assert module_args["_work_dir"] == str(remote.parent)
+    assert not {"dest", "run_id", "transfer"} & set(module_args)
     action._remove_tmp_path.assert_called_once_with(str(remote.parent), force=True)
 
 
@@ -189,6 +189,19 @@ def test_check_mode_and_started_fetch_nothing(remote, tmp_path):
     result = run(action, task, {"instance": "cap", "state": "started", "dest": str(tmp_path / "t")})
     assert result["started"] == "now" and not (tmp_path / "t").exists()
     action._make_tmp_path.assert_not_called()
+
+
+def test_the_action_imports_nothing_from_the_modules():
+    plugin = importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action.trace_capture")
+    with open(plugin.__file__, encoding="utf-8") as handle:
+        assert "plugins.modules" not in handle.read()
+
+
+def test_internal_options_are_not_the_task_s(remote, tmp_path):
+    action, task = make_action(remote)
+    with pytest.raises(Exception, match="_work_dir"):
+        run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "_work_dir": "/tmp"})
+    action._execute_module.assert_not_called()
 
 
 def test_bad_run_id_is_refused_before_the_host_is_touched(remote, tmp_path):

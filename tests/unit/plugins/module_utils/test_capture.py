@@ -1,19 +1,33 @@
-"""The capture pieces on the target side: stats and loss, ring-buffer draining, the
+"""The capture on the target side: stats and loss, ring-buffer draining, the
 trace.dat writer (read back by the collection's own reader and, where installed,
-by trace-cmd), and streamed compression."""
+by trace-cmd), streamed compression, the workload's window, and whole trace_capture
+tasks (_capture_run) on the shared fake tracefs: both formats, the ledger, and every
+way a capture fails leaving the buffer and the work directory as they were."""
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress, _datfile
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _tracedat
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import (
+    _capture,
+    _capture_formats,
+    _capture_run,
+    _compress,
+    _tracedat_writer,
+    _workload,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture import CaptureError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_spec import MODULE_SPEC
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _tracedat_reader
 
 PAGE = 4096
 
@@ -74,8 +88,8 @@ def wakeup_page(timestamp: int, count: int, pid: int = 42, missed: bool = False)
     return page + b"\0" * (PAGE - len(page))
 
 
-def layout(cpus: int = 2) -> _datfile.DatLayout:
-    return _datfile.DatLayout(
+def layout(cpus: int = 2) -> _tracedat_writer.DatLayout:
+    return _tracedat_writer.DatLayout(
         page_size=PAGE,
         header_page=HEADER_PAGE.encode(),
         header_event=HEADER_EVENT.encode(),
@@ -109,22 +123,22 @@ def test_page_data_size_masks_the_missed_events_flag():
 
 
 def read_back(path):
-    with _tracedat.TraceDat(str(path)) as dat:
+    with _tracedat_reader.TraceDat(str(path)) as dat:
         return [(event.cpu, event.pid) for event in dat.events()]
 
 
-def test_datfile_reads_back(tmp_path):
+def test_tracedat_writer_reads_back(tmp_path):
     cpu_files = []
     for cpu, pages in enumerate(([wakeup_page(1000, 5), wakeup_page(9000, 2)], [wakeup_page(500, 4)])):
         path = tmp_path / ("cpu%d" % cpu)
         path.write_bytes(b"".join(pages))
         cpu_files.append(str(path))
     out = tmp_path / "trace.dat"
-    size = _datfile.write(str(out), layout(), cpu_files)
+    size = _tracedat_writer.write(str(out), layout(), cpu_files)
     assert size == out.stat().st_size
     events = read_back(out)
     assert len(events) == 11 and events.count((1, 42)) == 4
-    summary = _tracedat.summary(str(out))
+    summary = _tracedat_reader.summary(str(out))
     assert summary["events"] == 11
     assert summary["trace_clock"] == "local"
     if shutil.which("trace-cmd"):
@@ -134,13 +148,13 @@ def test_datfile_reads_back(tmp_path):
         assert sum(1 for line in report.splitlines() if "sched_wakeup:" in line) == 11
 
 
-def test_datfile_data_starts_on_a_page(tmp_path):
+def test_tracedat_writer_data_starts_on_a_page(tmp_path):
     data = tmp_path / "cpu0"
     data.write_bytes(wakeup_page(1, 1))
-    header = _datfile.header_bytes(layout(1), [PAGE])
+    header = _tracedat_writer.header_bytes(layout(1), [PAGE])
     assert len(header) % PAGE == 0
     with pytest.raises(ValueError, match="not whole"):
-        _datfile.check_pages(layout(1), [PAGE + 1])
+        _tracedat_writer.check_pages(layout(1), [PAGE + 1])
 
 
 @pytest.mark.parametrize("method", ["zstd", "gzip", "none"])
@@ -150,14 +164,14 @@ def test_streamed_parts_unpack_to_the_whole_file(tmp_path, method):
     pages = [wakeup_page(1000, 7), wakeup_page(3000, 7)]
     (tmp_path / "cpu0").write_bytes(b"".join(pages))
     whole = tmp_path / "whole.dat"
-    _datfile.write(str(whole), layout(1), [str(tmp_path / "cpu0")])
+    _tracedat_writer.write(str(whole), layout(1), [str(tmp_path / "cpu0")])
 
     lay = layout(1)
-    opening = _datfile.opening_bytes(lay)
+    opening = _tracedat_writer.opening_bytes(lay)
     parts = [_compress.Stream(method, str(tmp_path / name)) for name in ("a", "b", "c")]
     parts[0].write(opening)
     parts[2].write(b"".join(pages))
-    parts[1].write(_datfile.closing_bytes(lay, len(opening), [parts[2].raw_bytes]))
+    parts[1].write(_tracedat_writer.closing_bytes(lay, len(opening), [parts[2].raw_bytes]))
     _compress.finish_all(parts)
     packed = tmp_path / "packed"
     _compress.concatenate([part.path for part in parts], str(packed))
@@ -178,38 +192,58 @@ def test_failed_compressor_is_an_error():
     stream.abort()
 
 
+# The files of the instance "cap" a capture reads, on top of the shared fake tracefs.
+INSTANCE_FILES = {
+    "tracing_on": "1\n",
+    "trace": "# tracer: nop\n",
+    "trace_clock": "[local] global\n",
+    "set_event": "sched:sched_wakeup\nsched:sched_switch\nsyscalls:sys_enter_openat\n",
+    "events/sched/enable": "1\n",
+    "events/syscalls/enable": "X\n",
+    "events/sched/sched_wakeup/format": WAKEUP_FORMAT,
+    "events/header_page": HEADER_PAGE,
+    "events/header_event": HEADER_EVENT,
+    "per_cpu/cpu0/stats": STATS,
+    "per_cpu/cpu1/stats": STATS,
+}
+
+
+def add_instance(fake_host, name="cap", files=None):
+    fake_host.mount_tracefs()
+    for relative, text in (INSTANCE_FILES if files is None else files).items():
+        fake_host.write("tracing/instances/%s/%s" % (name, relative), text)
+    return TracingDir(str(fake_host.tracing), name)
+
+
 @pytest.fixture
-def buffer(tmp_path):
-    root = tmp_path / "tracing"
-    files = {
-        "instances/cap/tracing_on": "1\n",
-        "instances/cap/trace": "# tracer: nop\n",
-        "instances/cap/trace_clock": "[local] global\n",
-        "instances/cap/set_event": "sched:sched_wakeup\nsched:sched_switch\nsyscalls:sys_enter_openat\n",
-        "instances/cap/events/sched/enable": "1\n",
-        "instances/cap/events/syscalls/enable": "X\n",
-        "instances/cap/events/sched/sched_wakeup/format": WAKEUP_FORMAT,
-        "instances/cap/per_cpu/cpu0/stats": STATS,
-        "instances/cap/per_cpu/cpu1/stats": STATS,
-    }
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return _capture.Buffer(Control(str(root)), "cap")
+def buffer(fake_host):
+    return add_instance(fake_host)
 
 
 def test_buffer_reads(buffer):
-    assert buffer.cpus() == [0, 1]
-    assert buffer.tracing_on() is True
-    assert buffer.clock() == "local"
-    assert buffer.stats([0])[0]["overrun"] == 12
-    events = buffer.enabled_events()
-    assert buffer.summarise_events(events) == ["sched:*", "syscalls:sys_enter_openat"]
-    assert buffer.event_format("sched", "sched_wakeup") == WAKEUP_FORMAT.encode()
-    assert buffer.event_format("sched", "nope") == b""
-    buffer.clear()
+    assert _capture.cpus(buffer) == [0, 1]
+    assert _capture.tracing_on(buffer) is True
+    assert _capture.clock(buffer) == "local"
+    assert _capture.where(buffer) == "instance cap"
+    assert _capture.where(buffer.top()) == "the top level"
+    assert _capture.stats(buffer, [0])[0]["overrun"] == 12
+    events = _capture.enabled_events(buffer)
+    assert _capture.summarise_events(buffer, events) == ["sched:*", "syscalls:sys_enter_openat"]
+    assert _capture.event_format(buffer, "sched", "sched_wakeup") == WAKEUP_FORMAT.encode()
+    assert _capture.event_format(buffer, "sched", "nope") == b""
+    _capture.set_tracing_on(buffer, False)
+    assert _capture.tracing_on(buffer) is False
+    _capture.clear(buffer)
     assert os.path.getsize(buffer.path("trace")) == 0
+
+
+def test_buffer_problems_are_capture_errors(fake_host):
+    buffer = add_instance(fake_host, files={"tracing_on": "1\n"})
+    with pytest.raises(_capture.CaptureError, match="cannot list .*per_cpu"):
+        _capture.cpus(buffer)
+    with pytest.raises(_capture.CaptureError, match="emptying the buffer"):
+        _capture.clear(TracingDir(str(fake_host.tracing), "gone"))
+    assert _capture.clock(buffer) == "local"  # no trace_clock: the kernel's default
 
 
 @pytest.mark.parametrize("splice", [True, False])
@@ -241,10 +275,11 @@ def test_drainer_moves_every_page(buffer, tmp_path, monkeypatch, splice):
 
 
 def test_closing_and_opening_layout(buffer):
-    opening = _capture.opening_layout(buffer, buffer.enabled_events(), kallsyms=False)
+    opening = _capture_formats.opening_layout(buffer, _capture.enabled_events(buffer), kallsyms=False)
     assert opening.systems == [("sched", [WAKEUP_FORMAT.encode()])]
     assert opening.kallsyms == b""
-    _capture.closing(opening, buffer, [b"entries: 0\n"])
+    assert opening.header_page == HEADER_PAGE.encode()
+    _capture_formats.closing(opening, buffer, [b"entries: 0\n"])
     assert opening.trace_clock == b"[local] global"
     assert opening.uname.startswith(os.uname().sysname.encode())
 
@@ -252,19 +287,218 @@ def test_closing_and_opening_layout(buffer):
 def test_controller_gone_when_nobody_reads_the_pipe():
     read_end, write_end = os.pipe()
     try:
-        assert _capture.controller_gone(write_end) is False
+        assert _workload.controller_gone(write_end) is False
         os.close(read_end)
-        assert _capture.controller_gone(write_end) is True
+        assert _workload.controller_gone(write_end) is True
     finally:
         os.close(write_end)
+    assert _workload.controller_gone(write_end) is False  # a closed descriptor is no answer
 
 
-def test_an_abandoned_window_stops_the_workload(tmp_path):
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.fixture
+def subreaper():
+    """This process adopts its orphaned descendants for the test, so that the test can
+    wait for them. Without it a killed grandchild goes to PID 1, which reaps it when
+    it gets round to it: until then the process group still exists (a zombie)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        pytest.skip("prctl(PR_SET_CHILD_SUBREAPER) failed: errno %d" % ctypes.get_errno())
+    yield
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def reap_group(pgid):
+    """Wait for every adopted process of the group; returns their wait statuses."""
+    statuses = []
+    while True:
+        try:
+            _pid, status = os.waitpid(-pgid, 0)
+        except ChildProcessError:
+            return statuses
+        statuses.append(status)
+
+
+def test_an_abandoned_window_stops_the_workload(subreaper):
     process = subprocess.Popen(["/bin/sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
-    with pytest.raises(_capture.Abandoned, match="controller's connection closed"):
-        _capture.wait_window(None, process, None, None, interval=0.01, gone=lambda: True)
-    _capture.stop_workload(process)
+    with pytest.raises(_workload.Abandoned, match="controller's connection closed"):
+        _workload.wait_window(None, process, None, None, interval=0.01, gone=lambda: True)
+    _workload.stop_workload(process)
     assert process.returncode == -9
+    # The background sleep (when the shell got to start it) was killed with the group:
+    # it is ours to reap now, and it died of SIGKILL, not of old age.
+    for status in reap_group(process.pid):
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     # The whole session went, the background sleep included.
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)
+
+
+# ---------------------------------------------------------------- a whole task (_capture_run)
+
+fake_pages = pytest.mark.skipif(os.sysconf("SC_PAGE_SIZE") != PAGE, reason="the fake pages are 4 KiB")
+
+
+@pytest.fixture
+def host(fake_host, tmp_path):
+    """The instance `cap` with two CPUs' worth of pages waiting in trace_pipe_raw."""
+    add_instance(fake_host)
+    for cpu, pages in enumerate(([wakeup_page(1000, 5), wakeup_page(9000, 2)], [wakeup_page(500, 4)])):
+        (fake_host.tracing / ("instances/cap/per_cpu/cpu%d/trace_pipe_raw" % cpu)).write_bytes(b"".join(pages))
+    (tmp_path / "work").mkdir()
+    return fake_host
+
+
+def params(host, tmp_path, **overrides):
+    """The module's parameters, defaults filled in as AnsibleModule would."""
+    values = {name: spec.get("default") for name, spec in MODULE_SPEC.items()}
+    values.update(
+        instance="cap",
+        tracefs_path=str(host.tracing),
+        ledger_path=str(tmp_path / "ledger.json"),
+        _work_dir=str(tmp_path / "work"),
+        compress="gzip",
+        kallsyms=False,
+        duration=0.01,
+    )
+    values.update(overrides)
+    return values
+
+
+def ledger(tmp_path):
+    path = tmp_path / "ledger.json"
+    return json.loads(path.read_text())["entries"] if path.exists() else []
+
+
+def tracing_on(host):
+    return (host.tracing / "instances/cap/tracing_on").read_text().strip()
+
+
+@fake_pages
+def test_a_dat_window_reads_the_ring_buffer_into_a_trace_dat(host, tmp_path):
+    result, warnings = _capture_run.capture(params(host, tmp_path))
+    assert warnings == []
+    assert result["file"] == str(tmp_path / "work" / "trace.dat.gz") and result["file_name"] == "trace.dat"
+    assert result["compress"] == "gzip" and result["sha256"] is None and result["format"] == "dat"
+    # The kernel's count: no "read events" moved in the fake, so the entries left.
+    assert result["events"] == 2 * 359 and result["events_per_cpu"] == {"0": 359, "1": 359}
+    assert result["lost_events"] == {"0": 0, "1": 0}
+    assert result["enabled_events"] == ["sched:*", "syscalls:sys_enter_openat"]
+    assert result["clock_anchor"]["trace"] == pytest.approx(170.028821)
+    assert result["clock_anchor"]["clock"] == "local" == result["trace_clock"]
+    assert set(result["timings"]) == {"before", "window", "during", "after", "compress_cpu"}
+    assert "rc" not in result
+    _compress.decompress("gzip", result["file"], str(tmp_path / "trace.dat"))
+    assert result["raw_bytes"] == os.path.getsize(tmp_path / "trace.dat")
+    assert _tracedat_reader.summary(str(tmp_path / "trace.dat"))["events"] == 11
+    # Nothing left behind but the file; tracing_on and the ledger as they were.
+    assert os.listdir(tmp_path / "work") == ["trace.dat.gz"]
+    assert tracing_on(host) == "1" and ledger(tmp_path) == []
+    assert (host.tracing / "instances/cap/trace").read_text() == ""  # cleared when it opened
+
+
+def test_a_text_window_runs_the_workload(host, tmp_path):
+    result, warnings = _capture_run.capture(
+        params(host, tmp_path, format="text", compress="none", duration=None, command="echo out; echo err >&2")
+    )
+    assert warnings == []
+    assert (result["cmd"], result["rc"], result["stdout"], result["stderr"]) == (
+        "echo out; echo err >&2",
+        0,
+        "out\n",
+        "err\n",
+    )
+    assert result["file"] == str(tmp_path / "work" / "trace.txt") and result["sha256"] == _compress.sha256(
+        result["file"]
+    )
+    assert result["events"] == 2 * 359  # the entries in the buffer: text reads consume none
+    assert os.listdir(tmp_path / "work") == ["trace.txt"]
+
+
+def test_loss_and_no_events_are_warnings(host, tmp_path):
+    (host.tracing / "instances/cap/set_event").write_text("")
+    stats = host.tracing / "instances/cap/per_cpu/cpu1/stats"
+    # The workload stands in for a kernel that overran while the window was open.
+    command = "sed -i 's/^overrun: 12/overrun: 20/' %s" % stats
+    result, warnings = _capture_run.capture(params(host, tmp_path, duration=None, command=command))
+    assert result["lost_events"] == {"0": 0, "1": 8}
+    assert warnings == [
+        "no events are enabled in instance cap: the capture holds only what a tracer recorded",
+        "instance cap lost 8 events during the window (per CPU: cpu0=0, cpu1=8): the reader or the "
+        "buffer could not keep up; a bigger buffer_size_kb helps",
+    ]
+    text_result, text_warnings = _capture_run.capture(params(host, tmp_path, format="text"))
+    assert text_warnings == [] and text_result["enabled_events"] == []
+
+
+def test_started_then_collected(host, tmp_path):
+    (host.tracing / "instances/cap/tracing_on").write_text("0\n")
+    started, warnings = _capture_run.capture(params(host, tmp_path, state="started", duration=None))
+    assert warnings == [] and started["started"].endswith("Z")
+    assert started["clock_anchor"]["trace"] == pytest.approx(170.028821)
+    assert "file" not in started and os.listdir(tmp_path / "work") == []
+    assert tracing_on(host) == "1"
+    assert sorted(entry["kind"] for entry in ledger(tmp_path)) == ["capture", "knob"]
+    with pytest.raises(CaptureError, match="already open in instance cap"):
+        _capture_run.capture(params(host, tmp_path, state="started", duration=None))
+
+    collected, _warnings = _capture_run.capture(params(host, tmp_path, state="collected", duration=None))
+    assert collected["started"] == started["started"] and collected["events"] == 2 * 359
+    assert tracing_on(host) == "0" and ledger(tmp_path) == []
+    with pytest.raises(CaptureError, match="no capture window is open in instance cap"):
+        _capture_run.capture(params(host, tmp_path, state="collected", duration=None))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(command="echo failing >&2; exit 3", duration=None), r"exited with rc 3 \(allowed_rc: \[0\]\).*failing"),
+        (dict(command="sleep 5", duration=None, timeout=0.05), "ran longer than timeout=0.05 seconds"),
+        (dict(duration=None), "state=captured needs duration or command"),
+    ],
+)
+def test_a_failed_window_keeps_nothing(host, tmp_path, overrides, message):
+    with pytest.raises(CaptureError, match=message):
+        _capture_run.capture(params(host, tmp_path, **overrides))
+    assert os.listdir(tmp_path / "work") == []
+    assert tracing_on(host) == "1" and ledger(tmp_path) == []
+
+
+def test_an_abandoned_window_removes_the_work_directory(host, tmp_path, monkeypatch):
+    def abandon(*_args, **_kwargs):
+        (tmp_path / "work" / "trace.dat.gz").write_bytes(b"half")  # a file nobody will fetch
+        raise _workload.Abandoned("the controller's connection closed while the window was open")
+
+    monkeypatch.setattr(_capture_run, "wait_window", abandon)
+    with pytest.raises(_workload.Abandoned):
+        _capture_run.capture(params(host, tmp_path))
+    assert not (tmp_path / "work").exists()
+    assert tracing_on(host) == "1" and ledger(tmp_path) == []
+
+
+def test_os_errors_become_capture_errors(host, tmp_path):
+    trace = host.tracing / "instances/cap/trace"
+    trace.unlink()
+    trace.mkdir()  # `trace` cannot be copied
+    with pytest.raises(CaptureError, match="Is a directory"):
+        _capture_run.capture(params(host, tmp_path, format="text", clear=False))
+    assert tracing_on(host) == "1" and ledger(tmp_path) == []
+    with pytest.raises(CaptureError, match="work_dir=.* is not a directory"):
+        _capture_run.capture(params(host, tmp_path, _work_dir=str(tmp_path / "nowhere")))
+
+
+def test_without_a_work_directory_one_is_made(host, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "work"))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    result, _warnings = _capture_run.capture(params(host, tmp_path, _work_dir=None, compress="none"))
+    assert os.path.dirname(os.path.dirname(result["file"])) == str(tmp_path / "work")
+
+
+def test_a_buffer_without_per_cpu_is_refused(fake_host, tmp_path):
+    files = {name: text for name, text in INSTANCE_FILES.items() if not name.startswith("per_cpu")}
+    add_instance(fake_host, files=files)
+    (tmp_path / "work").mkdir()
+    with pytest.raises(CaptureError, match="cannot list"):
+        _capture_run.capture(params(fake_host, tmp_path))

@@ -84,9 +84,6 @@ def test_the_top_level_is_no_instance(fake_host, ledger):
         _instance.remove(fake_host.tracing_dir(), ledger)
 
 
-def test_old_helpers_for_the_capture_code(fake_host):
+def test_enabled_events_skips_blank_lines(fake_host):
     fake_host.mount_tracefs({"set_event": "sched:sched_switch\n\n"})
-    control = fake_host.tracing_dir().control
-    assert _instance.enabled_events(control, None) == ["sched:sched_switch"]
-    assert _instance.relative("tf", "trace") == "instances/tf/trace"
-    assert _instance.relative(None, "trace") == "trace"
+    assert _instance.enabled_events(fake_host.tracing_dir()) == ["sched:sched_switch"]

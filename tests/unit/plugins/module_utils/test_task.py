@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _locate, _session, _task
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Control, ControlError
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _locate, _task
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
 
@@ -48,12 +48,6 @@ def test_open_instance_checks_name_and_existence(host):
         _instance.open_instance(str(host.tracing), "ghost")
     (host.tracing / "instances" / "tf").mkdir()
     assert _instance.open_instance(str(host.tracing), "tf").directory == str(host.tracing / "instances" / "tf")
-
-
-def test_the_old_opening_names_still_give_a_control(host):
-    host.mount_tracefs()
-    assert isinstance(_session.open_tracefs(str(host.tracing)), Control)
-    assert _session.open_instance(str(host.tracing), None).root == str(host.tracing)
 
 
 def test_failure_carries_the_result_fields():

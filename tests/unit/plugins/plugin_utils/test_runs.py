@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import stat
 
 import pytest
 
@@ -94,3 +95,28 @@ def test_same_name_replaces_the_capture(tmp_path):
     captures = manifest["hosts"]["h"]["captures"]
     assert [capture["events"] for capture in captures] == [2]
     assert captures[0]["files"][0]["bytes"] == 2
+
+
+def test_a_host_directory_that_leads_outside_is_refused(tmp_path):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(str(tmp_path / "elsewhere"), os.path.join(run, "planted"))
+    staging = tmp_path / "stage"
+    staging.mkdir()
+    (staging / "trace.dat").write_bytes(b"x")
+    with pytest.raises(_runs.RunError, match="host 'h' would land outside"):
+        _runs.file_capture(run, "h", "planted", str(staging), dict(name="trace"), None)
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_the_manifest_gets_the_mode_of_a_new_file(tmp_path):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    manifest = tmp_path / "run1" / "manifest.json"
+    for _attempt in range(2):
+        staging = tmp_path / "stage"
+        staging.mkdir()
+        (staging / "trace.dat").write_bytes(b"x")
+        _runs.file_capture(run, "h", "h", str(staging), dict(name="trace"), None)
+        staging.rmdir()
+        assert stat.S_IMODE(manifest.stat().st_mode) == _runs.new_file_mode()
+        manifest.chmod(0o600)  # a rewrite does not keep a mode someone changed

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat import (
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import (
     Event,
     TraceDat,
     TraceDatError,

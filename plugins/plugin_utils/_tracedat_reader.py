@@ -48,6 +48,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+
 MAGIC = b"\x17\x08\x44tracing"
 SUPPORTED_VERSION = "6"
 
@@ -82,7 +84,7 @@ FIELD_RE = re.compile(
 )
 
 
-class TraceDatError(Exception):
+class TraceDatError(TracefleetError):
     """The file is not a trace.dat this reader understands, or it is damaged."""
 
 

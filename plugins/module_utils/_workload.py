@@ -1,0 +1,136 @@
+# Copyright: tracefleet contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The window's clock: a workload run during it, and the wait until it closes.
+
+A workload is `/bin/sh -c COMMAND` in a session of its own (so that it and
+everything it starts can be killed as one process group), its output going to
+unnamed temporary files. It runs alongside the ring-buffer reader, which is why
+it is started with Popen and not run to completion.
+
+`wait_window` waits out a duration or the workload, draining the buffer as it
+goes, and notices when the controller went away (nobody reads the module's
+output any more): then the window is abandoned, so the host is put back without
+waiting for a workload nobody will collect.
+Private to the collection: no compatibility promise outside tracefleet.ftrace.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Callable
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture import CaptureError
+
+OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr returned
+
+
+class Abandoned(CaptureError):
+    """The controller went away while the window was open."""
+
+
+class Workload:
+    """A command running during the window."""
+
+    def __init__(self, command: str, work_dir: str) -> None:
+        self.command = command
+        self.outputs = {name: tempfile.TemporaryFile(dir=work_dir) for name in ("stdout", "stderr")}  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=self.outputs["stdout"],
+                stderr=self.outputs["stderr"],
+                start_new_session=True,
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def stop(self) -> None:
+        stop_workload(self.process)
+
+    def result(self) -> dict:
+        """cmd, rc, and the first OUTPUT_LIMIT bytes of stdout and stderr."""
+        texts = {}
+        for name, handle in self.outputs.items():
+            handle.seek(0)
+            texts[name] = handle.read(OUTPUT_LIMIT).decode(errors="replace")
+        return dict(cmd=self.command, rc=self.process.returncode, **texts)
+
+    def close(self) -> None:
+        for handle in self.outputs.values():
+            handle.close()
+
+
+def controller_gone(fd: int = 1) -> bool:
+    """True when nobody reads our standard output any more: the connection that ran
+    this module closed (a killed ansible-playbook, a lost controller). The write end
+    of a pipe whose reader has gone polls as an error."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _fd, mask in events)
+
+
+def wait_window(
+    duration: float | None,
+    process: subprocess.Popen | None,
+    drain: Callable[[], object] | None,
+    deadline: float | None,
+    interval: float = 0.25,
+    gone: Callable[[], bool] = controller_gone,
+) -> bool:
+    """Wait out the window, calling `drain` as we go. Returns False when `deadline`
+    passed first (the workload is still running). Raises Abandoned when the controller
+    went away, so that the window is closed and the host put back without waiting for
+    the workload."""
+    end = time.monotonic() + duration if duration is not None else None
+    while True:
+        now = time.monotonic()
+        if process is not None and process.poll() is not None:
+            return True
+        if end is not None and now >= end:
+            return True
+        if deadline is not None and now >= deadline:
+            return False
+        if gone():
+            raise Abandoned(
+                "the controller's connection closed while the window was open; "
+                "the window was closed and tracing_on put back"
+            )
+        if drain is not None:
+            drain()
+        pause = interval
+        if end is not None:
+            pause = min(pause, max(0.0, end - time.monotonic()))
+        if process is not None:
+            try:
+                process.wait(timeout=pause)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            time.sleep(pause)
+
+
+def stop_workload(process: subprocess.Popen | None) -> None:
+    """Kill the workload and everything it started (it runs in a session of its own)."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        process.kill()
+    process.wait()
