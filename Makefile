@@ -2,6 +2,7 @@
 #
 #   make demo          boot two lab VMs and run the demo playbook against them
 #   make test          lint + sanity + unit + integration (molecule on lab VMs)
+#   make format        ruff: fix what it can, format the tree
 #
 # Both install what they need first: Debian packages (as root; otherwise they
 # say what is missing), a .venv with the pinned tools, the lab kernel and images.
@@ -17,6 +18,8 @@ TRACELAB := $(ROOT)/lab/tracelab
 COLLECTIONS := $(ROOT)/build/collections
 LINK := $(COLLECTIONS)/ansible_collections/tracefleet/ftrace
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard extensions/molecule/*/molecule.yml))))
+# Target-side code: runs on the managed hosts, whose Python may be as old as 3.8.
+TARGET_CODE := plugins/modules plugins/module_utils
 # The demo's VMs, as NAME:PROFILE.
 DEMO_VMS ?= demo-plain:default demo-nodebugfs:debugfs-off
 DEMO_NAMES := $(foreach vm,$(DEMO_VMS),$(firstword $(subst :, ,$(vm))))
@@ -29,14 +32,16 @@ export PY_COLORS := 0
 # A task that hangs (a wedged guest) fails after 10 minutes instead of stalling CI.
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
-.PHONY: help deps venv collection lab-image demo demo-down test lint sanity unit bench-configure bench-capture \
-        integration $(addprefix molecule-,$(SCENARIOS)) changelog docs clean
+.PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible \
+        format sanity unit bench-configure bench-capture integration changelog docs clean \
+        $(addprefix molecule-,$(SCENARIOS))
 
 help:
 	@echo "make demo         boot lab VMs ($(DEMO_NAMES)): mount policy, a traced session"
 	@echo "                  captured to traces/<run_id>/, audit, teardown, run report"
 	@echo "make test         lint, sanity, unit and integration tests"
 	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
+	@echo "make format       ruff: fix what it can, then format"
 	@echo "make bench-configure, make bench-capture (benchmarks under bench/)"
 	@echo "make deps | venv | lab-image | changelog | docs | clean"
 
@@ -78,10 +83,33 @@ demo-down:
 test: lint sanity unit integration
 	@echo "make test: all tiers passed (lint, sanity, unit, integration)"
 
-lint: venv collection
+lint: lint-ruff lint-mypy lint-py38 lint-ansible
+
+# Python: the linter and the formatter (configured in pyproject.toml).
+lint-ruff: venv
+	ruff check .
+	ruff format --check .
+
+# Types, each file once under the name it is imported by (the file list is in
+# pyproject.toml): paths are printed relative to this checkout.
+lint-mypy: venv collection
+	mypy | sed 's#^build/collections/ansible_collections/tracefleet/ftrace/##'
+
+# Target-side code must run on Python 3.8. os.splice (3.10) and
+# os.waitstatus_to_exitcode (3.9) are only used behind hasattr() checks, which
+# vermin cannot see.
+lint-py38: venv
+	vermin -t=3.8- --no-tips --violations --exclude os.splice --exclude os.waitstatus_to_exitcode $(TARGET_CODE)
+
+lint-ansible: venv collection
 	@# ansible-lint installs the collection it lints into ANSIBLE_HOME: keep that out of ~/.ansible
 	ANSIBLE_HOME=$(ROOT)/build/ansible-home ansible-lint --profile production $(wildcard roles/*/ playbooks/)
 	antsibull-changelog lint
+
+format: venv
+	ruff check --fix --silent --exit-zero .
+	ruff format .
+	ruff check .
 
 sanity: deps venv
 	$(ROOT)/tools/sanity
