@@ -18,6 +18,15 @@ TRACELAB := $(ROOT)/lab/tracelab
 COLLECTIONS := $(ROOT)/build/collections
 LINK := $(COLLECTIONS)/ansible_collections/tracefleet/ftrace
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard extensions/molecule/*/molecule.yml))))
+# ansible-core minors that meta/runtime.yml claims (requires_ansible >=2.17.0). Each
+# has its venv for sanity and unit tests: the newest is .venv (with every tool, from
+# requirements-dev.txt), the others .venv-2.X with ansible-core and pytest only (from
+# requirements/ansible-core-2.X.txt). `make test` runs the oldest and the newest.
+CORE_VERSIONS := 2.17 2.18 2.19
+CORE_NEWEST := $(lastword $(CORE_VERSIONS))
+CORE_OLDER := $(filter-out $(CORE_NEWEST),$(CORE_VERSIONS))
+CORE_TESTED := $(firstword $(CORE_VERSIONS)) $(CORE_NEWEST)
+core_venv = $(if $(filter $(CORE_NEWEST),$(1)),$(VENV),$(ROOT)/.venv-$(1))
 # Target-side code: runs on the managed hosts, whose Python may be as old as 3.8.
 TARGET_CODE := plugins/modules plugins/module_utils
 # The demo's VMs, as NAME:PROFILE.
@@ -33,7 +42,8 @@ export PY_COLORS := 0
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
 .PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible \
-        format sanity unit bench-configure bench-capture integration changelog docs clean \
+        format sanity sanity-all unit unit-all bench-configure bench-capture integration changelog docs clean \
+        $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
         $(addprefix molecule-,$(SCENARIOS))
 
 help:
@@ -41,9 +51,11 @@ help:
 	@echo "                  captured to traces/<run_id>/, audit, teardown, run report"
 	@echo "make test         lint, sanity, unit and integration tests"
 	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
+	@echo "                  (sanity and unit: ansible-core $(CORE_TESTED); sanity-all, unit-all:"
+	@echo "                  $(CORE_VERSIONS); one version: sanity-2.X, unit-2.X)"
 	@echo "make format       ruff: fix what it can, then format"
 	@echo "make bench-configure, make bench-capture (benchmarks under bench/)"
-	@echo "make deps | venv | lab-image | changelog | docs | clean"
+	@echo "make deps | venv | venv-2.X | lab-image | changelog | docs | clean"
 
 deps:
 	@$(ROOT)/tools/install-deps
@@ -54,6 +66,15 @@ $(VENV)/.installed: requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# The older ansible-core minors' venvs: .venv-2.17, .venv-2.18.
+$(ROOT)/.venv-%/.installed: requirements/ansible-core-%.txt
+	@test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+$(addprefix venv-,$(CORE_OLDER)): venv-%: $(ROOT)/.venv-%/.installed
+venv-$(CORE_NEWEST): venv
 
 # The collection must sit under ansible_collections/tracefleet/ftrace for ansible
 # to resolve tracefleet.ftrace.*: a symlink to this checkout.
@@ -81,7 +102,7 @@ demo-down:
 	@for name in $(DEMO_NAMES); do $(TRACELAB) down --name $$name; done
 
 test: lint sanity unit integration
-	@echo "make test: all tiers passed (lint, sanity, unit, integration)"
+	@echo "make test: all tiers passed (lint, sanity and unit on ansible-core $(CORE_TESTED), integration)"
 
 lint: lint-ruff lint-mypy lint-py38 lint-ansible
 
@@ -111,11 +132,19 @@ format: venv
 	ruff format .
 	ruff check .
 
-sanity: deps venv
-	$(ROOT)/tools/sanity
+# Sanity and unit tests per ansible-core minor (sanity-2.17, unit-2.19, ...). The
+# first sanity run of a minor builds ansible-test's venvs (minutes, cached in
+# ~/.ansible/test/venv for the next runs).
+sanity: $(addprefix sanity-,$(CORE_TESTED))
+sanity-all: $(addprefix sanity-,$(CORE_VERSIONS))
+$(addprefix sanity-,$(CORE_VERSIONS)): sanity-%: deps venv-%
+	$(ROOT)/tools/sanity --core-venv $(call core_venv,$*)
 
-unit: venv collection
-	python -m pytest -q tests/unit
+unit: $(addprefix unit-,$(CORE_TESTED))
+unit-all: $(addprefix unit-,$(CORE_VERSIONS))
+$(addprefix unit-,$(CORE_VERSIONS)): unit-%: venv-% collection
+	@echo "unit: ansible-core $*"
+	PATH=$(call core_venv,$*)/bin:$$PATH python -m pytest -q tests/unit
 
 integration: deps venv collection lab-image $(addprefix molecule-,$(SCENARIOS))
 
