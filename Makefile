@@ -2,6 +2,7 @@
 #
 #   make demo          boot two lab VMs and run the demo playbook against them
 #   make test          lint + sanity + unit + integration (molecule on lab VMs)
+#   make format        ruff: fix what it can, format the tree
 #
 # Both install what they need first: Debian packages (as root; otherwise they
 # say what is missing), a .venv with the pinned tools, the lab kernel and images.
@@ -17,6 +18,17 @@ TRACELAB := $(ROOT)/lab/tracelab
 COLLECTIONS := $(ROOT)/build/collections
 LINK := $(COLLECTIONS)/ansible_collections/tracefleet/ftrace
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard extensions/molecule/*/molecule.yml))))
+# ansible-core minors that meta/runtime.yml claims (requires_ansible >=2.17.0). Each
+# has its venv for sanity and unit tests: the newest is .venv (with every tool, from
+# requirements-dev.txt), the others .venv-2.X with ansible-core and pytest only (from
+# requirements/ansible-core-2.X.txt). `make test` runs the oldest and the newest.
+CORE_VERSIONS := 2.17 2.18 2.19
+CORE_NEWEST := $(lastword $(CORE_VERSIONS))
+CORE_OLDER := $(filter-out $(CORE_NEWEST),$(CORE_VERSIONS))
+CORE_TESTED := $(firstword $(CORE_VERSIONS)) $(CORE_NEWEST)
+core_venv = $(if $(filter $(CORE_NEWEST),$(1)),$(VENV),$(ROOT)/.venv-$(1))
+# Target-side code: runs on the managed hosts, whose Python may be as old as 3.8.
+TARGET_CODE := plugins/modules plugins/module_utils
 # The demo's VMs, as NAME:PROFILE.
 DEMO_VMS ?= demo-plain:default demo-nodebugfs:debugfs-off
 DEMO_NAMES := $(foreach vm,$(DEMO_VMS),$(firstword $(subst :, ,$(vm))))
@@ -29,16 +41,21 @@ export PY_COLORS := 0
 # A task that hangs (a wedged guest) fails after 10 minutes instead of stalling CI.
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
-.PHONY: help deps venv collection lab-image demo demo-down test lint sanity unit bench-configure bench-capture \
-        integration $(addprefix molecule-,$(SCENARIOS)) changelog docs clean
+.PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible \
+        format sanity sanity-all unit unit-all bench-configure bench-capture integration changelog docs clean \
+        $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
+        $(addprefix molecule-,$(SCENARIOS))
 
 help:
 	@echo "make demo         boot lab VMs ($(DEMO_NAMES)): mount policy, a traced session"
 	@echo "                  captured to traces/<run_id>/, audit, teardown, run report"
 	@echo "make test         lint, sanity, unit and integration tests"
 	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
+	@echo "                  (sanity and unit: ansible-core $(CORE_TESTED); sanity-all, unit-all:"
+	@echo "                  $(CORE_VERSIONS); one version: sanity-2.X, unit-2.X)"
+	@echo "make format       ruff: fix what it can, then format"
 	@echo "make bench-configure, make bench-capture (benchmarks under bench/)"
-	@echo "make deps | venv | lab-image | changelog | docs | clean"
+	@echo "make deps | venv | venv-2.X | lab-image | changelog | docs | clean"
 
 deps:
 	@$(ROOT)/tools/install-deps
@@ -49,6 +66,15 @@ $(VENV)/.installed: requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# The older ansible-core minors' venvs: .venv-2.17, .venv-2.18.
+$(ROOT)/.venv-%/.installed: requirements/ansible-core-%.txt
+	@test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+$(addprefix venv-,$(CORE_OLDER)): venv-%: $(ROOT)/.venv-%/.installed
+venv-$(CORE_NEWEST): venv
 
 # The collection must sit under ansible_collections/tracefleet/ftrace for ansible
 # to resolve tracefleet.ftrace.*: a symlink to this checkout.
@@ -76,18 +102,49 @@ demo-down:
 	@for name in $(DEMO_NAMES); do $(TRACELAB) down --name $$name; done
 
 test: lint sanity unit integration
-	@echo "make test: all tiers passed (lint, sanity, unit, integration)"
+	@echo "make test: all tiers passed (lint, sanity and unit on ansible-core $(CORE_TESTED), integration)"
 
-lint: venv collection
+lint: lint-ruff lint-mypy lint-py38 lint-ansible
+
+# Python: the linter and the formatter (configured in pyproject.toml).
+lint-ruff: venv
+	ruff check .
+	ruff format --check .
+
+# Types, each file once under the name it is imported by (the file list is in
+# pyproject.toml): paths are printed relative to this checkout.
+lint-mypy: venv collection
+	mypy | sed 's#^build/collections/ansible_collections/tracefleet/ftrace/##'
+
+# Target-side code must run on Python 3.8. os.splice (3.10) and
+# os.waitstatus_to_exitcode (3.9) are only used behind hasattr() checks, which
+# vermin cannot see.
+lint-py38: venv
+	vermin -t=3.8- --no-tips --violations --exclude os.splice --exclude os.waitstatus_to_exitcode $(TARGET_CODE)
+
+lint-ansible: venv collection
 	@# ansible-lint installs the collection it lints into ANSIBLE_HOME: keep that out of ~/.ansible
 	ANSIBLE_HOME=$(ROOT)/build/ansible-home ansible-lint --profile production $(wildcard roles/*/ playbooks/)
 	antsibull-changelog lint
 
-sanity: deps venv
-	$(ROOT)/tools/sanity
+format: venv
+	ruff check --fix --silent --exit-zero .
+	ruff format .
+	ruff check .
 
-unit: venv collection
-	python -m pytest -q tests/unit
+# Sanity and unit tests per ansible-core minor (sanity-2.17, unit-2.19, ...). The
+# first sanity run of a minor builds ansible-test's venvs (minutes, cached in
+# ~/.ansible/test/venv for the next runs).
+sanity: $(addprefix sanity-,$(CORE_TESTED))
+sanity-all: $(addprefix sanity-,$(CORE_VERSIONS))
+$(addprefix sanity-,$(CORE_VERSIONS)): sanity-%: deps venv-%
+	$(ROOT)/tools/sanity --core-venv $(call core_venv,$*)
+
+unit: $(addprefix unit-,$(CORE_TESTED))
+unit-all: $(addprefix unit-,$(CORE_VERSIONS))
+$(addprefix unit-,$(CORE_VERSIONS)): unit-%: venv-% collection
+	@echo "unit: ansible-core $*"
+	PATH=$(call core_venv,$*)/bin:$$PATH python -m pytest -q tests/unit
 
 integration: deps venv collection lab-image $(addprefix molecule-,$(SCENARIOS))
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 from . import image, inventory, profiles, vm
 from .errors import LabError
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _status(as_json: bool) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for machine in vm.all_vms():
         if machine.ready():
             state = "ready"

@@ -219,6 +219,8 @@ def _pack(root: Path, out: Path) -> None:
         cpio = subprocess.Popen(
             ["cpio", "--null", "--quiet", "-o", "-H", "newc"], cwd=root, stdin=find.stdout, stdout=subprocess.PIPE
         )
+        # stdout=PIPE: both pipes exist (the asserts tell the type checker so).
+        assert find.stdout is not None and cpio.stdout is not None
         find.stdout.close()
         zstd = subprocess.Popen(["zstd", "-q", "-T0", "-3", "-c"], stdin=cpio.stdout, stdout=sink)
         cpio.stdout.close()
