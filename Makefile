@@ -61,7 +61,8 @@ deps:
 	@$(ROOT)/tools/install-deps
 
 $(VENV)/.installed: requirements-dev.txt
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@# A venv whose creation was interrupted has no pip: make it again.
+	@test -x $(VENV)/bin/pip || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
@@ -69,7 +70,7 @@ venv: $(VENV)/.installed
 
 # The older ansible-core minors' venvs: .venv-2.17, .venv-2.18.
 $(ROOT)/.venv-%/.installed: requirements/ansible-core-%.txt
-	@test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	@test -x $(@D)/bin/pip || { rm -rf $(@D); $(PYTHON) -m venv $(@D); }
 	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
 	@touch $@
 
