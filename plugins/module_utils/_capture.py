@@ -166,7 +166,8 @@ class Drainer:
         if sink.is_pipe:
             target, pipe_out = sink.fd, -1
         else:
-            assert self.pipe is not None  # made in __init__ when a sink is not a pipe
+            if self.pipe is None:  # made in __init__ when a sink is not a pipe
+                raise AssertionError("no pipe for splice")
             pipe_out, target = self.pipe
         while True:
             try:

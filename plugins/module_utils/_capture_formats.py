@@ -185,7 +185,8 @@ class DatCapture(CaptureFormat):
         return self.drainer.busy if self.drainer is not None else 0.0
 
     def window_closed(self) -> None:
-        assert self.drainer is not None
+        if self.drainer is None:
+            raise AssertionError("the window was not opened")
         self.drainer.drain(final=True)
 
     def close_reader(self) -> None:
@@ -193,7 +194,8 @@ class DatCapture(CaptureFormat):
             self.drainer.close()
 
     def pack(self, cpu_stats: list, packed: str) -> tuple[int, float]:
-        assert self.layout is not None and self.opening is not None and self.closing is not None
+        if self.layout is None or self.opening is None or self.closing is None:
+            raise AssertionError("the window was not opened")
         _compress.finish_all(self.cpu_streams)
         closing(self.layout, self.buffer, cpu_stats)
         sizes = [stream.raw_bytes for stream in self.cpu_streams]

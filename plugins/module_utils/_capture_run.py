@@ -173,7 +173,8 @@ class CaptureRun:
             time.monotonic() + params["timeout"] if workload is not None else None,
         )
         if not finished:
-            assert workload is not None
+            if workload is None:
+                raise AssertionError("a command window without a workload")
             workload.stop()
             raise CaptureError(
                 "command=%r ran longer than timeout=%s seconds and was "

@@ -108,7 +108,8 @@ class Stream:
             raise CompressError("unknown compression %r" % method)
 
     def write(self, data: bytes) -> None:
-        assert self.fd is not None, "write after finish"
+        if self.fd is None:
+            raise AssertionError("write after finish")
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]

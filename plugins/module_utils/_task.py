@@ -78,11 +78,11 @@ def place(tracing: TracingDir) -> str:
     return "instance %s" % tracing.instance if tracing.instance else "the top level"
 
 
-def require_owner(owned: bool, force: bool, refusal: str, /, **result) -> None:
+def require_owner(is_owned: bool, force: bool, refusal: str, /, **result) -> None:
     """The ownership rule of every module that creates things (instances, probes):
     tracefleet changes or removes what its ledger says it created; anything else only
     with force=true. `refusal` is the message when neither holds."""
-    if not owned and not force:
+    if not is_owned and not force:
         raise TaskError(refusal, **result)
 
 
