@@ -229,6 +229,16 @@ def test_apply_plan_calls_the_syscalls_in_order(modern, monkeypatch):
         (["mode=0755"], "belongs in the mode option"),
         (["noatime", "relatime"], "at most one of"),
         (["ro", "rw"], "contradict"),
+        (["nosuid", "suid"], "'nosuid' and 'suid' contradict each other"),
+        (["nodev,dev"], "'nodev' and 'dev' contradict each other"),
+        (["noexec", "exec"], "contradict"),
+        (["nosuid\n"], "unsupported mount option 'nosuid\\\\n'"),  # no newline stripped
+        (["\tnosuid"], "unsupported mount option"),
+        ([""], "unsupported mount option ''"),
+        (["nosuid,"], "unsupported mount option ''"),
+        (["gid=0"], "belongs in the gid option"),
+        (["uid=0,nosuid"], "belongs in the uid option"),
+        (["size=1M"], "unsupported mount option 'size=1M'"),
     ],
 )
 def test_split_options_rejects(options, error):
@@ -238,3 +248,4 @@ def test_split_options_rejects(options, error):
 
 def test_split_options_normalises():
     assert _mount_syscalls.split_options([" nosuid", "nodev", "nosuid", "rw"]) == ["nosuid", "nodev", "rw"]
+    assert _mount_syscalls.split_options(["nosuid, nodev", "noexec"]) == ["nosuid", "nodev", "noexec"]
