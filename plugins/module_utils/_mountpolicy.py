@@ -159,7 +159,8 @@ def _apply(request: Request, result: Plan, planned: list[str]) -> list[str]:
         return _apply_plan(request, result, planned)
     with contextlib.ExitStack() as stack:
         try:
-            ledger = stack.enter_context(Ledger(request.ledger_path))
+            ledger = Ledger(request.ledger_path).__enter__()
+            stack.callback(_release, ledger)
             checkpoint = ledger.checkpoint()
             record_mounts(ledger, request.session, result)
         except (LedgerError, OSError) as exc:
@@ -175,6 +176,12 @@ def _apply(request: Request, result: Plan, planned: list[str]) -> list[str]:
         except (LedgerError, OSError) as exc:
             raise _ledger_error(request, exc, "done: %s" % "; ".join(done)) from None
     return done
+
+
+def _release(ledger: Ledger) -> None:
+    """Unlock the ledger; a failure to unlock must not hide the task's own error."""
+    with contextlib.suppress(OSError):
+        ledger.__exit__(None, None, None)
 
 
 def _ledger_error(request: Request, exc: Exception, outcome: str) -> MountPolicyError:

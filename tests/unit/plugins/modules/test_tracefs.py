@@ -470,3 +470,17 @@ def test_more_bad_input_fails_cleanly(run, kernel, fake_host, tmp_path, args, me
     result = run(dict({"path": str(fake_host.tracing)}, **args))
     assert result["failed"] is True and message in result["msg"] and "exception" not in result
     assert kernel == [] and not (tmp_path / "ledger.json").exists()
+
+
+def test_a_failing_ledger_unlock_does_not_hide_the_kernels_refusal(run, kernel, fake_host, monkeypatch):
+    def refuse(source, target, fstype, flags, data):
+        raise _mount_syscalls.MountError("mount -t %s" % fstype, target, errno.EBUSY)
+
+    def unlock_fails(self, *exc_info):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_mount_syscalls, "mount", refuse)
+    monkeypatch.setattr(_ledger.Ledger, "__exit__", unlock_fails)
+    fake_host.tracing.mkdir()
+    result = run({"path": str(fake_host.tracing)})
+    assert "[Errno 16] Device or resource busy" in result["msg"] and "exception" not in result
