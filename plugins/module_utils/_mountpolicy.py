@@ -293,13 +293,23 @@ def record_mounts(ledger: Ledger, session: str, result: Plan) -> None:
             ledger.record(session, kind="mount", path=action.target, fstype=action.fstype)
 
 
+def _recorded_at(entry: dict) -> str:
+    """Where a ledger `mount` entry's mount is, canonically. Entries written before
+    paths were canonicalised may name it through a symlink or with a trailing `/`."""
+    return os.path.realpath(entry["path"])
+
+
 def forget_unmounts(ledger: Ledger, result: Plan) -> None:
     """A mount this task unmounted needs no teardown any more."""
     for action in result.actions:
         if action.kind == "umount":
-            entry = ledger.find(kind="mount", path=action.target, fstype=action.fstype)
-            if entry is not None:
-                ledger.forget(entry)
+            for entry in list(ledger.entries):
+                if (
+                    entry.get("kind") == "mount"
+                    and entry.get("fstype") == action.fstype
+                    and _recorded_at(entry) == action.target
+                ):
+                    ledger.forget(entry)
 
 
 def describe_mount(entry: dict) -> str:
@@ -311,12 +321,11 @@ def undo_mount(entry: dict, mountinfo: str = MOUNTINFO) -> str | None:
     """Undo a ledger `mount` entry: unmount it if that mount is still there. Returns a
     note when there was nothing left to undo; raises MountError (an OSError) when the
     kernel refuses."""
-    mounted = any(
-        mount.mount_point == entry["path"] and mount.fstype == entry["fstype"] for mount in read_mountinfo(mountinfo)
-    )
+    path = _recorded_at(entry)
+    mounted = any(mount.mount_point == path and mount.fstype == entry["fstype"] for mount in read_mountinfo(mountinfo))
     if not mounted:
         return "%s was no longer mounted" % entry["path"]
-    _mount_syscalls.umount(entry["path"])
+    _mount_syscalls.umount(path)
     return None
 
 

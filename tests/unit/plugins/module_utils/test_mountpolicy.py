@@ -131,3 +131,20 @@ def test_undo_mount(tmp_path, monkeypatch):
     mountinfo.write_text("37 21 0:12 / /mnt/t rw,relatime - tracefs tracefs rw\n")
     assert _mountpolicy.undo_mount(debugfs, str(mountinfo)) == "/mnt/t was no longer mounted"
     assert calls == ["/mnt/t"]
+
+
+def test_an_old_entry_through_a_symlink_is_still_undone_and_forgotten(tmp_path, monkeypatch):
+    """#12.14: entries written before paths were canonical named the symlink."""
+    calls = []
+    monkeypatch.setattr(_mount_syscalls, "umount", calls.append)
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("37 21 0:12 / %s rw,relatime - tracefs tracefs rw\n" % (tmp_path / "real"))
+    entry = {"kind": "mount", "path": str(tmp_path / "link") + "/", "fstype": "tracefs", "session": "s"}
+    assert _mountpolicy.undo_mount(entry, str(mountinfo)) is None
+    assert calls == [str(tmp_path / "real")]
+    with Ledger(str(tmp_path / "ledger.json")) as ledger:
+        ledger.record("s", kind="mount", path=entry["path"], fstype="tracefs")
+        _mountpolicy.forget_unmounts(ledger, plan_with(Action("umount", str(tmp_path / "real"), "tracefs")))
+        assert ledger.entries == []
