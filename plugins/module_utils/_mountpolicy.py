@@ -221,7 +221,13 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
                 if fstab.changed:
                     if request.backup and os.path.exists(request.fstab_file):
                         extra["backup_file"] = backup(request.fstab_file)
-                    _fstab.write(request.fstab_file, fstab.text)
+                    try:
+                        _fstab.write(request.fstab_file, fstab.text)
+                    except _fstab.FstabError as exc:
+                        if not done:
+                            raise
+                        # The mount stands (and is in the ledger for teardown): say so.
+                        raise MountPolicyError("%s; done: %s" % (exc, "; ".join(done)), actions=done) from None
                     done.append(fstab.describe())
         else:
             done = _apply(request, result, [action.describe() for action in result.actions])

@@ -484,3 +484,25 @@ def test_a_failing_ledger_unlock_does_not_hide_the_kernels_refusal(run, kernel, 
     fake_host.tracing.mkdir()
     result = run({"path": str(fake_host.tracing)})
     assert "[Errno 16] Device or resource busy" in result["msg"] and "exception" not in result
+
+
+def test_an_fstab_write_failing_after_the_mount_says_what_was_done(run, kernel, fake_host, tmp_path, monkeypatch):
+    fstab = tmp_path / "fstab"
+    real_replace = _atomicfile.replace
+
+    def fstab_disk_full(path, data, mode=None):
+        if path == str(fstab):
+            raise OSError(28, "No space left on device")
+        real_replace(path, data, mode)
+
+    monkeypatch.setattr(_atomicfile, "replace", fstab_disk_full)
+    fake_host.tracing.mkdir()
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab)})
+    assert result["msg"] == (
+        "fstab=%s: cannot write it: [Errno 28] No space left on device; done: mount tracefs on %s"
+        % (fstab, fake_host.tracing)
+    )
+    assert result["actions"] == ["mount tracefs on %s" % fake_host.tracing]
+    assert [e["path"] for e in json.loads((tmp_path / "ledger.json").read_text())["entries"]] == [
+        str(fake_host.tracing)
+    ]
