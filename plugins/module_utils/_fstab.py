@@ -4,14 +4,28 @@
 """Editing /etc/fstab for one mount point, as text in and text out (see fstab(5)).
 
 Only lines whose mount point is the one managed are touched; comments, blank lines
-and every other entry stay byte for byte. `read` and `write` handle the file itself
-(written atomically, keeping its mode); a backup copy is the caller's job.
+and every other entry stay byte for byte, whatever their encoding: the file is read as
+bytes and decoded with `surrogateescape`, so a byte that is not UTF-8 comes back out
+exactly as it went in. Lines end at `\\n` only, fields are separated by spaces and tabs
+(what libmount does), and mount points are compared canonically (`/sys/kernel/tracing/`
+and `/sys/kernel/tracing` are one mount point).
+
+`read` and `write` handle the file itself (a regular file only; written atomically,
+keeping its mode); `locked` serialises editors; a backup copy is the caller's job.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
+import posixpath
+import re
+import stat
+import time
+from typing import Iterator
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
@@ -19,6 +33,17 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo impor
 
 # The mode of an fstab this module creates (mount(8) and systemd read it as anyone).
 NEW_FILE_MODE = 0o644
+# The lock file next to the fstab (libmount's name for the flock of a file it
+# updates: "<file>.lock"), root's alone so no other user can hold it.
+LOCK_SUFFIX = ".lock"
+LOCK_FILE_MODE = 0o600
+# How long `locked` waits for another editor (libmount waits 30 s for its mtab lock).
+LOCK_TIMEOUT = 30.0
+# No real fstab comes near this; a bigger "fstab" is the wrong file.
+MAX_SIZE = 4 * 1024 * 1024
+ENCODING = "utf-8"
+ERRORS = "surrogateescape"
+_FIELD_SEPARATOR = re.compile(r"[ \t]+")
 
 
 class FstabError(TracefleetError):
@@ -60,10 +85,10 @@ class FstabEntry:
         )
 
     def same_as(self, other: FstabEntry) -> bool:
-        """Equal for mount(8): option order does not matter."""
+        """Equal for mount(8): option order and the spelling of the mount point do not matter."""
         return (
             self.spec == other.spec
-            and self.mount_point == other.mount_point
+            and canonical(self.mount_point) == canonical(other.mount_point)
             and self.fstype == other.fstype
             and set(self.options) == set(other.options)
             and self.freq == other.freq
@@ -71,12 +96,32 @@ class FstabEntry:
         )
 
 
+def canonical(mount_point: str) -> str:
+    """The mount point as a path compares: `/sys/kernel/tracing/`, `//sys/kernel/tracing`
+    and `/sys/kernel/./tracing` are `/sys/kernel/tracing`. Lexical only (no symlink is
+    followed: an fstab names mount points that may not exist, or sit on a dead NFS
+    server); `none` and `swap` stay as they are."""
+    if not mount_point.startswith("/"):
+        return mount_point
+    return "/" + posixpath.normpath(mount_point).lstrip("/")
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of `text` with their `\\n`, split at `\\n` only: str.splitlines() would
+    also split at \\r, \\f, \\x1c-\\x1e, \\x85 and U+2028 inside someone else's line."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
 def parse_line(line: str) -> FstabEntry | None:
     """An entry, or None for comments, blank and malformed lines."""
-    stripped = line.strip()
+    stripped = line.strip(" \t\r\n")
     if not stripped or stripped.startswith("#"):
         return None
-    fields = stripped.split()
+    fields = _FIELD_SEPARATOR.split(stripped)
     if len(fields) < 4:
         return None
     return FstabEntry(
@@ -89,28 +134,46 @@ def parse_line(line: str) -> FstabEntry | None:
     )
 
 
-def entries_for(text: str, mount_point: str) -> list[FstabEntry]:
+def entries_for(text: str, mount_point: str, fstype: str | None = None) -> list[FstabEntry]:
+    """The entries for `mount_point` (compared canonically), of `fstype` when given."""
     found = []
-    for line in text.splitlines():
+    wanted = canonical(mount_point)
+    for line in lines_of(text):
         entry = parse_line(line)
-        if entry is not None and entry.mount_point == mount_point:
+        if entry is None or canonical(entry.mount_point) != wanted:
+            continue
+        if fstype is None or entry.fstype == fstype:
             found.append(entry)
     return found
 
 
-def update(text: str, mount_point: str, wanted: FstabEntry | None) -> tuple[str, bool]:
-    """Make `mount_point` have exactly the entry `wanted` (or none); return (text, changed).
+def update(text: str, mount_point: str, wanted: FstabEntry | None, fstype: str | None = None) -> tuple[str, bool]:
+    """Make `mount_point` have exactly the entry `wanted` (or none of `fstype`); return
+    (text, changed).
 
-    The first existing entry for the mount point is replaced in place; further
-    duplicates are dropped; with no existing entry the new one is appended.
+    Only entries of the managed filesystem type (`wanted.fstype`, else `fstype`; any
+    type when neither is given) are ours: the first is replaced in place (kept byte
+    for byte when it already says the same), further ones are dropped; with none the
+    new one is appended. An entry of another type for the same mount point is someone
+    else's: removing leaves it alone, and adding refuses (FstabError) rather than make
+    two filesystems claim one mount point.
     """
-    lines = text.splitlines(keepends=True)
+    managed = wanted.fstype if wanted is not None else fstype
+    target = canonical(mount_point)
     result: list[str] = []
     placed = False
     changed = False
-    for line in lines:
+    for number, line in enumerate(lines_of(text), 1):
         entry = parse_line(line)
-        if entry is None or entry.mount_point != mount_point:
+        if entry is None or canonical(entry.mount_point) != target:
+            result.append(line)
+            continue
+        if managed is not None and entry.fstype != managed:
+            if wanted is not None:
+                raise FstabError(
+                    "line %d mounts %s on %s; not adding a %s entry for the same mount point"
+                    % (number, printable(entry.fstype), printable(entry.mount_point), managed)
+                )
             result.append(line)
             continue
         if wanted is not None and not placed:
@@ -130,6 +193,13 @@ def update(text: str, mount_point: str, wanted: FstabEntry | None) -> tuple[str,
     return "".join(result), changed
 
 
+def printable(text: str) -> str:
+    """`text` safe to put in a message: bytes that were not UTF-8, and control
+    characters, as escapes."""
+    raw = text.encode(ENCODING, ERRORS).decode(ENCODING, "backslashreplace")
+    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in raw)
+
+
 def policy_entry(fstype: str, mount_point: str, options: list[str], gid: int | None, mode: int | None) -> FstabEntry:
     """The line that mounts `fstype` at `mount_point` the way the mount policy asks:
     its per-mount options (without the no-op `defaults`), then gid= and mode=."""
@@ -141,20 +211,103 @@ def policy_entry(fstype: str, mount_point: str, options: list[str], gid: int | N
     return FstabEntry(fstype, mount_point, fstype, fs_options)
 
 
-def read(path: str) -> str:
-    """The file's text; a missing fstab reads as empty."""
+def _open_regular(path: str) -> int | None:
+    """A read-only descriptor of the regular file `path`, or None when it is missing.
+    O_NONBLOCK: opening a FIFO put where the fstab should be must not hang."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return ""
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FstabError("fstab=%s is not a regular file" % path)
+        if info.st_size > MAX_SIZE:
+            raise FstabError("fstab=%s is %d bytes, more than any fstab (%d)" % (path, info.st_size, MAX_SIZE))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read(path: str) -> str:
+    """The file's text (bytes that are not UTF-8 kept as surrogate escapes); a missing
+    fstab reads as empty. Raises FstabError for anything but a readable regular file."""
+    try:
+        fd = _open_regular(path)
+        if fd is None:
+            return ""
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_SIZE + 1)
     except OSError as exc:
         raise FstabError("fstab=%s: cannot read it: %s" % (path, exc)) from None
+    return data.decode(ENCODING, ERRORS)
+
+
+def check_writable(path: str) -> None:
+    """Refuse early (before any change elsewhere) when the fstab cannot be replaced:
+    its directory missing, read-only or not writable. Raises FstabError."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise FstabError("fstab=%s: cannot write it: %s is not a directory" % (path, directory))
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise FstabError(
+            "fstab=%s: cannot write it: %s is not writable (%s)"
+            % (path, directory, os.strerror(errno.EROFS if _read_only(directory) else errno.EACCES))
+        )
+
+
+def _read_only(directory: str) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def locked(path: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the fstab's lock: flock(2) on `<path>.lock`, the lock file libmount uses
+    for a file it updates (libmount's own fstab writer takes no lock, and neither do
+    mount(8) or systemd, which only read the fstab). A sibling file rather than the
+    fstab itself, because the fstab is replaced by a rename: a lock on the old inode
+    would not stop an editor that opens the new one. The lock file is created 0600
+    (root's, so no other user can hold it), never through a symlink, and left in
+    place (removing it would let a third editor lock a new file while a second
+    holds the old one). Raises FstabError after `timeout` seconds."""
+    lock_path = path + LOCK_SUFFIX
+    try:
+        fd = os.open(
+            lock_path,
+            os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+            LOCK_FILE_MODE,
+        )
+    except OSError as exc:
+        raise FstabError("fstab=%s: cannot open its lock file: %s" % (path, exc)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FstabError("fstab=%s: its lock file %s is not a regular file" % (path, lock_path))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise FstabError(
+                        "fstab=%s: another editor has held %s for %g s; nothing was changed"
+                        % (path, lock_path, timeout)
+                    ) from None
+                time.sleep(0.1)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # closing releases the flock
 
 
 def write(path: str, text: str) -> None:
-    """Replace the file atomically, keeping its mode (NEW_FILE_MODE for a new file)."""
+    """Replace the file atomically (fsync'd before the rename, no temp file left on an
+    error), keeping its mode (NEW_FILE_MODE for a new file) and every byte `read` gave."""
     try:
-        _atomicfile.replace_text(path, text, None if os.path.exists(path) else NEW_FILE_MODE)
+        _atomicfile.replace(path, text.encode(ENCODING, ERRORS), None if os.path.exists(path) else NEW_FILE_MODE)
     except OSError as exc:
         raise FstabError("fstab=%s: cannot write it: %s" % (path, exc)) from None

@@ -72,25 +72,36 @@ class OptionError(TracefleetError, ValueError):
     """A mount option tracefleet does not accept."""
 
 
+# Options that cancel each other: the flag and the default it overrides.
+CONTRADICTIONS = (("ro", "rw"), ("nosuid", "suid"), ("nodev", "dev"), ("noexec", "exec"))
+
+
 def split_options(options: list[str]) -> list[str]:
-    """Validate per-mount options; return them normalised (order kept, no duplicates)."""
+    """Validate per-mount options; return them normalised (order kept, no duplicates).
+
+    An element may hold several options separated by commas, as in fstab
+    ("nosuid,nodev"); spaces around an option are dropped, anything else (a newline,
+    a tab) makes the option unknown. The vocabulary is closed: an option is exactly
+    one of the names below, or it is refused."""
     result: list[str] = []
-    for option in options:
-        option = option.strip()
-        name = option.split("=", 1)[0]
-        if name in DATA_OPTIONS:
-            raise OptionError("%r belongs in the %s option, not in options" % (option, name))
-        if option not in FLAG_OPTIONS and option not in NEUTRAL_OPTIONS:
-            raise OptionError(
-                "unsupported mount option %r; supported: %s"
-                % (option, ", ".join(sorted(set(FLAG_OPTIONS) | set(NEUTRAL_OPTIONS))))
-            )
-        if option not in result:
-            result.append(option)
+    for element in options:
+        for option in element.split(","):
+            option = option.strip(" ")
+            name = option.split("=", 1)[0]
+            if name in DATA_OPTIONS:
+                raise OptionError("%r belongs in the %s option, not in options" % (option, name))
+            if option not in FLAG_OPTIONS and option not in NEUTRAL_OPTIONS:
+                raise OptionError(
+                    "unsupported mount option %r; supported: %s"
+                    % (option, ", ".join(sorted(set(FLAG_OPTIONS) | set(NEUTRAL_OPTIONS))))
+                )
+            if option not in result:
+                result.append(option)
     if len([opt for opt in result if opt in ATIME_OPTIONS]) > 1:
         raise OptionError("at most one of %s may be given" % ", ".join(ATIME_OPTIONS))
-    if "ro" in result and "rw" in result:
-        raise OptionError("'ro' and 'rw' contradict each other")
+    for first, second in CONTRADICTIONS:
+        if first in result and second in result:
+            raise OptionError("%r and %r contradict each other" % (first, second))
     return result
 
 

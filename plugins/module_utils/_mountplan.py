@@ -11,6 +11,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount_syscalls
@@ -23,6 +24,12 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo impor
     MountEntry,
     visible_mounts,
 )
+
+# The kernel's own mount points: empty directories it provides for these mounts
+# (/sys/kernel/tracing when tracing is built in, /sys/kernel/debug for debugfs), and
+# the legacy automount point inside debugfs, which must not be listed (listing it
+# triggers the automount). Every other directory must be empty to be mounted on.
+KERNEL_MOUNT_POINTS = (TRACEFS_MOUNT_POINT, DEBUGFS_MOUNT_POINT, DEBUGFS_MOUNT_POINT + "/tracing")
 
 
 class PolicyError(TracefleetError):
@@ -55,6 +62,7 @@ class Facts:
         is_dir=os.path.isdir,
         exists=os.path.lexists,
         owner=None,
+        listdir=os.listdir,
     ) -> None:
         self.mounts = visible_mounts(mounts)
         self.filesystems = filesystems
@@ -63,6 +71,7 @@ class Facts:
         self.is_dir = is_dir
         self.exists = exists
         self.owner = owner or _owner
+        self.listdir = listdir
 
     def mount_at(self, path: str) -> MountEntry | None:
         for entry in self.mounts:
@@ -214,16 +223,36 @@ def _target(policy: Policy, facts: Facts) -> tuple[str, str, str]:
     return "debugfs", mount_point, os.path.join(mount_point, "tracing")
 
 
+def _require_empty(mount_point: str, fstype: str, facts: Facts) -> None:
+    """Refuse to mount over a populated directory (`/etc`, `/sys/kernel`): the mount
+    would hide what is in it from everything on the host. There is no override: a
+    tracefs mount needs an empty directory, and a new path is always available."""
+    if mount_point in KERNEL_MOUNT_POINTS or not facts.exists(mount_point):
+        return
+    names = sorted(facts.listdir(mount_point))
+    if names:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise PolicyError(
+            "%s is not empty (%d %s: %s); mounting %s there would hide them. "
+            "Use an empty directory or a path that does not exist yet"
+            % (mount_point, len(names), "entry" if len(names) == 1 else "entries", shown, fstype)
+        )
+
+
 def plan(policy: Policy, facts: Facts) -> Plan:
     fstype, mount_point, tracing_path = _target(policy, facts)
     result = Plan(fstype, mount_point, tracing_path)
     entry = facts.mount_at(mount_point)
     if entry is not None and entry.fstype != fstype:
+        if policy.state == "unmounted":
+            raise PolicyError("%s is a %s mount, not %s; not unmounting it" % (mount_point, entry.fstype, fstype))
         raise PolicyError(
             "%s already has a %s mount on it; not mounting %s over it" % (mount_point, entry.fstype, fstype)
         )
     if facts.exists(mount_point) and not facts.is_dir(mount_point):
         raise PolicyError("%s exists and is not a directory" % mount_point)
+    if entry is None and policy.state == "mounted":
+        _require_empty(mount_point, fstype, facts)
 
     current_gid = current_mode = None
     if entry is not None:
@@ -273,17 +302,53 @@ def plan(policy: Policy, facts: Facts) -> Plan:
     return result
 
 
+def _make_dirs(path: str) -> list[str]:
+    """mkdir -p, returning the directories it created (outermost first)."""
+    missing = []
+    current = path
+    while not os.path.lexists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    created = []
+    try:
+        for directory in reversed(missing):
+            os.mkdir(directory, 0o755)
+            created.append(directory)
+    except BaseException:
+        _remove_dirs(created)
+        raise
+    return created
+
+
+def _remove_dirs(created: list[str]) -> None:
+    """Undo `_make_dirs`, best effort: a failure here must not hide the error that
+    made the plan stop."""
+    for directory in reversed(created):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+
+
 def apply_plan(result: Plan) -> list[str]:
-    """Carry out the plan; return what was done. Raises MountError / OSError."""
+    """Carry out the plan; return what was done. Raises MountError / OSError; the
+    directories it created for a mount that then failed are removed again."""
     done = []
-    for action in result.actions:
-        if action.kind == "mkdir":
-            os.makedirs(action.target, mode=0o755, exist_ok=True)
-        elif action.kind == "mount":
-            _mount_syscalls.mount(action.fstype, action.target, action.fstype, action.flags, action.data)
-        elif action.kind == "remount":
-            _mount_syscalls.remount(action.target, action.flags, action.data)
-        elif action.kind == "umount":
-            _mount_syscalls.umount(action.target)
-        done.append(action.describe())
+    created: list[str] = []
+    try:
+        for action in result.actions:
+            if action.kind == "mkdir":
+                created = _make_dirs(action.target)
+            elif action.kind == "mount":
+                _mount_syscalls.mount(action.fstype, action.target, action.fstype, action.flags, action.data)
+                created = []  # the directory holds a mount now: it stays
+            elif action.kind == "remount":
+                _mount_syscalls.remount(action.target, action.flags, action.data)
+            elif action.kind == "umount":
+                _mount_syscalls.umount(action.target)
+            done.append(action.describe())
+    except BaseException:
+        _remove_dirs(created)
+        raise
     return done

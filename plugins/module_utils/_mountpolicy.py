@@ -16,6 +16,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Callable
 
@@ -44,22 +45,51 @@ class MountPolicyError(TracefleetError):
         self.details = details
 
 
+# Linux's PATH_MAX (with its NUL) and NAME_MAX, in bytes.
+PATH_MAX = 4096
+NAME_MAX = 255
+
+
+def canonical_mount_point(path: str, option: str = "path") -> str:
+    """The mount point `path` names, as the kernel will show it in mountinfo: absolute,
+    symlinks resolved (realpath; the part that does not exist yet normalised), so a
+    path through a symlink is found mounted on the next run and by teardown. Refuses
+    relative paths, `..` (which means two things once symlinks are involved), control
+    characters, over-long names and a symlink to nothing."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise MountPolicyError("%s=%r is not an absolute path" % (option, path))
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
+        raise MountPolicyError("%s=%r contains a control character" % (option, path))
+    if ".." in path.split("/"):
+        raise MountPolicyError("%s=%r contains '..'; give the mount point itself" % (option, path))
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeError:
+        raise MountPolicyError("%s=%r cannot be encoded as a file name" % (option, path)) from None
+    if len(encoded) >= PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        raise MountPolicyError("%s=%r is longer than the kernel takes" % (option, path))
+    resolved = os.path.realpath(path)
+    if os.path.islink(path) and not os.path.exists(resolved):
+        raise MountPolicyError("%s=%r is a symlink to %s, which does not exist" % (option, path, resolved))
+    return resolved
+
+
 class Request:
     """The tracefs module's parameters, validated: the mount policy and what goes with it."""
 
     def __init__(self, params: dict) -> None:
-        path = params["path"]
-        if not os.path.isabs(path):
-            raise MountPolicyError("path=%r is not an absolute path" % path)
+        path = canonical_mount_point(params["path"])
         try:
             options = _mount_syscalls.split_options(params["options"])
         except _mount_syscalls.OptionError as exc:
             raise MountPolicyError("options=%r: %s" % (params["options"], exc)) from None
         gid = parse_gid(params["gid"])
         mode = parse_octal_mode(params["mode"])
-        self.policy = Policy(params["state"], os.path.normpath(path), options, gid, mode, params["legacy_debugfs"])
+        self.policy = Policy(params["state"], path, options, gid, mode, params["legacy_debugfs"])
         self.persistent: bool = params["persistent"]
+        # A symlinked fstab keeps its link: its target is the file edited.
         self.fstab: str = params["fstab"]
+        self.fstab_file: str = os.path.realpath(params["fstab"])
         self.backup: bool = params["backup"]
         self.session: str = params["session"]
         self.ledger_path: str = params["ledger_path"]
@@ -67,19 +97,30 @@ class Request:
 
 class FstabChange:
     """The edit of the fstab a persistent policy asks for, worked out before anything
-    is applied (the file is read, not yet written)."""
+    is applied (the file is read, not yet written); `refresh` works it out again from
+    the file as it is under the lock, just before writing."""
 
-    def __init__(self, path: str, policy: Policy, result: Plan) -> None:
-        wanted = None
+    def __init__(self, request: Request, policy: Policy, result: Plan) -> None:
+        self.wanted = None
         if policy.state == "mounted":
-            wanted = _fstab.policy_entry(result.fstype, result.mount_point, policy.options, policy.gid, policy.mode)
-        self.path = path
+            self.wanted = _fstab.policy_entry(
+                result.fstype, result.mount_point, policy.options, policy.gid, policy.mode
+            )
+        self.path = request.fstab
+        self.file = request.fstab_file
+        self.fstype = result.fstype
         self.mount_point = result.mount_point
-        self.line = wanted.render() if wanted is not None else None
-        text = _fstab.read(path)
-        self.text, self.changed = _fstab.update(text, result.mount_point, wanted)
-        old = _fstab.entries_for(text, result.mount_point)
-        self.before = old[0].render() if old else None
+        self.line = self.wanted.render() if self.wanted is not None else None
+        self.refresh()
+
+    def refresh(self) -> None:
+        text = _fstab.read(self.file)
+        try:
+            self.text, self.changed = _fstab.update(text, self.mount_point, self.wanted, self.fstype)
+        except _fstab.FstabError as exc:
+            raise _fstab.FstabError("fstab=%s: %s" % (self.path, exc)) from None
+        old = _fstab.entries_for(text, self.mount_point, self.fstype)
+        self.before = _fstab.printable(old[0].render()) if old else None
 
     def describe(self) -> str:
         if self.line:
@@ -102,43 +143,103 @@ def _plan(policy: Policy, host: Host) -> Plan:
         raise MountPolicyError("path=%s: cannot inspect the mount point: %s" % (policy.path, exc)) from None
 
 
+def _needs_ledger(result: Plan) -> bool:
+    """Mounts are recorded and unmounts forgotten; a remount leaves the ledger alone."""
+    return any(action.kind in ("mount", "umount") for action in result.actions)
+
+
 def _apply(request: Request, result: Plan, planned: list[str]) -> list[str]:
-    """Carry out the plan with its mounts in the ledger; return what was done."""
-    try:
-        with Ledger(request.ledger_path) as ledger:
+    """Carry out the plan with its mounts in the ledger; return what was done.
+
+    A mount is recorded before it is made: when the ledger cannot be written
+    (unwritable or read-only directory, a lock file that cannot be made) the task fails
+    before touching anything. When the kernel then refuses, the entry just recorded
+    is taken back, so a refused mount leaves the ledger as it was."""
+    if not _needs_ledger(result):
+        return _apply_plan(request, result, planned)
+    with contextlib.ExitStack() as stack:
+        try:
+            ledger = Ledger(request.ledger_path).__enter__()
+            stack.callback(_release, ledger)
+            checkpoint = ledger.checkpoint()
             record_mounts(ledger, request.session, result)
-            done = apply_plan(result)
+        except (LedgerError, OSError) as exc:
+            raise _ledger_error(request, exc, "nothing was changed") from None
+        try:
+            done = _apply_plan(request, result, planned)
+        except MountPolicyError:
+            with contextlib.suppress(LedgerError, OSError):  # never hides the kernel's refusal
+                ledger.restore(checkpoint)
+            raise
+        try:
             forget_unmounts(ledger, result)
-    except LedgerError as exc:
-        raise MountPolicyError(str(exc)) from None
-    except OSError as exc:  # MountError, or the ledger's directory
-        raise MountPolicyError("path=%s: %s" % (request.policy.path, exc), actions=planned) from None
+        except (LedgerError, OSError) as exc:
+            raise _ledger_error(request, exc, "done: %s" % "; ".join(done)) from None
     return done
+
+
+def _release(ledger: Ledger) -> None:
+    """Unlock the ledger; a failure to unlock must not hide the task's own error."""
+    with contextlib.suppress(OSError):
+        ledger.__exit__(None, None, None)
+
+
+def _ledger_error(request: Request, exc: Exception, outcome: str) -> MountPolicyError:
+    return MountPolicyError(
+        "ledger_path=%s: cannot record the mount policy's changes in the ledger: %s; %s"
+        % (request.ledger_path, exc, outcome)
+    )
+
+
+def _apply_plan(request: Request, result: Plan, planned: list[str]) -> list[str]:
+    try:
+        return apply_plan(result)
+    except OSError as exc:  # MountError, or mkdir
+        raise MountPolicyError("path=%s: %s" % (request.policy.path, exc), actions=planned) from None
 
 
 def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str], str]) -> tuple[dict, list[str]]:
     """Apply the request (predict it in check mode); return the module's result and
-    its warnings. `backup(path)` copies the fstab aside and returns the copy's name."""
+    its warnings. `backup(path)` copies the fstab aside and returns the copy's name.
+
+    Everything that can refuse does so before the first change: the plan (path,
+    mount point, debugfs policy), the fstab (readable regular file, no other
+    filesystem's entry for the mount point, a writable directory), then the ledger.
+    The fstab is edited under its lock, read again under it, so a concurrent editor's
+    change is neither lost nor duplicated."""
     host = read_host()
     result = _plan(request.policy, host)
-    fstab = FstabChange(request.fstab, request.policy, result) if request.persistent else None
+    fstab = FstabChange(request, request.policy, result) if request.persistent else None
+    changed = result.changed or (fstab is not None and fstab.changed)
+    extra = {}
+    if changed and not check_mode:
+        if fstab is not None and fstab.changed:
+            _fstab.check_writable(request.fstab_file)
+            with _fstab.locked(request.fstab_file):
+                fstab.refresh()
+                done = _apply(request, result, [action.describe() for action in result.actions])
+                if fstab.changed:
+                    if request.backup and os.path.exists(request.fstab_file):
+                        extra["backup_file"] = backup(request.fstab_file)
+                    try:
+                        _fstab.write(request.fstab_file, fstab.text)
+                    except _fstab.FstabError as exc:
+                        if not done:
+                            raise
+                        # The mount stands (and is in the ledger for teardown): say so.
+                        raise MountPolicyError("%s; done: %s" % (exc, "; ".join(done)), actions=done) from None
+                    done.append(fstab.describe())
+        else:
+            done = _apply(request, result, [action.describe() for action in result.actions])
+    else:
+        done = [action.describe() for action in result.actions]
+        if fstab is not None and fstab.changed:
+            done.append(fstab.describe())
     if fstab is not None:
         result.before["fstab"] = fstab.before
         result.after["fstab"] = fstab.line
-    fstab_changed = fstab is not None and fstab.changed
-    changed = result.changed or fstab_changed
-    done = [action.describe() for action in result.actions]
-    extra = {}
-    if changed and not check_mode:
-        done = _apply(request, result, done)
-        if fstab is not None and fstab_changed:
-            if request.backup and os.path.exists(request.fstab):
-                extra["backup_file"] = backup(request.fstab)
-            _fstab.write(request.fstab, fstab.text)
-    if fstab is not None and fstab_changed:
-        done.append(fstab.describe())
     after, warnings = _report(host if check_mode else read_host(), result, check_mode)
-    output = dict(changed=changed, **after, actions=done, **extra)
+    output = dict(changed=result.changed or bool(fstab is not None and fstab.changed), **after, actions=done, **extra)
     if fstab is not None:
         output["fstab"] = fstab.line
         if not check_mode:
@@ -198,13 +299,23 @@ def record_mounts(ledger: Ledger, session: str, result: Plan) -> None:
             ledger.record(session, kind="mount", path=action.target, fstype=action.fstype)
 
 
+def _recorded_at(entry: dict) -> str:
+    """Where a ledger `mount` entry's mount is, canonically. Entries written before
+    paths were canonicalised may name it through a symlink or with a trailing `/`."""
+    return os.path.realpath(entry["path"])
+
+
 def forget_unmounts(ledger: Ledger, result: Plan) -> None:
     """A mount this task unmounted needs no teardown any more."""
     for action in result.actions:
         if action.kind == "umount":
-            entry = ledger.find(kind="mount", path=action.target, fstype=action.fstype)
-            if entry is not None:
-                ledger.forget(entry)
+            for entry in list(ledger.entries):
+                if (
+                    entry.get("kind") == "mount"
+                    and entry.get("fstype") == action.fstype
+                    and _recorded_at(entry) == action.target
+                ):
+                    ledger.forget(entry)
 
 
 def describe_mount(entry: dict) -> str:
@@ -216,12 +327,11 @@ def undo_mount(entry: dict, mountinfo: str = MOUNTINFO) -> str | None:
     """Undo a ledger `mount` entry: unmount it if that mount is still there. Returns a
     note when there was nothing left to undo; raises MountError (an OSError) when the
     kernel refuses."""
-    mounted = any(
-        mount.mount_point == entry["path"] and mount.fstype == entry["fstype"] for mount in read_mountinfo(mountinfo)
-    )
+    path = _recorded_at(entry)
+    mounted = any(mount.mount_point == path and mount.fstype == entry["fstype"] for mount in read_mountinfo(mountinfo))
     if not mounted:
         return "%s was no longer mounted" % entry["path"]
-    _mount_syscalls.umount(entry["path"])
+    _mount_syscalls.umount(path)
     return None
 
 

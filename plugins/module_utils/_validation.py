@@ -20,10 +20,18 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import T
 
 # Three or four octal digits, optionally after a leading 0: '750', '0750', '4755',
 # '07777'. Shorter forms ('7', '50') are refused: they are more often a typo than a mode.
-_OCTAL_MODE = re.compile(r"^0?[0-7]{3,4}$")
+# Every pattern here is used with fullmatch: `$` would also match before a trailing
+# newline. Only spaces around a value are dropped (" 0750 " as a template may leave
+# it); a newline, a tab or any other control character makes the value invalid.
+_OCTAL_MODE = re.compile(r"0?[0-7]{3,4}")
 # ASCII digits only: str.isdigit() also accepts digits int() cannot read ('²').
-_NUMBER = re.compile(r"^[0-9]+$")
+_NUMBER = re.compile(r"[0-9]+")
+# A group name: no whitespace, no control characters, no ':' (the group file's
+# separator); getgrnam() itself refuses NUL with a ValueError.
+_GROUP_NAME = re.compile(r"[^\s:\x00-\x1f\x7f]+")
 MAX_MODE = 0o7777
+# The largest gid the kernel maps: (gid_t)-1 means "no group" to every syscall.
+MAX_GID = 0xFFFFFFFE
 
 
 class ValidationError(TracefleetError, ValueError):
@@ -41,8 +49,8 @@ def parse_octal_mode(value: object, option: str = "mode") -> int | None:
         if not 0 <= value <= MAX_MODE:
             raise ValidationError("%s=%r is out of range (0 to 07777)" % (option, value))
         return value
-    text = str(value).strip()
-    if not _OCTAL_MODE.match(text):
+    text = str(value).strip(" ")
+    if not _OCTAL_MODE.fullmatch(text):
         raise ValidationError("%s=%r is not an octal mode like '0750'" % (option, value))
     return int(text, 8)  # at most four octal digits: never above 07777
 
@@ -57,14 +65,22 @@ def parse_gid(value: object, option: str = "gid", resolve_names: bool = True) ->
         if not resolve_names:
             raise ValidationError("%s=%r is not a numeric group id" % (option, value))
         raise ValidationError("%s=%r is neither a group name nor a number" % (option, value))
-    text = str(value).strip()
-    if _NUMBER.match(text):
-        return int(text)
+    if isinstance(value, int):
+        return _gid_in_range(value, option)
+    text = str(value).strip(" ")
+    if _NUMBER.fullmatch(text):
+        return _gid_in_range(int(text), option)
     if not resolve_names:
         raise ValidationError("%s=%r is not a numeric group id" % (option, value))
-    if not text:
-        raise ValidationError("%s='' is neither a group name nor a number" % option)
+    if not _GROUP_NAME.fullmatch(text):
+        raise ValidationError("%s=%r is neither a group name nor a number" % (option, value))
     try:
         return grp.getgrnam(text).gr_gid
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name the C library cannot take
         raise ValidationError("%s=%r: no such group on this host" % (option, text)) from None
+
+
+def _gid_in_range(gid: int, option: str) -> int:
+    if not 0 <= gid <= MAX_GID:
+        raise ValidationError("%s=%r is out of range (0 to %d)" % (option, gid, MAX_GID))
+    return gid

@@ -52,6 +52,12 @@ options:
     description:
       - Mount point. It is created when missing (except under C(/sys), where the kernel
         provides it).
+      - Resolved before use (symlinks followed, a trailing C(/) dropped), so the mount,
+        the ledger entry and the fstab line name the directory the kernel shows.
+        Relative paths, C(..), control characters and a symlink to nothing are refused.
+      - A directory that is not empty (say C(/etc) or C(/sys/kernel)) is refused, unless
+        tracefs is already mounted on it, since a mount would hide its contents. There is no
+        override.
       - Every tracefs mount shows the same superblock, so O(gid) and O(mode) apply to all
         of them.
     type: path
@@ -62,14 +68,17 @@ options:
         are always compared, so leaving one out asks for it to be off. An atime option
         (C(noatime), C(relatime), C(strictatime)) is compared only when given.
       - C(uid=), C(gid=) and C(mode=) are not accepted here; use O(gid) and O(mode).
+      - An element may be a comma-separated list, as in fstab. Unknown options and
+        contradicting pairs (C(ro)/C(rw), C(nosuid)/C(suid), C(nodev)/C(dev),
+        C(noexec)/C(exec)) are refused.
     type: list
     elements: str
     default: [nosuid, nodev, noexec]
   gid:
     description:
-      - Group (name or number) that owns the tracing files. With O(mode) such as
-        V(0750), members of that group can read them (kernel 5.16 and newer apply it
-        to every file). Not managed when omitted.
+      - Group (name or number, 0 to 4294967294) that owns the tracing files. With
+        O(mode) such as V(0750), members of that group can read them (kernel 5.16 and
+        newer apply it to every file). Not managed when omitted.
     type: raw
   mode:
     description:
@@ -84,7 +93,14 @@ options:
     type: bool
     default: false
   fstab:
-    description: The file O(persistent) edits.
+    description:
+      - The file O(persistent) edits. It must be a regular file (a symlink to one keeps
+        its link). Lines that are not ours stay byte for byte, whatever their encoding;
+        an entry for the same mount point written differently (C(/sys/kernel/tracing/))
+        is recognised, and one of another filesystem type is never replaced.
+      - Edited under an exclusive C(flock) on C(<fstab>.lock) (created 0600 when
+        missing, and left in place), read again under the lock, and replaced
+        atomically (fsync before the rename).
     type: path
     default: /etc/fstab
   backup:
@@ -110,6 +126,9 @@ notes:
     the options asked for are exactly the options set.
   - Mounting tracefs a second time on the same path fails in the kernel with EBUSY; this
     module never tries, it remounts instead.
+  - Every input is checked before the first change (the plan, the fstab, then the
+    ledger, which records a mount before it is made); a mount the kernel refuses is
+    taken out of the ledger again.
 seealso:
   - module: tracefleet.ftrace.tracefs_info
   - name: Mount policy and debugfs-disallowed hosts

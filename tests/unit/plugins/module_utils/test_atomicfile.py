@@ -55,3 +55,36 @@ def test_failure_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
         _atomicfile.replace_text(str(target), "new\n")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fstab"]
+
+
+def test_data_is_fsynced_before_the_rename_and_the_directory_after(tmp_path, monkeypatch):
+    """#12.13: a crash after the rename must not leave an empty fstab."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync-dir" if os.path.isdir("/proc/self/fd/%d" % fd) else "fsync-file")
+        real_fsync(fd)
+
+    def replace(source, destination):
+        events.append("rename")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    _atomicfile.replace_text(str(tmp_path / "fstab"), "new\n")
+    assert events == ["fsync-file", "rename", "fsync-dir"]
+
+
+def test_interrupted_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "fstab"
+    target.write_text("old\n")
+
+    def interrupted(fd, mode):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fchmod", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _atomicfile.replace_text(str(target), "new\n")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fstab"]

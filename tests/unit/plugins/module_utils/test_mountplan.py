@@ -10,7 +10,9 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo impor
     parse_mountinfo_line,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
+    Action,
     Facts,
+    Plan,
     Policy,
     PolicyError,
     apply_plan,
@@ -32,6 +34,7 @@ class FakeTree:
         for directory in dirs:
             os.makedirs(self.real(directory), exist_ok=True)
         self.owners = owners or {}
+        self.listed = []
 
     def real(self, path):
         return os.path.join(str(self.root), path.lstrip("/"))
@@ -45,6 +48,10 @@ class FakeTree:
     def owner(self, path):
         return self.owners.get(path, (0, 0o700))
 
+    def listdir(self, path):
+        self.listed.append(path)
+        return os.listdir(self.real(path))
+
 
 def facts_for(tree, mountinfo="", filesystems=None, debugfs_allowed=True, reason="debugfs mounting is allowed"):
     return Facts(
@@ -55,6 +62,7 @@ def facts_for(tree, mountinfo="", filesystems=None, debugfs_allowed=True, reason
         is_dir=tree.is_dir,
         exists=tree.exists,
         owner=tree.owner,
+        listdir=tree.listdir,
     )
 
 
@@ -229,6 +237,16 @@ def test_apply_plan_calls_the_syscalls_in_order(modern, monkeypatch):
         (["mode=0755"], "belongs in the mode option"),
         (["noatime", "relatime"], "at most one of"),
         (["ro", "rw"], "contradict"),
+        (["nosuid", "suid"], "'nosuid' and 'suid' contradict each other"),
+        (["nodev,dev"], "'nodev' and 'dev' contradict each other"),
+        (["noexec", "exec"], "contradict"),
+        (["nosuid\n"], "unsupported mount option 'nosuid\\\\n'"),  # no newline stripped
+        (["\tnosuid"], "unsupported mount option"),
+        ([""], "unsupported mount option ''"),
+        (["nosuid,"], "unsupported mount option ''"),
+        (["gid=0"], "belongs in the gid option"),
+        (["uid=0,nosuid"], "belongs in the uid option"),
+        (["size=1M"], "unsupported mount option 'size=1M'"),
     ],
 )
 def test_split_options_rejects(options, error):
@@ -238,3 +256,95 @@ def test_split_options_rejects(options, error):
 
 def test_split_options_normalises():
     assert _mount_syscalls.split_options([" nosuid", "nodev", "nosuid", "rw"]) == ["nosuid", "nodev", "rw"]
+    assert _mount_syscalls.split_options(["nosuid, nodev", "noexec"]) == ["nosuid", "nodev", "noexec"]
+
+
+# -- #12.14: never mount over a populated directory
+
+
+@pytest.mark.parametrize("path", ["/etc", "/sys/kernel", "/srv/data"])
+def test_a_populated_directory_is_refused(modern, path):
+    for name in ("a", "b", "c", "d"):
+        os.makedirs(modern.real(path + "/" + name), exist_ok=True)
+    with pytest.raises(PolicyError) as error:
+        plan(policy(path=path), facts_for(modern))
+    assert str(error.value).startswith("%s is not empty (" % path)
+    assert "mounting tracefs there would hide them" in str(error.value)
+
+
+def test_the_message_names_a_few_entries(modern):
+    os.makedirs(modern.real("/srv/x/passwd"))
+    with pytest.raises(PolicyError, match=r"^/srv/x is not empty \(1 entry: passwd\)"):
+        plan(policy(path="/srv/x"), facts_for(modern))
+
+
+def test_an_empty_directory_or_a_new_path_is_fine(modern):
+    os.makedirs(modern.real("/mnt/empty"))
+    assert [a.kind for a in plan(policy(path="/mnt/empty"), facts_for(modern)).actions] == ["mount"]
+    assert [a.kind for a in plan(policy(path="/mnt/new"), facts_for(modern)).actions] == ["mkdir", "mount"]
+
+
+def test_the_kernels_own_mount_points_are_not_listed(modern):
+    """/sys/kernel/debug/tracing is an automount: listing it would mount tracefs."""
+    plan(policy(), facts_for(modern))
+    assert modern.listed == []
+
+
+def test_a_populated_tracefs_mount_is_not_refused(modern, tmp_path):
+    tree = FakeTree(tmp_path, dirs=["/sys/kernel/tracing", "/srv/trace/events"])
+    mountinfo = "37 21 0:12 / /srv/trace rw,nosuid,nodev,noexec,relatime - tracefs tracefs rw\n"
+    assert plan(policy(path="/srv/trace"), facts_for(tree, mountinfo)).actions == []
+    assert plan(policy(path="/srv/trace", state="unmounted"), facts_for(tree, mountinfo)).actions[0].kind == "umount"
+
+
+def test_unmounting_a_populated_directory_is_a_no_op(modern):
+    os.makedirs(modern.real("/etc/x"))
+    assert plan(policy(path="/etc", state="unmounted"), facts_for(modern)).actions == []
+
+
+def test_unmounting_another_filesystem_is_refused(modern):
+    mountinfo = "50 21 0:40 / /srv rw - ext4 /dev/sdb1 rw\n"
+    with pytest.raises(PolicyError, match="^/srv is a ext4 mount, not tracefs; not unmounting it"):
+        plan(policy(path="/srv", state="unmounted"), facts_for(modern, mountinfo))
+
+
+# -- #12.11: a failed mount leaves no directory behind
+
+
+def test_a_refused_mount_removes_the_directories_it_created(tmp_path, monkeypatch):
+    def refuse(*args):
+        raise _mount_syscalls.MountError("mount -t tracefs", args[1], 16)
+
+    monkeypatch.setattr(_mount_syscalls, "mount", refuse)
+    (tmp_path / "mnt").mkdir()
+    target = str(tmp_path / "mnt" / "a" / "b")
+    result = Plan("tracefs", target, target)
+    result.actions = [Action("mkdir", target), Action("mount", target, "tracefs")]
+    with pytest.raises(_mount_syscalls.MountError):
+        apply_plan(result)
+    assert os.listdir(tmp_path / "mnt") == []
+
+
+def test_a_made_mount_keeps_its_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(_mount_syscalls, "mount", lambda *args: None)
+    target = str(tmp_path / "a" / "b")
+    result = Plan("tracefs", target, target)
+    result.actions = [Action("mkdir", target), Action("mount", target, "tracefs")]
+    assert apply_plan(result) == ["create directory %s" % target, "mount tracefs on %s" % target]
+    assert os.path.isdir(target)
+
+
+def test_a_failed_rmdir_does_not_hide_the_mount_error(tmp_path, monkeypatch):
+    def refuse(*args):
+        raise _mount_syscalls.MountError("mount -t tracefs", args[1], 16)
+
+    def rmdir_fails(path):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(_mount_syscalls, "mount", refuse)
+    monkeypatch.setattr(os, "rmdir", rmdir_fails)
+    target = str(tmp_path / "a")
+    result = Plan("tracefs", target, target)
+    result.actions = [Action("mkdir", target), Action("mount", target, "tracefs")]
+    with pytest.raises(_mount_syscalls.MountError, match="Device or resource busy"):
+        apply_plan(result)

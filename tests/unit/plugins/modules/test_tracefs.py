@@ -2,11 +2,18 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile, _locate, _mount_syscalls
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import (
+    _atomicfile,
+    _fstab,
+    _ledger,
+    _locate,
+    _mount_syscalls,
+)
 from ansible_collections.tracefleet.ftrace.plugins.modules import tracefs
 
 
@@ -186,7 +193,8 @@ def test_unreadable_fstab(run, kernel, fake_host, tmp_path):
     fake_host.mount_tracefs()
     result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(tmp_path)})
     assert result["failed"] is True
-    assert result["msg"].startswith("fstab=%s: cannot read it: " % tmp_path)
+    assert result["msg"] == "fstab=%s is not a regular file" % tmp_path
+    assert kernel == []
 
 
 def test_unwritable_fstab_fails_cleanly(run, kernel, fake_host, tmp_path, monkeypatch):
@@ -239,3 +247,262 @@ def test_unreadable_mount_table(run, kernel, fake_host):
     result = run({"path": str(fake_host.tracing)})
     assert result["failed"] is True
     assert result["msg"].startswith("cannot read the kernel's mount facts: no '-' separator")
+
+
+# -- #12.14: one canonical mount point; never over a populated directory
+
+
+def test_a_path_through_a_symlink_is_mounted_once_and_recorded_canonically(run, kernel, fake_host, tmp_path):
+    fake_host.tracing.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(fake_host.tracing)
+    result = run({"path": str(link)})
+    assert result["changed"] is True and result["path"] == str(fake_host.tracing)
+    assert [call[:2] for call in kernel] == [("mount", str(fake_host.tracing))]
+    ledger = json.loads((tmp_path / "ledger.json").read_text())
+    assert [e["path"] for e in ledger["entries"]] == [str(fake_host.tracing)]
+    again = run({"path": str(link) + "/"})
+    assert again["changed"] is False and len(kernel) == 1
+
+
+@pytest.mark.parametrize("populated", ["etc", "sys/kernel"])
+def test_a_populated_directory_is_refused_and_nothing_changes(run, kernel, fake_host, tmp_path, populated):
+    directory = tmp_path / populated
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    fstab = tmp_path / "fstab"
+    fstab.write_text("proc /proc proc defaults 0 0\n")
+    result = run({"path": str(directory), "persistent": True, "fstab": str(fstab)})
+    assert result["failed"] is True
+    assert result["msg"].startswith("path=%s: %s is not empty (" % (directory, directory))
+    assert kernel == [] and not (tmp_path / "ledger.json").exists()
+    assert fstab.read_text() == "proc /proc proc defaults 0 0\n" and not (tmp_path / "fstab.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("/sys/kernel/tracing/../../../etc", "contains '..'"),
+        ("/mnt/trace\nx", "contains a control character"),
+    ],
+)
+def test_bad_paths_fail_before_anything(run, kernel, fake_host, tmp_path, path, message):
+    result = run({"path": path})
+    assert result["failed"] is True and message in result["msg"] and "exception" not in result
+    assert kernel == [] and not (tmp_path / "ledger.json").exists()
+
+
+# -- #12.11: the ledger cannot be written: fail before mounting, change nothing
+
+
+def test_an_unwritable_ledger_fails_before_mounting(run, kernel, fake_host, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    target = tmp_path / "mnt" / "trace"
+    result = run({"path": str(target), "ledger_path": str(blocker / "ledger.json")})
+    assert result["failed"] is True and "exception" not in result
+    assert result["msg"].startswith("ledger_path=%s/ledger.json: cannot record" % blocker)
+    assert result["msg"].endswith("; nothing was changed")
+    assert kernel == [] and not (tmp_path / "mnt").exists()
+
+
+def test_a_ledger_that_cannot_be_saved_fails_before_mounting(run, kernel, fake_host, tmp_path, monkeypatch):
+    def read_only(self):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(_ledger.Ledger, "_save", read_only)
+    fake_host.tracing.mkdir()
+    result = run({"path": str(fake_host.tracing)})
+    assert result["failed"] is True
+    assert "[Errno 30] Read-only file system; nothing was changed" in result["msg"]
+    assert kernel == []
+
+
+def test_a_refused_mount_takes_its_ledger_entry_back_and_its_directory(run, kernel, fake_host, tmp_path, monkeypatch):
+    def refuse(source, target, fstype, flags, data):
+        raise _mount_syscalls.MountError("mount -t %s" % fstype, target, errno.EINVAL)
+
+    monkeypatch.setattr(_mount_syscalls, "mount", refuse)
+    target = tmp_path / "mnt" / "trace"
+    result = run({"path": str(target), "session": "s1"})
+    assert result["failed"] is True and "[Errno 22]" in result["msg"]
+    assert json.loads((tmp_path / "ledger.json").read_text())["entries"] == []
+    assert not (tmp_path / "mnt").exists()
+
+
+def test_remount_does_not_need_the_ledger(run, kernel, fake_host, tmp_path):
+    fake_host.mount_tracefs(options="rw,relatime")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    result = run({"path": str(fake_host.tracing), "ledger_path": str(blocker / "ledger.json")})
+    assert result["changed"] is True and [call[0] for call in kernel] == ["remount"]
+
+
+# -- #12.11, #12.13: the fstab: any bytes, one entry per mount point, locked, no leftovers
+
+
+def test_non_utf8_fstab_in_check_mode_and_for_real(run, kernel, fake_host, tmp_path):
+    fake_host.mount_tracefs()
+    fstab = tmp_path / "fstab"
+    raw = b"# \xe9t\xe9\nLABEL=\xff /data ext4 defaults 0 2\n"
+    fstab.write_bytes(raw)
+    args = {"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab), "_ansible_diff": True}
+    predicted = run(dict(args, _ansible_check_mode=True))
+    assert predicted["changed"] is True and fstab.read_bytes() == raw
+    result = run(args)
+    line = "tracefs %s tracefs nosuid,nodev,noexec 0 0\n" % fake_host.tracing
+    assert result["changed"] is True and fstab.read_bytes() == raw + line.encode()
+    assert run(dict(args, state="unmounted"))["changed"] is True
+    assert fstab.read_bytes() == raw
+
+
+def test_an_entry_with_a_trailing_slash_is_not_duplicated(run, kernel, fake_host, tmp_path):
+    fake_host.mount_tracefs()
+    fstab = tmp_path / "fstab"
+    existing = "tracefs %s/ tracefs nosuid,nodev,noexec 0 0\n" % fake_host.tracing
+    fstab.write_text(existing)
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab)})
+    assert result["changed"] is False and fstab.read_text() == existing
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab), "gid": 7})
+    assert fstab.read_text() == "tracefs %s tracefs nosuid,nodev,noexec,gid=7 0 0\n" % fake_host.tracing
+
+
+def test_another_filesystems_fstab_entry_is_refused_before_mounting(run, kernel, fake_host, tmp_path):
+    fake_host.tracing.mkdir()
+    fstab = tmp_path / "fstab"
+    existing = "/dev/sdb1 %s ext4 defaults 0 2\n" % fake_host.tracing
+    fstab.write_text(existing)
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab)})
+    assert result["failed"] is True
+    assert result[
+        "msg"
+    ] == "fstab=%s: line 1 mounts ext4 on %s; not adding a tracefs entry for the same mount point" % (
+        fstab,
+        fake_host.tracing,
+    )
+    assert kernel == [] and fstab.read_text() == existing
+    # unmounting leaves the other filesystem's line alone
+    result = run({"path": str(fake_host.tracing), "state": "unmounted", "persistent": True, "fstab": str(fstab)})
+    assert result["changed"] is False and fstab.read_text() == existing
+
+
+def test_an_fstab_that_is_a_fifo_is_refused_without_hanging(run, kernel, fake_host, tmp_path):
+    fake_host.tracing.mkdir()
+    fifo = tmp_path / "fstab"
+    os.mkfifo(fifo)
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fifo)})
+    assert result["msg"] == "fstab=%s is not a regular file" % fifo and kernel == []
+
+
+def test_an_unwritable_fstab_directory_is_refused_before_mounting(run, kernel, fake_host, tmp_path, monkeypatch):
+    fake_host.tracing.mkdir()
+    fstab = tmp_path / "etc" / "fstab"
+    fstab.parent.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: False if str(path) == str(fstab.parent) else real_access(path, mode)
+    )
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab)})
+    assert result["failed"] is True and "cannot write it: %s is not writable" % fstab.parent in result["msg"]
+    assert kernel == [] and os.listdir(fstab.parent) == []
+
+
+def test_a_failed_fstab_write_leaves_no_temp_file_and_no_traceback(run, kernel, fake_host, tmp_path, monkeypatch):
+    fake_host.mount_tracefs()
+    fstab = tmp_path / "etc" / "fstab"
+    fstab.parent.mkdir()
+    fstab.write_text("proc /proc proc defaults 0 0\n")
+
+    def disk_full(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab)})
+    assert result["msg"] == "fstab=%s: cannot write it: [Errno 28] No space left on device" % fstab
+    assert "exception" not in result
+    assert sorted(os.listdir(fstab.parent)) == ["fstab", "fstab.lock"]
+    assert fstab.read_text() == "proc /proc proc defaults 0 0\n"
+
+
+def test_a_symlinked_fstab_keeps_its_link(run, kernel, fake_host, tmp_path):
+    fake_host.mount_tracefs()
+    target = tmp_path / "fstab.real"
+    target.write_text("proc /proc proc defaults 0 0\n")
+    link = tmp_path / "fstab"
+    link.symlink_to(target)
+    run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(link)})
+    assert link.is_symlink()
+    assert target.read_text().endswith("tracefs %s tracefs nosuid,nodev,noexec 0 0\n" % fake_host.tracing)
+
+
+def test_the_fstab_is_read_again_under_its_lock(run, kernel, fake_host, tmp_path, monkeypatch):
+    """An editor that wrote between our first read and the lock is not overwritten."""
+    fake_host.mount_tracefs()
+    fstab = tmp_path / "fstab"
+    fstab.write_text("proc /proc proc defaults 0 0\n")
+    real_locked = _fstab.locked
+
+    def locked_after_another_edit(path, *args):
+        with open(path, "a") as handle:
+            handle.write("sysfs /sys sysfs defaults 0 0\n")
+        return real_locked(path, *args)
+
+    monkeypatch.setattr(_fstab, "locked", locked_after_another_edit)
+    run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab)})
+    assert fstab.read_text() == (
+        "proc /proc proc defaults 0 0\nsysfs /sys sysfs defaults 0 0\n"
+        "tracefs %s tracefs nosuid,nodev,noexec 0 0\n" % fake_host.tracing
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"gid": "\u00b2"}, "gid='\u00b2': no such group"),
+        ({"gid": "0\n"}, "gid='0\\n' is neither a group name nor a number"),
+        ({"gid": 4294967295}, "gid=4294967295 is out of range"),
+        ({"mode": "0750\n"}, "mode='0750\\n' is not an octal mode"),
+        ({"options": ["nosuid", "suid"]}, "'nosuid' and 'suid' contradict each other"),
+        ({"options": ["nosuid\n"]}, "unsupported mount option 'nosuid\\n'"),
+    ],
+)
+def test_more_bad_input_fails_cleanly(run, kernel, fake_host, tmp_path, args, message):
+    result = run(dict({"path": str(fake_host.tracing)}, **args))
+    assert result["failed"] is True and message in result["msg"] and "exception" not in result
+    assert kernel == [] and not (tmp_path / "ledger.json").exists()
+
+
+def test_a_failing_ledger_unlock_does_not_hide_the_kernels_refusal(run, kernel, fake_host, monkeypatch):
+    def refuse(source, target, fstype, flags, data):
+        raise _mount_syscalls.MountError("mount -t %s" % fstype, target, errno.EBUSY)
+
+    def unlock_fails(self, *exc_info):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(_mount_syscalls, "mount", refuse)
+    monkeypatch.setattr(_ledger.Ledger, "__exit__", unlock_fails)
+    fake_host.tracing.mkdir()
+    result = run({"path": str(fake_host.tracing)})
+    assert "[Errno 16] Device or resource busy" in result["msg"] and "exception" not in result
+
+
+def test_an_fstab_write_failing_after_the_mount_says_what_was_done(run, kernel, fake_host, tmp_path, monkeypatch):
+    fstab = tmp_path / "fstab"
+    real_replace = _atomicfile.replace
+
+    def fstab_disk_full(path, data, mode=None):
+        if path == str(fstab):
+            raise OSError(28, "No space left on device")
+        real_replace(path, data, mode)
+
+    monkeypatch.setattr(_atomicfile, "replace", fstab_disk_full)
+    fake_host.tracing.mkdir()
+    result = run({"path": str(fake_host.tracing), "persistent": True, "fstab": str(fstab)})
+    assert result["msg"] == (
+        "fstab=%s: cannot write it: [Errno 28] No space left on device; done: mount tracefs on %s"
+        % (fstab, fake_host.tracing)
+    )
+    assert result["actions"] == ["mount tracefs on %s" % fake_host.tracing]
+    assert [e["path"] for e in json.loads((tmp_path / "ledger.json").read_text())["entries"]] == [
+        str(fake_host.tracing)
+    ]
