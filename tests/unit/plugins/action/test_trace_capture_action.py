@@ -13,6 +13,7 @@ import gzip
 import importlib
 import json
 import os
+import re
 import shlex
 from unittest.mock import MagicMock
 
@@ -210,3 +211,38 @@ def test_bad_run_id_is_refused_before_the_host_is_touched(remote, tmp_path):
     result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "../x"})
     assert result["failed"] and "run_id='../x'" in result["msg"]
     action._execute_module.assert_not_called()
+
+
+def _controller_cases():
+    import yaml
+
+    path = os.path.join(
+        os.path.dirname(__file__),
+        "..",
+        "..",
+        "..",
+        "..",
+        "extensions",
+        "molecule",
+        "bad-input",
+        "cases",
+        "controller.yml",
+    )
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["bad_input_cases_controller"]
+
+
+@pytest.mark.parametrize("case", _controller_cases(), ids=lambda case: case["name"])
+def test_bad_input_cases_fail_before_the_module_runs(remote, tmp_path, case):
+    """The molecule bad-input suite's controller cases, on the action: refused with their
+    message before the host is asked for anything, and nothing written (#12.8)."""
+    if not os.path.isfile("/etc/hostname") and "hostname" in str(case["args"].get("dest")):
+        pytest.skip("no /etc/hostname here")
+    action, task = make_action(remote)
+    args = dict(case["args"])
+    args.setdefault("dest", str(tmp_path / "traces"))
+    result = run(action, task, args)
+    assert result["failed"] and re.search(case["msg"], result["msg"]), result["msg"]
+    action._execute_module.assert_not_called()
+    action._make_tmp_path.assert_not_called()
+    assert not (tmp_path / "traces").exists()
