@@ -276,6 +276,9 @@ def _manifest_entry(args: dict, checked: dict, method: str) -> dict:
         transfer=method,
         timings=checked.get("timings"),
     )
+    for key in ("cpus_offline", "closed_by", "budget_reached"):
+        if key in checked:
+            entry[key] = checked[key]
     if "rc" in checked:
         entry["command"] = dict(cmd=checked["cmd"], rc=checked["rc"])
     return entry

@@ -341,6 +341,8 @@ WINDOW = dict(
     trace_clock=TRACE_CLOCK,
     started=Str(max_len=40, pattern=_TIMESTAMP, describe="a UTC time in ISO 8601", nullable=True),
     clock_anchor=CLOCK_ANCHOR,
+    # The possible CPUs not read (offline when the window opened, or without a buffer).
+    cpus_offline=List(Int(0, MAX_CPUS - 1), max_items=MAX_CPUS),
 )
 
 # trace_capture, state=started: a window opened, nothing to fetch.
@@ -372,6 +374,8 @@ def capture_collected(
         seconds=SECONDS,
         enabled_events=List(EVENT),
         timings=TIMINGS,
+        closed_by=Str(max_len=16, choices=("duration", "command", "collected", "max_bytes", "free_space")),
+        budget_reached=Bool(),
         format=Equal(fmt),
         instance=Equal(instance),
         **ANSIBLE_KEYS,
@@ -415,6 +419,9 @@ MANIFEST_CAPTURE = Record(
         timings=Map(Str(max_len=32, text=True), Float(0.0, MAX_SECONDS), max_items=16, nullable=True),
         command=Record(dict(cmd=FREE, rc=Int(-255, 255, nullable=True)), extra="ignore", nullable=True),
         files=List(MANIFEST_FILE, max_items=64, nullable=True),
+        cpus_offline=List(Int(0, MAX_CPUS - 1), max_items=MAX_CPUS, nullable=True),
+        closed_by=Str(max_len=16, text=True, nullable=True),
+        budget_reached=Bool(nullable=True),
     ),
     extra="ignore",
 )

@@ -14,6 +14,7 @@ import base64
 import gzip
 import hashlib
 import importlib
+import json
 import os
 import re
 import shlex
@@ -55,6 +56,9 @@ def good_result(work_dir: str, remote_name: str, size: int) -> dict:
         "timings": {"before": 0.01, "window": 1.0, "during": 0.2, "after": 0.1, "compress_cpu": 0.1},
         "format": "dat",
         "instance": "cap",
+        "cpus_offline": [2, 3],
+        "closed_by": "duration",
+        "budget_reached": False,
         "warnings": [],
     }
 
@@ -272,6 +276,14 @@ CASES = [
         {},
         r"enabled_events\[0\]='sched:a\\nb': not an event as system:name",
     ),
+    (
+        "offline CPU that is not a number",
+        _set(cpus_offline=["2"]),
+        {},
+        r"cpus_offline\[0\]='2': an integer is expected",
+    ),
+    ("unknown end of the window", _set(closed_by="reboot"), {}, r"closed_by='reboot': not one of"),
+    ("budget flag as text", _set(budget_reached="no"), {}, r"budget_reached='no': true or false is expected"),
     ("other format than asked", _set(format="text"), {}, r"format='text': expected 'dat'"),
     ("other instance than asked", _set(instance="admin"), {}, r"instance='admin': expected 'cap'"),
     ("missing size", _drop("raw_bytes"), {}, r"raw_bytes=None: missing"),
@@ -423,6 +435,9 @@ def test_the_host_s_values_are_not_passed_on_unchecked(tmp_path, controller_tree
     stored = controller_tree / "traces" / "r1" / "web01" / "trace.dat"
     assert stored.read_bytes() == PAYLOAD and out["files"] == [str(stored)]
     assert oct(stored.stat().st_mode & 0o777) == "0o600"
+    assert out["cpus_offline"] == [2, 3] and out["closed_by"] == "duration" and out["budget_reached"] is False
+    manifest = json.loads((controller_tree / "traces" / "r1" / "manifest.json").read_text())
+    assert manifest["hosts"]["web01"]["captures"][0]["cpus_offline"] == [2, 3]
     assert oct((controller_tree / "traces" / "r1").stat().st_mode & 0o777) == "0o700"
 
 
