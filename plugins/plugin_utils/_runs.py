@@ -296,8 +296,7 @@ def unpack(method: str, source: str, target: str, expected: int) -> None:
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise RunError("the capture arrived damaged (%s: %s)" % (method, exc)) from None
         if process is not None:
-            assert process.stderr is not None
-            problem = process.stderr.read(4096).decode(errors="replace").strip()
+            problem = process.stderr.read(4096).decode(errors="replace").strip() if process.stderr else ""
             if process.wait() != 0:
                 raise RunError("the capture arrived damaged (zstd: %s)" % (problem or "rc %d" % process.returncode))
     if written != expected:
