@@ -17,6 +17,8 @@ description:
     V(skip) (the facts could not answer the check).
   - Runs entirely on the controller. It never contacts the host, never changes anything and
     always returns RV(ignore:changed=false).
+  - The facts are host data and are checked before any check reads them; a value of the wrong
+    type or size fails the task with a message naming the field and the value.
   - "Default policy: tracefs mounted at O(policy.tracefs_path) with O(policy.tracefs_options);
     debugfs not mounted; no instances, probes or enabled events left behind by tracefleet."
   - "Opt-in checks: debugfs not allowed at all (O(policy.require_debugfs_disallowed)), a minimum

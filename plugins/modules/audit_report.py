@@ -21,12 +21,14 @@ description:
     V(markdown) (C(compliance.md)) and V(html) (C(compliance.html)) are summaries for people;
     the HTML page is self-contained (inline style, no script, a content security policy that
     loads nothing).
-  - Each file is written to a temporary file and renamed into place. A file that already holds
+  - Each file is written with mode 0600 (in a directory created 0700, whatever the umask) to a
+    temporary file and renamed into place. A file that already holds
     the same bytes is left alone, so writing the same results under the same O(run_id) again
     reports RV(ignore:changed=false). The reports hold no clock time for that reason; the
     default O(run_id) is the time.
-  - Host names and everything else that came from the hosts is escaped in every format and
-    never becomes part of a path; only O(run_id) names a directory, and it must be a single
+  - Host names and everything else that came from the hosts is escaped in every format (line
+    breaks, control characters such as ESC and NUL, and lone surrogates become visible escapes)
+    and never becomes part of a path; only O(run_id) names a directory, and it must be a single
     safe path component.
   - Runs entirely on the controller; use it once per play (C(run_once)). It never contacts a
     host.

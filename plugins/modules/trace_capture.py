@@ -36,10 +36,13 @@ description:
     back as it was; only the buffer's contents have been consumed (or, with O(clear),
     emptied at the start).
   - All hosts of one play share a O(run_id) by default. Each host's files land in its own
-    directory, named after the inventory name with anything but letters, digits, C(.),
-    C(_) and C(-) replaced (so C(../x) stays inside O(dest)). A host whose capture
-    fails leaves no files behind; the other hosts' files and manifest entries are
-    untouched.
+    directory, named after the inventory name; a name that is not lower-case letters,
+    digits, C(.), C(_) and C(-), or is one of the run's own names (C(manifest.json),
+    C(report.html), C(audit)), gets a hash suffix (so C(../x) stays inside O(dest), and
+    C(Web01) and C(web01) never share a directory). Directories are created 0700, files
+    0600. A host whose capture fails leaves no files behind; the other hosts' files and
+    manifest entries are untouched. What the host returns is checked before anything is
+    fetched (see docs/security.md).
 author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:

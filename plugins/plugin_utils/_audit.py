@@ -14,7 +14,6 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile, _validation
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _escape, _host_result, _runs
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import PathEscapeError, inside
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -49,20 +48,10 @@ POLICY_SPEC = dict(
 )
 
 FORMATS = ("json", "junit", "markdown", "html")
-FILE_NAMES = {
-    "json": "compliance.json",
-    "junit": "compliance-junit.xml",
-    "markdown": "compliance.md",
-    "html": "compliance.html",
-}
+FILE_NAMES = _runs.AUDIT_FILES
 REPORT_FORMAT = 1
 # `p:group/event ...`, `r10:group/event ...`, `s:synthetic/name ...`, `e:group/event ...`
 _DYNAMIC_EVENT = re.compile(r"^[a-z]+\d*:(?:(?P<group>[^/\s]+)/)?\S+")
-# Characters XML 1.0 cannot carry at all, escaped or not.
-_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_LINE_BREAKS = re.compile(r"[\r\n\t\v\f]+")
-# Control characters a terminal would act on (a report may well be read with cat).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 NO_RESULT = "no audit result: the host was unreachable or a task before the audit failed on it"
 
 
@@ -448,12 +437,20 @@ def validate_facts(facts) -> dict:
     for key in ("tracefs", "debugfs"):
         if not isinstance(facts.get(key), dict):
             raise AuditError("facts has no %r: pass the registered result of tracefleet.ftrace.tracefs_info" % key)
-    return facts
+    # What the host reported, checked before any check reads it (the keys the checks
+    # read; the others are never used).
+    try:
+        return _host_result.check(_host_result.TRACEFS_INFO_FACTS, facts, "facts")
+    except _host_result.HostResultError as exc:
+        raise AuditError("the host's tracefs_info result was refused: %s" % exc) from None
 
 
 def evaluate(facts: dict, policy: dict) -> list[dict]:
     """Every check the policy asks for, in a fixed order. `policy` is normalized."""
-    facts = validate_facts(facts)
+    return _checks(validate_facts(facts), policy)
+
+
+def _checks(facts: dict, policy: dict) -> list[dict]:
     return [result for result in (check(facts, policy) for check in CHECKS) if result is not None]
 
 
@@ -470,7 +467,8 @@ def facts_summary(facts: dict) -> dict:
 def audit(facts, policy) -> dict:
     """The audit_check result for one host."""
     policy = normalize_policy(policy)
-    checks = evaluate(facts, policy)
+    facts = validate_facts(facts)
+    checks = _checks(facts, policy)
     failed = [check["check"] for check in checks if check["status"] == FAIL]
     return {
         "checks": checks,
@@ -557,20 +555,17 @@ def build_report(results: dict, run_id: str) -> dict:
 
 
 def _text(value) -> str:
-    """A value as one line of text for the human-readable formats."""
+    """A value as one line of text for the human-readable formats (keys too); the
+    escaping is `_escape.line`, shared by every report writer."""
     if value is None:
         return "(none)"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dict):
-        return "; ".join("%s: %s" % (key, _text(item)) for key, item in value.items()) or "(none)"
+        return "; ".join("%s: %s" % (_escape.line(key), _text(item)) for key, item in value.items()) or "(none)"
     if isinstance(value, list):
         return ", ".join(_text(item) for item in value) or "(none)"
-    return _CONTROL.sub(_escape_control, _LINE_BREAKS.sub(" ", str(value)))
-
-
-def _escape_control(match: re.Match) -> str:
-    return "\\x%02x" % ord(match.group())
+    return _escape.line(value)
 
 
 def render_json(report: dict) -> str:
@@ -578,9 +573,7 @@ def render_json(report: dict) -> str:
 
 
 def _xml(value) -> str:
-    """Text XML 1.0 can carry (_text has escaped the control characters; U+FFFE and
-    U+FFFF remain). ElementTree escapes markup characters itself."""
-    return _XML_INVALID.sub(lambda match: "\\u%04x" % ord(match.group()), _text(value))
+    return _escape.xml(_text(value))
 
 
 def render_junit(report: dict) -> str:
@@ -624,14 +617,8 @@ def render_junit(report: dict) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
-
-
 def _md(value) -> str:
-    """Inline Markdown text: punctuation that would format, link or end a table cell
-    is backslash-escaped, and raw HTML is neutralised as entities."""
-    text = html.escape(_text(value), quote=False)
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return _escape.markdown(_text(value))
 
 
 def _headline(report: dict) -> list[str]:
@@ -705,7 +692,7 @@ h3.fail { color: #a4161a; } h3.pass { color: #1b5e20; } h3.error { color: #7a4d0
 
 
 def _h(value) -> str:
-    return html.escape(_text(value), quote=True)
+    return _escape.html(_text(value))
 
 
 def render_html(report: dict) -> str:
@@ -821,6 +808,6 @@ def write_reports(report: dict, dest: str, formats: list[str], dry_run: bool = F
             continue
         written.append(path)
         if not dry_run:
-            os.makedirs(directory, exist_ok=True)
-            _atomicfile.replace(path, data, mode=_runs.new_file_mode())
+            _runs.make_dirs(directory)
+            _atomicfile.replace(path, data, mode=_runs.FILE_MODE)
     return {"path": directory, "files": files, "written": written}

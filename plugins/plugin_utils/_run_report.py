@@ -10,8 +10,10 @@ trace clock, instance, window, events, loss per CPU, bytes, files (checked again
 their sha256); the event counts by name and a histogram of events over time, both
 read from each trace.dat by the independent reader in _tracedat_reader.
 
-Everything from the manifest and the hosts is untrusted text: escaped where it lands,
-and a file path is only linked when it stays inside the run directory. The page holds
+Everything from the manifest and the hosts is untrusted: the manifest goes through
+_host_result's schema first (a field that fails it is left out and named among the
+report's problems), text is escaped where it lands (_escape, shared with the audit's
+writers), and a file path is only linked when it stays inside the run directory. The page holds
 no clock time of its own, so the same run gives the same bytes and writing it again
 changes nothing.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
@@ -20,25 +22,25 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import math
 import os
 import urllib.parse
+from typing import Any
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _paths, _runs
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _escape, _host_result, _paths, _runs
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import (
     NS_CLOCKS,
     TraceDat,
     TraceDatError,
 )
 
-REPORT_NAME = "report.html"
+REPORT_NAME = _runs.REPORT
 MANIFEST = _runs.MANIFEST
 MANIFEST_FORMAT = 1
-DEFAULT_AUDIT = os.path.join("audit", "compliance.json")
+DEFAULT_AUDIT = os.path.join(_runs.AUDIT_DIR, _runs.AUDIT_FILES["json"])
 BUCKETS = 60
 NS_PER_S = 1_000_000_000
 
@@ -78,7 +80,7 @@ class RunReportError(TracefleetError):
 
 
 def h(value) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    return _escape.html(value)
 
 
 def _int(value) -> int | None:
@@ -185,7 +187,7 @@ def check_file(path: str | None, size, digest) -> tuple[str, str]:
 
 
 def _capture_model(run_dir: str, capture: dict) -> dict:
-    files = []
+    files: list[dict[str, Any]] = []
     for entry in _list(capture.get("files")):
         entry = _dict(entry)
         relative = entry.get("path")
@@ -203,7 +205,7 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
             )
         )
     fmt = capture.get("format")
-    model = dict(
+    model: dict[str, Any] = dict(
         name=capture.get("name"),
         format=fmt,
         instance=capture.get("instance"),
@@ -319,19 +321,22 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
 
 
 def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
-    hosts = []
+    problems = []
+    if manifest.get("format") != MANIFEST_FORMAT:
+        problems.append(
+            "manifest format %s, not %d: shown as far as it matches format %d"
+            % (_host_result.show(manifest.get("format")), MANIFEST_FORMAT, MANIFEST_FORMAT)
+        )
+    left_out: list = []
+    manifest = _host_result.sanitize(_host_result.MANIFEST, manifest, MANIFEST, left_out)
+    problems += ["%s (left out of the report)" % problem for problem in left_out]
+    hosts: list[dict[str, Any]] = []
     for name, record in sorted(_dict(manifest.get("hosts")).items(), key=lambda item: str(item[0])):
         record = _dict(record)
         captures = [_capture_model(run_dir, _dict(capture)) for capture in _list(record.get("captures"))]
         hosts.append(dict(name=str(name), kernel=record.get("kernel"), captures=captures))
     every = [capture for host in hosts for capture in host["captures"]]
     axis = _scan_histograms(run_dir, every, buckets)
-    problems = []
-    if manifest.get("format") != MANIFEST_FORMAT:
-        problems.append(
-            "manifest format %r, not %d: shown as far as it matches format %d"
-            % (manifest.get("format"), MANIFEST_FORMAT, MANIFEST_FORMAT)
-        )
     events = lost = 0
     for host in hosts:
         for capture in host["captures"]:
@@ -367,12 +372,12 @@ def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
 def audit_summary(run_dir: str, audit_path: str | None) -> dict | None:
     """What a compliance JSON (tracefleet.ftrace.audit_report) says, to show and link."""
     explicit = audit_path is not None
-    path = audit_path if explicit else os.path.join(run_dir, DEFAULT_AUDIT)
+    path: str = audit_path if audit_path is not None else os.path.join(run_dir, DEFAULT_AUDIT)
     if not os.path.isfile(path):
         return dict(path=path, error="not found") if explicit else None
     relative = os.path.relpath(os.path.realpath(path), os.path.realpath(run_dir))
     link = relative if file_in_run(run_dir, relative) else None
-    result = dict(path=path, link=link, error=None, html_link=None)
+    result: dict[str, Any] = dict(path=path, link=link, error=None, html_link=None)
     if link:
         sibling = os.path.join(os.path.dirname(link), "compliance.html")
         if file_in_run(run_dir, sibling) and os.path.isfile(os.path.join(run_dir, sibling)):
@@ -775,7 +780,7 @@ def write_report(
         raise RunReportError("top_events=%r: at least 1" % top)
     manifest = load_manifest(run_dir)
     model = build_model(run_dir, manifest)
-    data = render(model, title=title, audit=audit_summary(run_dir, audit), top=top).encode("utf-8")
+    data = render(model, title=title, audit=audit_summary(run_dir, audit), top=top).encode("utf-8", "backslashreplace")
     path = os.path.join(run_dir, REPORT_NAME)
     try:
         with open(path, "rb") as handle:
@@ -783,7 +788,7 @@ def write_report(
     except FileNotFoundError:
         changed = True
     if changed and not dry_run:
-        _atomicfile.replace(path, data, mode=_runs.new_file_mode())
+        _atomicfile.replace(path, data, mode=_runs.FILE_MODE)
     return dict(
         path=path,
         changed=changed,

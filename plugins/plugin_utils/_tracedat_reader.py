@@ -46,7 +46,7 @@ import os
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
@@ -247,9 +247,10 @@ class TraceDat:
         self.close()
 
     def close(self) -> None:
-        if getattr(self, "_map", None) is not None:
-            self._map.close()
-            self._map = None
+        mapping = getattr(self, "_map", None)
+        if mapping is not None:
+            mapping.close()
+            del self._map
         self._handle.close()
 
     # -- sequential reading of the header part --------------------------------
@@ -561,7 +562,7 @@ class TraceDat:
         if buckets and (origin is None or span is None):
             first, last = self.time_range()
             origin = first if origin is None else origin
-            if span is None and first is not None:
+            if span is None and first is not None and last is not None and origin is not None:
                 span = max(last - origin + 1, 1)
         per_cpu = {}
         by_id: dict[int, int] = {}
@@ -585,7 +586,7 @@ class TraceDat:
                 for stamp, event_id, _pid in self._page_events(page):
                     total += 1
                     by_id[event_id] = by_id.get(event_id, 0) + 1
-                    if buckets and origin is not None:
+                    if buckets and origin is not None and span:
                         index = (stamp - origin) * buckets // span
                         if index < 0:
                             before += 1
@@ -605,7 +606,7 @@ class TraceDat:
         for event_id, count in by_id.items():
             name = self.event_name(event_id)
             by_name[name] = by_name.get(name, 0) + count
-        result = {
+        result: dict[str, Any] = {
             "path": self.path,
             "version": self.version,
             "endian": "little" if self.endian == "<" else "big",

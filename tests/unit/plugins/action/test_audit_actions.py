@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 from unittest.mock import MagicMock
 
 import pytest
@@ -198,3 +199,18 @@ def test_report_bad_input(tmp_path, args, words):
         result = {"failed": True, "msg": str(exc)}
     assert result["failed"] is True and words in result["msg"]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(lockdown=float("nan")), r"facts\.lockdown=nan: a string is expected, not float"),
+        (dict(dynamic_events="p:tracefleet/x"), r"facts\.dynamic_events='p:tracefleet/x': a list is expected"),
+        (dict(enabled_events=["sched/x\udcff", 7]), r"facts\.enabled_events\[1\]=7: a string is expected"),
+    ],
+)
+def test_audit_check_refuses_hostile_facts(change, message):
+    """What a host reported is checked before any check reads it (issue 12, finding 1)."""
+    result = run_action("audit_check", {"facts": dict(COMPLIANT, **change)})
+    assert result["failed"] and re.search("the host's tracefs_info result was refused: " + message, result["msg"])
+    assert "exception" not in result

@@ -13,6 +13,7 @@ import gzip
 import importlib
 import json
 import os
+import re
 import shlex
 from unittest.mock import MagicMock
 
@@ -149,7 +150,7 @@ def test_transfer_fetch_does_not_fall_back(remote, tmp_path):
     )
     assert result["failed"] and "Permission denied" in result["msg"]
     assert "nothing was kept for web01" in result["msg"]
-    assert os.listdir(tmp_path / "t" / "r1") == []
+    assert not (tmp_path / "t").exists()
 
 
 def test_damaged_transfer_keeps_nothing(remote, tmp_path):
@@ -158,14 +159,14 @@ def test_damaged_transfer_keeps_nothing(remote, tmp_path):
     action, task = make_action(remote, module=module)
     result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "r1"})
     assert result["failed"] and "nothing was kept" in result["msg"]
-    assert os.listdir(tmp_path / "t" / "r1") == []
+    assert not (tmp_path / "t").exists()
 
 
 def test_failed_module_keeps_nothing(remote, tmp_path):
     action, task = make_action(remote, module={"failed": True, "msg": "instance='x' does not exist"})
     result = run(action, task, {"instance": "x", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "r1"})
     assert result["failed"] and result["msg"] == "instance='x' does not exist"
-    assert not (tmp_path / "t" / "r1").exists() or os.listdir(tmp_path / "t" / "r1") == []
+    assert not (tmp_path / "t").exists()
     action._remove_tmp_path.assert_called_once()
 
 
@@ -185,9 +186,10 @@ def test_check_mode_and_started_fetch_nothing(remote, tmp_path):
     task.check_mode = True
     result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t")})
     assert result["skipped"] and not (tmp_path / "t").exists()
-    action, task = make_action(remote, module={"changed": True, "started": "now"})
+    started = "2026-11-27T03:15:02.000000Z"
+    action, task = make_action(remote, module={"changed": True, "started": started, "kernel": "6.1.0"})
     result = run(action, task, {"instance": "cap", "state": "started", "dest": str(tmp_path / "t")})
-    assert result["started"] == "now" and not (tmp_path / "t").exists()
+    assert result["started"] == started and not (tmp_path / "t").exists()
     action._make_tmp_path.assert_not_called()
 
 
@@ -209,3 +211,38 @@ def test_bad_run_id_is_refused_before_the_host_is_touched(remote, tmp_path):
     result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "../x"})
     assert result["failed"] and "run_id='../x'" in result["msg"]
     action._execute_module.assert_not_called()
+
+
+def _controller_cases():
+    import yaml
+
+    path = os.path.join(
+        os.path.dirname(__file__),
+        "..",
+        "..",
+        "..",
+        "..",
+        "extensions",
+        "molecule",
+        "bad-input",
+        "cases",
+        "controller.yml",
+    )
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["bad_input_cases_controller"]
+
+
+@pytest.mark.parametrize("case", _controller_cases(), ids=lambda case: case["name"])
+def test_bad_input_cases_fail_before_the_module_runs(remote, tmp_path, case):
+    """The molecule bad-input suite's controller cases, on the action: refused with their
+    message before the host is asked for anything, and nothing written (#12.8)."""
+    if not os.path.isfile("/etc/hostname") and "hostname" in str(case["args"].get("dest")):
+        pytest.skip("no /etc/hostname here")
+    action, task = make_action(remote)
+    args = dict(case["args"])
+    args.setdefault("dest", str(tmp_path / "traces"))
+    result = run(action, task, args)
+    assert result["failed"] and re.search(case["msg"], result["msg"]), result["msg"]
+    action._execute_module.assert_not_called()
+    action._make_tmp_path.assert_not_called()
+    assert not (tmp_path / "traces").exists()

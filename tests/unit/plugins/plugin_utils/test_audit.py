@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -686,3 +687,64 @@ def test_run_directory_symlinked_out_of_dest(tmp_path):
 def test_unknown_format(tmp_path, report):
     with pytest.raises(_audit.AuditError, match="formats"):
         _audit.write_reports(report, str(tmp_path), ["pdf"])
+
+
+# ---------------------------------------------------------------- hostile hosts (issue 12)
+
+RAW = ["\n", "\r", "\x1b", "\x00", "\x85", "\u2028", "\u202e", "\udcff"]
+
+
+@pytest.mark.parametrize("fmt", _audit.FORMATS)
+def test_raw_control_characters_from_hosts_never_reach_a_report(fmt):
+    """Newlines, ESC, NUL, NEL, line separators, bidi overrides and lone surrogates
+    from a host, in a host name, a message, and a key of an `actual` dict (a mount
+    point), come out as visible escapes; a Markdown row stays one row."""
+    hostile = "web\n# injected\x1b[2J\x00\u202e\udcff"
+    checks = [
+        {
+            "check": "tracefs_options",
+            "status": "fail",
+            "expected": ["nosuid"],
+            "actual": {"/sys/kernel/tracing\n## injected\x00": ["rw\r\n| x |"]},
+            "message": "lacks\nnosuid\x1b]0;title\x07",
+        }
+    ]
+    report = _audit.build_report({hostile: {"checks": checks}}, "r")
+    text = _audit.RENDERERS[fmt](report)
+    if fmt == "json":
+        assert json.loads(text)["hosts"]  # JSON escapes by itself
+        return
+    for char in RAW[1:]:
+        assert char not in text, repr(char)
+    assert "\\x1b" in text and "\\x00" in text and "\\u202e" in text
+    if fmt == "markdown":
+        assert not [line for line in text.splitlines() if line.lstrip("# ").startswith("injected")]
+        rows = [line for line in text.splitlines() if "tracefs" in line and line.startswith("|")]
+        # 3 cells in the violations table, 5 in the host's: the host's pipes are escaped.
+        assert sorted(len(re.findall(r"(?<!\\)\|", line)) for line in rows) == [4, 6]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(tracefs={"mountpoints": [{"mount_point": 5}]}), r"facts\.tracefs\.mountpoints\[0\]\.mount_point=5"),
+        (dict(tracefs={"mountpoints": "lots"}), r"facts\.tracefs\.mountpoints='lots': a list is expected"),
+        (dict(tracefs={"mounted": "yes"}), r"facts\.tracefs\.mounted='yes': true or false is expected"),
+        (dict(tracefs={"super_options": [["gid=0"]]}), r"facts\.tracefs\.super_options\[0\]=\['gid=0'\]"),
+        (dict(dynamic_events=["p:x/y do_sys_open"] * (1 << 18)), r"facts\.dynamic_events=a list of 262144"),
+        (dict(dynamic_events=["x" * 5000]), r"facts\.dynamic_events\[0\]='x{60}'\.\.\. \(5000 characters\)"),
+        (dict(instances={"a": 1}), r"facts\.instances=\{'a': 1\}: a list is expected, not dict"),
+        (dict(instance_events={"a": "sched/x"}), r"facts\.instance_events\['a'\]='sched/x': a list is expected"),
+        (dict(ledger={"instances": [None]}), r"facts\.ledger\.instances\[0\]=None: a value is required"),
+        (dict(usable=1), r"facts\.usable=1: true or false is expected, not int"),
+        (dict(lockdown=["none"]), r"facts\.lockdown=\['none'\]: a string is expected, not list"),
+    ],
+)
+def test_hostile_facts_are_refused_naming_the_field(change, field):
+    with pytest.raises(_audit.AuditError, match="the host's tracefs_info result was refused: " + field):
+        _audit.audit(facts(**change), {})
+
+
+def test_host_text_in_facts_is_kept_escaped():
+    checks = run(facts(tracefs={"mountpoints": [mount("/sys/kernel/tracing\udcff", "tracefs")]}))
+    assert checks["tracefs_mounted"]["actual"] == ["/sys/kernel/tracing\\udcff"]

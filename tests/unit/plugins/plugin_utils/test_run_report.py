@@ -8,6 +8,7 @@ import hashlib
 import html.parser
 import json
 import os
+import re
 
 import pytest
 
@@ -351,3 +352,43 @@ def test_rows_line_up_through_the_clock_anchors(tmp_path, tracedat):
     assert abs(shift - 2e9 / model["axis"]["ns"] * buckets) <= 1
     write_report(str(run))
     assert "lined up through the clock anchor" in Page((run / "report.html").read_text()).all_text
+
+
+# ---------------------------------------------------------------- hostile manifests (issue 12, finding 11)
+
+
+@pytest.mark.parametrize(
+    "field, value, problem",
+    [
+        ("seconds", 1e300, r"seconds=1e\+300: out of range"),
+        ("seconds", float("nan"), r"seconds=nan: not a finite number"),
+        ("clock_anchor", {"wall": 1e300, "trace": 1e300}, r"clock_anchor\.wall=1e\+300: out of range"),
+        ("clock_anchor", {"wall": 1.0, "trace": float("-inf")}, r"clock_anchor\.trace=-inf: not a finite number"),
+        ("events", 1e300, r"events=1e\+300: an integer is expected, not float"),
+        ("events", 10**400, r"events=an integer of 1329 bits: out of range"),
+        ("lost_events", {"0": 1e300}, r"lost_events\['0'\]=1e\+300: an integer is expected"),
+        ("timings", {"window": float("inf")}, r"timings\['window'\]=inf: not a finite number"),
+        ("name", "trace\udcff", None),
+        ("trace_clock", "loc\ud800al", None),
+        ("enabled_events", ["sched:\udcff", "\x1b[31mred"], None),
+    ],
+)
+def test_a_hostile_manifest_renders_safely(run_dir, field, value, problem):
+    """A 1e300 float, an infinite one, a huge integer or a lone surrogate in the
+    manifest gives a report, with the field named among its problems: no traceback."""
+    path = run_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["hosts"]["web01"]["captures"][0][field] = value
+    manifest["hosts"]["web01"]["kernel"] = "6.1\udcff"
+    manifest["hosts"]["we\udcffb\n\x1b[2J"] = {"dir": "x", "captures": []}
+    path.write_text(json.dumps(manifest))  # lone surrogates as \udcff escapes, NaN as NaN
+    result = write_report(str(run_dir))
+    text = (run_dir / "report.html").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "\x1b" not in text and "\\udcff" in text and "we\\udcffb \\x1b[2J" in text
+    problems = "\n".join(result["problems"])
+    if problem:
+        assert re.search(r"manifest\.json\.hosts\['web01'\]\.captures\[0\]\." + problem, problems), problems
+        assert "(left out of the report)" in problems
+    else:
+        assert result["problems"] == []
+    assert result["hosts"] == 4

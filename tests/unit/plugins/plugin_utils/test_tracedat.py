@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import (
@@ -318,3 +320,41 @@ def test_damaged_pages(tmp_path, tracedat):
     builder.add_page(0, builder.page(1000, [builder._header(0, 0) + (400).to_bytes(4, "little") + bytes(8)]))
     with pytest.raises(TraceDatError, match="CPU 0 page at offset .* is damaged"):
         summary(builder.write(tmp_path / "trace2.dat"))
+
+
+# ---------------------------------------------------------------- host data (issue 12)
+# A trace.dat is host data: damaged or hostile bytes give a TraceDatError (which the
+# run report lists among its problems), never another exception.
+
+
+def _read(path) -> None:
+    with TraceDat(str(path)) as dat:
+        first, _last = dat.time_range()
+        dat.scan()
+        if first is not None:
+            dat.scan(origin=first, span=10**9, buckets=10)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_damaged_trace_dat_gives_a_clear_error(tmp_path, tracedat, seed):
+    builder = tracedat()
+    every_record_kind(builder)
+    good = bytearray(open(builder.write(tmp_path / "good.dat"), "rb").read())
+    rng = random.Random(seed)
+    for attempt in range(60):
+        data = bytearray(good)
+        how = attempt % 3
+        if how == 0:  # flip bytes
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif how == 1:  # cut
+            del data[rng.randrange(len(data)) :]
+        else:  # huge numbers where sizes and offsets are
+            at = rng.randrange(len(data) - 8)
+            data[at : at + 8] = b"\xff" * 8
+        path = tmp_path / ("bad-%d.dat" % attempt)
+        path.write_bytes(bytes(data))
+        try:
+            _read(path)
+        except TraceDatError:
+            pass
