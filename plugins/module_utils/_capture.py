@@ -35,6 +35,7 @@ F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in Python 3.10+
 PAGE_HEADER = 16  # u64 timestamp + commit (a long) on 64-bit kernels
 FULL_PAGE_SLACK = 512  # a page whose data ends this close to its end counts as full
 LOSS_FIELDS = ("overrun", "commit overrun", "dropped events")
+SYSFS_CPU = "/sys/devices/system/cpu"
 
 
 class CaptureError(TracefleetError):
@@ -62,13 +63,67 @@ def where(buffer: TracingDir) -> str:
 
 
 def cpus(buffer: TracingDir) -> list:
-    """The buffer's CPUs, 0..n-1 (trace.dat numbers them so: a gap gets an empty slot)."""
+    """The buffer's CPU slots, 0..n-1 for every possible CPU (trace.dat numbers them so:
+    a CPU that is not captured gets an empty slot)."""
     try:
         names = os.listdir(buffer.path("per_cpu"))
     except OSError as exc:
         raise CaptureError("cannot list %s: %s" % (buffer.path("per_cpu"), exc.strerror)) from None
-    numbers = sorted(int(name[3:]) for name in names if re.match(r"^cpu\d+$", name))
+    numbers = sorted(int(name[3:]) for name in names if re.fullmatch(r"cpu\d+", name))
     return list(range(numbers[-1] + 1)) if numbers else []
+
+
+def parse_cpulist(text: str) -> set:
+    """`0-3,5` (the kernel's CPU list format) -> {0, 1, 2, 3, 5}."""
+    found: set = set()
+    for part in text.strip().split(","):
+        if part:
+            low, _sep, high = part.partition("-")
+            found.update(range(int(low), int(high or low) + 1))
+    return found
+
+
+def online_cpus() -> set | None:
+    """The CPUs online now (SYSFS_CPU/online), or None when that cannot be read."""
+    try:
+        with open(os.path.join(SYSFS_CPU, "online"), encoding="ascii") as handle:
+            return parse_cpulist(handle.read())
+    except (OSError, ValueError):
+        return None
+
+
+def capturable(slots: list) -> tuple:
+    """(the CPUs to read, the others) among the buffer's slots.
+
+    A ring buffer exists for each CPU that has been online since the buffer was made;
+    reading one that never was gives ENODEV (the Drainer also copes with that). The
+    capture reads the CPUs online when the window opens: emptying the buffer resets
+    only those, so an offline CPU's buffer can hold only pages from before the window.
+    """
+    online = online_cpus()
+    if online is None:
+        return list(slots), []
+    return [cpu for cpu in slots if cpu in online], [cpu for cpu in slots if cpu not in online]
+
+
+def page_size(buffer: TracingDir) -> int:
+    """The size of the ring buffer's pages (sub-buffers), which trace_pipe_raw hands
+    out and a trace.dat declares: buffer_subbuf_size_kb where the kernel has it (6.8+,
+    where it can differ from the memory page size), else the memory page size.
+    events/header_page must agree, or a trace.dat would be unreadable."""
+    text = buffer.read("buffer_subbuf_size_kb")
+    try:
+        size = int(text) * 1024 if text is not None else os.sysconf("SC_PAGE_SIZE")
+    except ValueError:
+        raise CaptureError("%s: %r is not a number of KiB" % (buffer.path("buffer_subbuf_size_kb"), text)) from None
+    match = re.search(r"field: char data;\s*offset:(\d+);\s*size:(\d+);", buffer.read("events", "header_page") or "")
+    if match and int(match.group(1)) + int(match.group(2)) != size:
+        raise CaptureError(
+            "the ring buffer's pages are %d bytes (buffer_subbuf_size_kb, or the memory page size) but "
+            "events/header_page describes %d-byte pages: a trace.dat cannot be written for this kernel"
+            % (size, int(match.group(1)) + int(match.group(2)))
+        )
+    return size
 
 
 def stats_text(buffer: TracingDir, cpu: int) -> bytes:
@@ -127,31 +182,45 @@ def event_format(buffer: TracingDir, system: str, event: str) -> bytes:
 
 
 class Drainer:
-    """Consuming, non-blocking reads of every CPU's trace_pipe_raw into one sink per
-    CPU (a `_compress.Stream`).
+    """Consuming, non-blocking reads of the captured CPUs' trace_pipe_raw, each into
+    its sink (a `_compress.Stream` or `_compress.Spill`).
 
-    Full pages move with splice(2), straight into a compressor's pipe or through a
-    pipe of our own into a file (no copy through this process, and the kernel hands
-    out only full pages); read(2) takes what is left at the end, including the last,
-    partly filled page. Without os.splice (Python < 3.10) every page is read(2).
+    While the window is open only whole pages are taken, never the page the kernel
+    is still writing: a consuming read of that page would hand out what it holds so
+    far, and the file would fill with mostly empty pages (4 a second per CPU).
+    splice(2) asks the kernel for full pages only; they move straight into a
+    compressor's pipe or, through a pipe of our own, into a file, with no copy
+    through this process. Without os.splice (Python < 3.10) read(2) takes any page,
+    so the reader first asks the CPU's stats how many bytes are unread: while the
+    kernel writes on the page being read, all unread data is on that one page, so
+    `bytes // (page data size)` pages can be read without reaching it. The final
+    drain, with recording off, takes everything, the last partial pages included.
+
+    `limit` caps the bytes one drain moves (whole pages), for the capture's budget.
+    A CPU the kernel has no ring buffer for (ENODEV: it never came online) is
+    dropped and listed in `no_buffer`.
     """
 
-    def __init__(self, buffer: TracingDir, cpu_list: list, sinks: list) -> None:
+    def __init__(self, buffer: TracingDir, cpu_list: list, sinks: list, page_size: int) -> None:
+        self.buffer = buffer
+        self.cpus = list(cpu_list)
         self.sinks = list(sinks)
+        self.page_size = page_size
         self.fds: list[int | None] = []
+        self.no_buffer: list[int] = []
         self.busy = 0.0
         self.pipe: tuple[int, int] | None = None
         self.splice = hasattr(os, "splice")
         try:
-            for cpu in cpu_list:
+            for cpu in self.cpus:
                 path = buffer.path("per_cpu", "cpu%d" % cpu, "trace_pipe_raw")
                 try:
                     self.fds.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
                 except OSError as exc:
                     if exc.errno != errno.ENOENT:
-                        raise CaptureError("opening %s failed: %s" % (path, exc.strerror))
+                        raise CaptureError("opening %s failed: %s" % (path, exc.strerror)) from None
                     self.fds.append(None)  # a possible CPU that is not there
-            if self.splice and not all(sink.is_pipe for sink in sinks):
+            if self.splice and not all(sink.is_pipe for sink in self.sinks):
                 self.pipe = os.pipe()
                 try:
                     fcntl.fcntl(self.pipe[1], F_SETPIPE_SZ, PIPE_SIZE)
@@ -161,67 +230,90 @@ class Drainer:
             self.close()
             raise
 
-    def _splice(self, fd: int, sink) -> int:
+    def _pages(self, limit: int) -> int:
+        """`limit` bytes, rounded down to whole pages."""
+        return limit // self.page_size * self.page_size
+
+    def _splice(self, fd: int, sink, limit: int) -> int:
         total = 0
         if sink.is_pipe:
-            target, pipe_out = sink.fd, -1
+            target = sink.fd
         else:
             if self.pipe is None:  # made in __init__ when a sink is not a pipe
-                raise AssertionError("no pipe for splice")
-            pipe_out, target = self.pipe
-        while True:
+                raise AssertionError("self.pipe is not None")
+            target = self.pipe[1]
+        while self._pages(limit - total):
             try:
-                moved = os.splice(fd, target, PIPE_SIZE)  # novermin (only when hasattr(os, "splice"))
+                moved = os.splice(fd, target, min(PIPE_SIZE, self._pages(limit - total)))  # novermin (hasattr)
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.EINTR):
                     break
                 if exc.errno == errno.EINVAL:  # no splice for this file here
                     self.splice = False
                     break
-                raise CaptureError("reading the ring buffer failed: %s" % exc.strerror)
+                if exc.errno == errno.EPIPE and sink.is_pipe:
+                    raise sink.failed(exc) from None  # the compressor is gone
+                raise
             if not moved:
                 break
-            if not sink.is_pipe:
-                left = moved
-                while left:
-                    left -= os.splice(pipe_out, sink.fd, left)  # novermin
+            if sink.is_pipe:
+                sink.raw_bytes += moved
+            else:
+                if self.pipe is None:
+                    raise AssertionError("self.pipe is not None")
+                sink.take(self.pipe[0], moved)
             total += moved
-        sink.raw_bytes += total
         return total
 
-    def _read(self, fd: int, sink, final: bool) -> int:
+    def _full_pages(self, cpu: int) -> int | None:
+        """How many pages of this CPU can be read without reaching the one the kernel
+        writes on (see the class), or None when the stats do not say."""
+        unread = parse_stats(self.buffer.read("per_cpu", "cpu%d" % cpu, "stats")).get("bytes")
+        if not isinstance(unread, int):
+            return None
+        return unread // (self.page_size - PAGE_HEADER)
+
+    def _read(self, fd: int, sink, cpu: int, final: bool, limit: int) -> int:
         total = 0
-        while True:
+        pages = None if final else self._full_pages(cpu)
+        while self._pages(limit - total) and (pages is None or pages > 0):
+            size = min(READ_SIZE, self._pages(limit - total), READ_SIZE if pages is None else pages * self.page_size)
             try:
-                data = os.read(fd, READ_SIZE)
+                data = os.read(fd, size)
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.EINTR):
                     return total
-                raise CaptureError("reading the ring buffer failed: %s" % exc.strerror)
+                raise
             if not data:
                 return total
             sink.write(data)
             total += len(data)
-            if not final and page_data_size(data) < len(data) - FULL_PAGE_SLACK:
-                return total
+            if pages is not None:
+                pages -= max(1, len(data) // self.page_size)
+            elif not final and page_data_size(data) < len(data) - FULL_PAGE_SLACK:
+                return total  # stats without `bytes`: stop at the first page that is not full
+        return total
 
-    def drain(self, final: bool = False) -> int:
-        """Move the pages there are now; returns the bytes moved.
-
-        While recording is on, only full pages are taken: the writer's page stays,
-        because the reads themselves (when syscalls are traced) keep adding events to
-        it, so reading it would never end. The final drain, with recording off,
-        takes everything.
-        """
+    def drain(self, final: bool = False, limit: int | None = None) -> int:
+        """Move the pages there are now, at most `limit` bytes; returns the bytes moved."""
         started = time.monotonic()
         total = 0
-        for fd, sink in zip(self.fds, self.sinks):
+        budget = sys.maxsize if limit is None else limit
+        for index, (cpu, fd, sink) in enumerate(zip(self.cpus, self.fds, self.sinks)):
             if fd is None:
                 continue
-            if self.splice:
-                total += self._splice(fd, sink)
-            if final or not self.splice:
-                total += self._read(fd, sink, final)
+            try:
+                if self.splice:
+                    total += self._splice(fd, sink, budget - total)
+                if final or not self.splice:
+                    total += self._read(fd, sink, cpu, final, budget - total)
+            except OSError as exc:
+                if exc.errno != errno.ENODEV:
+                    path = self.buffer.path("per_cpu", "cpu%d" % cpu, "trace_pipe_raw")
+                    raise CaptureError("reading %s failed: %s" % (path, exc.strerror)) from None
+                os.close(fd)
+                self.fds[index] = None
+                self.no_buffer.append(cpu)
         self.busy += time.monotonic() - started
         return total
 

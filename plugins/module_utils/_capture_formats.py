@@ -3,17 +3,29 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What a capture's file is made of, one class per `format`.
 
-`DatCapture` (format=dat) drains the per-CPU ring buffers during the window, one
-compressor per CPU, prepares the trace.dat's first part (formats, kallsyms) while
-the workload runs, and writes the rest when the window has closed; the parts are
-concatenated into one compressed file that unpacks to the whole trace.dat.
+`DatCapture` (format=dat) drains the per-CPU ring buffers during the window,
+prepares the trace.dat's first part (formats, kallsyms) while the workload runs,
+and writes the rest when the window has closed; the parts are concatenated into one
+compressed file that unpacks to the whole trace.dat. The first LIVE_COMPRESSORS
+captured CPUs each stream into a compressor of their own during the window; the
+pages of any further CPUs are spilled raw into a file per CPU and compressed after
+the window by one compressor with a thread per core. So a host with hundreds of
+CPUs needs a bounded number of processes, and about one file descriptor per CPU
+(its trace_pipe_raw); the soft open-file limit is raised (up to the hard one) when
+that is not enough, and a capture that cannot get them is refused before the
+window opens.
 `TextCapture` (format=text) copies the kernel's text rendering (`trace`) once the
 window has closed, and compresses it.
 
-Both have the same steps, called in this order by `_capture_run`:
+A `Budget` caps what either writes on the target: at most `max_bytes` of
+ring-buffer data or text (before compression), and never the last RESERVE of the
+work directory's filesystem. When the budget is used up the window closes early.
+
+Both formats have the same steps, called in this order by `_capture_run`:
+  check()            before the window opens: refuse what cannot work here
   start()            window open, before the workload starts
   prepare(events)    while the workload runs (counted as `during`)
-  drain              a callable for `wait_window`, or None
+  drain              a callable for `wait_window` (True: close the window early), or None
   window_closed()    recording off, before each CPU's stats are read
   close_reader()     with tracing_on restored, whatever happened
   pack(stats, packed) the file the controller fetches; returns (bytes stored, compressor CPU seconds)
@@ -24,15 +36,83 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 from __future__ import annotations
 
 import os
+import resource
 from typing import Callable
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress, _tracedat_writer
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture import CaptureError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 READ_SIZE = 1 << 20
+LIVE_COMPRESSORS = 32  # CPUs that stream into a compressor of their own during the window
+FD_SLACK = 64  # descriptors besides the per-CPU ones: ledger, pipes, the module's own
+RESERVE_MAX = 1 << 30  # free space a capture never uses: min(1 GiB, RESERVE_SHARE of the filesystem)
+RESERVE_SHARE = 0.05
 
 
-def opening_layout(buffer: TracingDir, events: list, kallsyms: bool) -> _tracedat_writer.DatLayout:
+def mib(size: int) -> str:
+    return "%.1f MiB" % (size / (1 << 20))
+
+
+class Budget:
+    """What a capture may write in its work directory: at most `max_bytes` of
+    ring-buffer data or text (before compression), and never into the last
+    min(RESERVE_MAX, RESERVE_SHARE) of the filesystem. `reached` says what stopped
+    the capture early, if anything: "max_bytes" or "free_space"."""
+
+    def __init__(self, max_bytes: int, work_dir: str) -> None:
+        self.max_bytes = max_bytes
+        self.work_dir = work_dir
+        self.used = 0
+        self.reached: str | None = None
+        info = os.statvfs(work_dir)
+        self.reserve = min(RESERVE_MAX, int(info.f_blocks * info.f_frsize * RESERVE_SHARE))
+
+    def free(self) -> int:
+        info = os.statvfs(self.work_dir)
+        return info.f_bavail * info.f_frsize
+
+    def check_start(self) -> None:
+        """Refuse to start on a filesystem that is already down to its reserve."""
+        free = self.free()
+        if free <= self.reserve:
+            raise CaptureError(
+                "only %s free on %s (the work directory %s); a capture leaves at least %s free, "
+                "so nothing was recorded"
+                % (mib(free), _compress.mount_point(self.work_dir), self.work_dir, mib(self.reserve))
+            )
+
+    def left(self) -> int:
+        return max(0, self.max_bytes - self.used)
+
+    def charge(self, size: int, smallest: int) -> bool:
+        """Count `size` bytes written; True when the capture must stop (less than
+        `smallest` bytes of budget left, or the filesystem down to its reserve)."""
+        self.used += size
+        if self.reached is None:
+            if self.left() < smallest:
+                self.reached = "max_bytes"
+            elif self.free() < self.reserve:
+                self.reached = "free_space"
+        return self.reached is not None
+
+    def warning(self, where: str) -> str | None:
+        if self.reached == "max_bytes":
+            return (
+                "%s: the capture reached max_bytes=%d (%s of trace data) and stopped there; what came later "
+                "is not in it (raise max_bytes for a longer capture)" % (where, self.max_bytes, mib(self.used))
+            )
+        if self.reached == "free_space":
+            return "%s: the capture stopped early, with %s of trace data, to leave %s free on %s" % (
+                where,
+                mib(self.used),
+                mib(self.reserve),
+                _compress.mount_point(self.work_dir),
+            )
+        return None
+
+
+def opening_layout(buffer: TracingDir, events: list, kallsyms: bool, page_size: int) -> _tracedat_writer.DatLayout:
     """What a trace.dat needs that does not change during a window: page size, headers,
     the ftrace formats and those of `events`, kallsyms. `closing` adds the rest."""
     ftrace = []
@@ -50,7 +130,7 @@ def opening_layout(buffer: TracingDir, events: list, kallsyms: bool) -> _traceda
         if fmt:
             systems.setdefault(system, []).append(fmt)
     return _tracedat_writer.DatLayout(
-        page_size=os.sysconf("SC_PAGE_SIZE"),
+        page_size=page_size,
         header_page=buffer.read_bytes("events", "header_page") or b"",
         header_event=buffer.read_bytes("events", "header_event") or b"",
         ftrace_formats=ftrace,
@@ -76,14 +156,23 @@ def closing(layout: _tracedat_writer.DatLayout, buffer: TracingDir, cpu_stats: l
     layout.uname = " ".join((uname.sysname, uname.nodename, uname.release, uname.version, uname.machine)).encode()
 
 
-def copy_text(buffer: TracingDir, path: str) -> int:
-    """Copy the buffer's `trace` file (formatted by the kernel, not consumed)."""
+def copy_text(buffer: TracingDir, path: str, budget: Budget) -> int:
+    """Copy the buffer's `trace` file (formatted by the kernel, not consumed), as much
+    of it as the budget allows."""
     with open(buffer.path("trace"), "rb") as source, open(path, "wb") as out:
         while True:
-            data = source.read(READ_SIZE)
+            data = source.read(min(READ_SIZE, budget.left()))
             if not data:
                 return out.tell()
-            out.write(data)
+            try:
+                out.write(data)
+                out.flush()
+            except OSError as exc:
+                if exc.errno in _compress.NO_SPACE:
+                    raise _compress.no_space(path, exc.strerror) from None
+                raise
+            if budget.charge(len(data), 1):
+                return out.tell()
 
 
 def _read_bytes(path: str) -> bytes:
@@ -95,18 +184,37 @@ def _read_bytes(path: str) -> bytes:
 
 
 class CaptureFormat:
-    """The steps every format has; a format overrides those it needs."""
+    """The steps every format has; a format overrides those it needs.
+
+    `slots` are the buffer's CPUs (0..n-1), `captured` those read (the others are
+    offline: their slots stay empty)."""
 
     suffix = ""
     consumes = False  # whether reading the window takes the events out of the buffer
 
-    def __init__(self, buffer: TracingDir, cpus: list, method: str, parts_dir: str, plain: str, kallsyms: bool) -> None:
+    def __init__(
+        self,
+        buffer: TracingDir,
+        slots: list,
+        captured: list,
+        method: str,
+        parts_dir: str,
+        plain: str,
+        kallsyms: bool,
+        budget: Budget,
+    ) -> None:
         self.buffer = buffer
-        self.cpus = cpus
+        self.slots = slots
+        self.captured = captured
         self.method = method
         self.parts_dir = parts_dir
         self.plain = plain
         self.kallsyms = kallsyms
+        self.budget = budget
+        self.nofile_before: tuple | None = None  # the open-file limit, when check() raised it
+
+    def check(self) -> None:
+        """Before the window opens: refuse what cannot work on this host."""
 
     def start(self) -> None:
         """The window is open; the workload starts next."""
@@ -115,14 +223,20 @@ class CaptureFormat:
         """While the workload runs, with the events enabled when the window opened."""
 
     @property
-    def drain(self) -> Callable[[], object] | None:
-        """What `wait_window` calls between its checks, if anything."""
+    def drain(self) -> Callable[[], bool] | None:
+        """What `wait_window` calls between its checks, if anything: True closes the
+        window early (the budget is used up)."""
         return None
 
     @property
     def busy(self) -> float:
         """Seconds spent reading the buffer during the window."""
         return 0.0
+
+    @property
+    def no_buffer(self) -> list:
+        """Captured CPUs the kernel turned out to have no ring buffer for."""
+        return []
 
     def window_closed(self) -> None:
         """Recording is off; each CPU's stats are read next."""
@@ -131,7 +245,8 @@ class CaptureFormat:
         """tracing_on is back as it was: release the buffer's files."""
 
     def pack(self, cpu_stats: list, packed: str) -> tuple[int, float]:
-        """Write the file to fetch at `packed`; returns (bytes it unpacks to, compressor CPU seconds)."""
+        """Write the file to fetch at `packed`, from the stats of every slot; returns
+        (bytes it unpacks to, compressor CPU seconds)."""
         raise NotImplementedError
 
     def abort(self) -> None:
@@ -148,46 +263,77 @@ class DatCapture(CaptureFormat):
     suffix = ".dat"
     consumes = True  # the reads take the events out of the buffer
 
-    def __init__(self, buffer: TracingDir, cpus: list, method: str, parts_dir: str, plain: str, kallsyms: bool) -> None:
-        super().__init__(buffer, cpus, method, parts_dir, plain, kallsyms)
-        self.cpu_streams: list = []
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cpu_sinks: list = []
         self.opening: _compress.Stream | None = None
         self.closing: _compress.Stream | None = None
+        self.tail: list = []
         self.drainer: _capture.Drainer | None = None
         self.layout: _tracedat_writer.DatLayout | None = None
         self.opening_size = 0
+        self.page_size = 0
+
+    def check(self) -> None:
+        self.page_size = _capture.page_size(self.buffer)
+        # One trace_pipe_raw per captured CPU, and a pipe in and an error pipe out of
+        # each live compressor.
+        needed = len(self.captured) + 2 * min(LIVE_COMPRESSORS, len(self.captured)) + FD_SLACK
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and needed > soft:
+            if hard != resource.RLIM_INFINITY and needed > hard:
+                raise CaptureError(
+                    "reading %d CPUs needs about %d open files, and this process may open at most %d "
+                    "(RLIMIT_NOFILE); raise its hard limit (for example LimitNOFILE= or limits.conf)"
+                    % (len(self.captured), needed, hard)
+                )
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+            self.nofile_before = (soft, hard)
 
     def _part(self, name: str) -> _compress.Stream:
         # Parts are named in the order they are concatenated.
         return _compress.Stream(self.method, os.path.join(self.parts_dir, name))
 
     def start(self) -> None:
-        self.cpu_streams = [self._part("%d-cpu%d" % (2 + cpu, cpu)) for cpu in self.cpus]
-        self.drainer = _capture.Drainer(self.buffer, self.cpus, self.cpu_streams)
+        for index, cpu in enumerate(self.captured):
+            name = "%d-cpu%d" % (2 + cpu, cpu)
+            if index < LIVE_COMPRESSORS:
+                self.cpu_sinks.append(self._part(name))
+            else:
+                self.cpu_sinks.append(_compress.Spill(os.path.join(self.parts_dir, name + ".raw")))
+        self.drainer = _capture.Drainer(self.buffer, self.captured, self.cpu_sinks, self.page_size)
         # Started now, fed when the window has closed: one process less to start then.
         self.closing = self._part("1-close")
 
     def prepare(self, events: list) -> None:
         """The formats and kallsyms, prepared while the workload runs."""
-        self.layout = opening_layout(self.buffer, events, self.kallsyms)
+        self.layout = opening_layout(self.buffer, events, self.kallsyms, self.page_size)
         data = _tracedat_writer.opening_bytes(self.layout)
         self.opening_size = len(data)
         self.opening = self._part("0-open")
         self.opening.write(data)
         self.opening.finish()
 
+    def _drain(self, final: bool = False) -> bool:
+        if self.drainer is None:
+            raise AssertionError("self.drainer is not None")
+        moved = self.drainer.drain(final=final, limit=self.budget.left())
+        return self.budget.charge(moved, self.page_size)
+
     @property
-    def drain(self) -> Callable[[], object] | None:
-        return self.drainer.drain if self.drainer is not None else None
+    def drain(self) -> Callable[[], bool] | None:
+        return self._drain if self.drainer is not None else None
 
     @property
     def busy(self) -> float:
         return self.drainer.busy if self.drainer is not None else 0.0
 
+    @property
+    def no_buffer(self) -> list:
+        return list(self.drainer.no_buffer) if self.drainer is not None else []
+
     def window_closed(self) -> None:
-        if self.drainer is None:
-            raise AssertionError("the window was not opened")
-        self.drainer.drain(final=True)
+        self._drain(final=True)
 
     def close_reader(self) -> None:
         if self.drainer is not None:
@@ -195,20 +341,25 @@ class DatCapture(CaptureFormat):
 
     def pack(self, cpu_stats: list, packed: str) -> tuple[int, float]:
         if self.layout is None or self.opening is None or self.closing is None:
-            raise AssertionError("the window was not opened")
-        _compress.finish_all(self.cpu_streams)
+            raise AssertionError("self.layout is not None and self.opening is not None and self.closing is not None")
+        live = [sink for sink in self.cpu_sinks if isinstance(sink, _compress.Stream)]
+        spilled = [sink for sink in self.cpu_sinks if not isinstance(sink, _compress.Stream)]
+        _compress.finish_all(live)
         closing(self.layout, self.buffer, cpu_stats)
-        sizes = [stream.raw_bytes for stream in self.cpu_streams]
+        read = {cpu: sink.raw_bytes for cpu, sink in zip(self.captured, self.cpu_sinks)}
+        sizes = [read.get(cpu, 0) for cpu in self.slots]
         _tracedat_writer.check_pages(self.layout, sizes)
         self.closing.write(_tracedat_writer.closing_bytes(self.layout, self.opening_size, sizes))
         self.closing.finish()
-        streams = [self.opening, self.closing] + self.cpu_streams
-        _compress.concatenate([stream.path for stream in streams], packed)
-        return sum(stream.raw_bytes for stream in streams), sum(stream.cpu_seconds for stream in streams)
+        self.tail, tail_cpu = _compress.pack_spills(self.method, spilled, os.path.join(self.parts_dir, "9-spilled"))
+        streams = [self.opening, self.closing] + live
+        _compress.concatenate([stream.path for stream in streams] + self.tail, packed)
+        stored = sum(stream.raw_bytes for stream in streams) + sum(sink.raw_bytes for sink in spilled)
+        return stored, sum(stream.cpu_seconds for stream in streams) + tail_cpu
 
     def abort(self) -> None:
-        for stream in [self.opening, self.closing] + self.cpu_streams:
-            if stream is not None:
+        for stream in [self.opening, self.closing] + self.cpu_sinks:
+            if isinstance(stream, _compress.Stream):
                 stream.abort()
 
     def no_events_warning(self, where: str) -> str | None:
@@ -223,7 +374,7 @@ class TextCapture(CaptureFormat):
 
     def window_closed(self) -> None:
         # Copied while recording is off: our own reads are not traced.
-        copy_text(self.buffer, self.plain)
+        copy_text(self.buffer, self.plain, self.budget)
 
     def pack(self, cpu_stats: list, packed: str) -> tuple[int, float]:
         stored = os.path.getsize(self.plain)

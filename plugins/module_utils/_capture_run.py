@@ -17,6 +17,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import tempfile
@@ -24,8 +25,9 @@ import time
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture import CaptureError
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_formats import FORMATS, CaptureFormat
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_formats import FORMATS, Budget, CaptureFormat
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_window import Window
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import open_instance
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._workload import Abandoned, Workload, wait_window
 
@@ -33,14 +35,29 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._workload import
 def capture(params: dict) -> tuple[dict, list[str]]:
     """Run the task with the module's validated `params`; returns the result and the
     warnings. Expected failures raise TracefleetError (an OSError becomes a
-    CaptureError with the same text)."""
+    CaptureError with the same text). A failure while cleaning up after another one
+    is added to its message, never put in its place."""
+    run = None
     try:
         run = CaptureRun(params)
         if params["state"] == "started":
             return run.start(), []
         return run.collect()
     except OSError as exc:
-        raise CaptureError(str(exc)) from exc
+        message = str(exc)
+        if exc.errno in _compress.NO_SPACE:
+            message = str(_compress.no_space(exc.filename or params["_work_dir"] or "/", exc.strerror))
+        raise CaptureError(_with_cleanup(message, run)) from exc
+    except TracefleetError as exc:
+        if run is not None and run.cleanup_problems:
+            exc.args = (_with_cleanup(str(exc), run),)
+        raise
+
+
+def _with_cleanup(message: str, run: CaptureRun | None) -> str:
+    if run is None or not run.cleanup_problems:
+        return message
+    return "%s (and cleaning up failed too: %s)" % (message, "; ".join(run.cleanup_problems))
 
 
 def iso(wall: float) -> str:
@@ -51,6 +68,7 @@ def iso(wall: float) -> str:
 class CaptureRun:
     def __init__(self, params: dict) -> None:
         self.params = params
+        self.cleanup_problems: list[str] = []
         self.buffer = open_instance(params["tracefs_path"], params["instance"])
         self.window = Window(self.buffer, params["ledger_path"], params["session"], params["clear"])
         self.result: dict = dict(changed=True, kernel=os.uname().release, trace_clock=_capture.clock(self.buffer))
@@ -58,11 +76,40 @@ class CaptureRun:
     def _anchor(self, facts: dict) -> dict:
         return dict(wall=facts.get("wall"), trace=facts.get("trace_now"), clock=self.result["trace_clock"])
 
+    @contextlib.contextmanager
+    def _cleanup(self, *steps):
+        """Run each (label, callable) step when the block ends, however it ends. A step
+        that fails does not stop the others; its error goes into cleanup_problems, and
+        is raised only when the block itself succeeded."""
+        failed_before = len(self.cleanup_problems)
+        try:
+            yield
+        except BaseException:
+            self._run_steps(steps)
+            raise
+        self._run_steps(steps)
+        if len(self.cleanup_problems) > failed_before:
+            problems = self.cleanup_problems[failed_before:]
+            del self.cleanup_problems[failed_before:]
+            raise CaptureError("cleaning up after the capture failed: %s" % "; ".join(problems))
+
+    def _run_steps(self, steps) -> None:
+        for label, step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - every step runs, and each failure is reported
+                self.cleanup_problems.append("%s: %s" % (label, exc))
+
     def start(self) -> dict:
         """state=started: open a window that a later task collects."""
         facts = self.window.open(record_capture=True)
         self.window.remember_start(facts)
-        return dict(self.result, started=iso(facts["wall"]), clock_anchor=self._anchor(facts))
+        return dict(
+            self.result,
+            started=iso(facts["wall"]),
+            clock_anchor=self._anchor(facts),
+            cpus_offline=self.window.offline,
+        )
 
     def collect(self) -> tuple[dict, list[str]]:
         """state=captured (open, wait, close) or collected (close what `started` opened):
@@ -71,71 +118,95 @@ class CaptureRun:
         work_dir = params["_work_dir"] or tempfile.mkdtemp(prefix="tracefleet-capture-")
         if not os.path.isdir(work_dir):
             raise CaptureError("work_dir=%s is not a directory" % work_dir)
-        parts_dir = tempfile.mkdtemp(prefix="parts-", dir=work_dir)
+        # What can be refused is refused before the buffer is touched.
         method = _compress.choose(params["compress"])
+        budget = Budget(params["max_bytes"], work_dir)
+        budget.check_start()
         kind = FORMATS[params["format"]]
         plain = os.path.join(work_dir, params["name"] + kind.suffix)
         packed = plain + _compress.SUFFIX[method]
-        output = kind(self.buffer, self.window.cpus, method, parts_dir, plain, params["kallsyms"])
+        parts_dir = tempfile.mkdtemp(prefix="parts-", dir=work_dir)
+        output = kind(
+            self.buffer, self.window.cpus, self.window.captured, method, parts_dir, plain, params["kallsyms"], budget
+        )
         timings = dict(before=0.0, window=0.0, during=0.0, after=0.0, compress_cpu=0.0)
-        workload = None
-        abandoned = False
-        try:
-            began = time.monotonic()
-            facts = self.window.started_facts() if state == "collected" else self.window.open(record_capture=False)
-            events = _capture.enabled_events(self.buffer)
-            timings["before"] = round(time.monotonic() - began, 6)
-            try:
-                output.start()
-                if state == "captured":
-                    workload = self._start_workload(work_dir)
-                during = time.monotonic()
-                output.prepare(events)
-                timings["during"] = time.monotonic() - during
-                if state == "captured":
-                    self._wait(workload, output.drain)
-                self.window.stop()
-                closed = time.monotonic()
-                timings["window"] = round(time.time() - (facts.get("wall") or time.time()), 6)
-                timings["during"] = round(timings["during"] + output.busy, 6)
-                output.window_closed()
-                # One read of each CPU's stats: the text goes into a trace.dat as it is.
-                after_text = [_capture.stats_text(self.buffer, cpu) for cpu in self.window.cpus]
-            finally:
-                try:
-                    self.window.restore(facts, forget_capture=state == "collected")
-                finally:
-                    output.close_reader()
-            if workload is not None:
-                self.result.update(workload.result())
-                self._check_rc(workload)
-            stored, compress_cpu = output.pack(after_text, packed)
-            timings["compress_cpu"] = round(compress_cpu, 6)
-            timings["after"] = round(time.monotonic() - closed, 6)
-            # zstd frames and gzip members carry their own checksums, which the controller's
-            # decompression verifies; an uncompressed file gets a sha256.
-            digest = _compress.sha256(packed) if method == "none" else None
-            _hand_over(packed, work_dir)
-        except Abandoned:
-            abandoned = True
-            raise
-        finally:
-            if workload is not None:
-                workload.stop()
-            output.abort()
-            if workload is not None:
-                workload.close()
+        self.workload: Workload | None = None
+        abandoned: list[bool] = []
+
+        def remove_parts() -> None:
             for name in os.listdir(parts_dir):
                 os.unlink(os.path.join(parts_dir, name))
             os.rmdir(parts_dir)
+
+        def stop_workload() -> None:
+            if self.workload is not None:
+                self.workload.stop()
+
+        def close_workload() -> None:
+            if self.workload is not None:
+                self.workload.close()
+
+        def remove_abandoned() -> None:
             if abandoned:
                 _remove_capture_files(work_dir, params["name"])
 
-        after = {
-            cpu: _capture.parse_stats(text.decode(errors="replace")) for cpu, text in zip(self.window.cpus, after_text)
+        with self._cleanup(
+            ("stopping the workload", stop_workload),
+            ("stopping the compressors", output.abort),
+            ("closing the workload's output", close_workload),
+            ("removing %s" % parts_dir, remove_parts),
+            ("removing the capture's files", remove_abandoned),
+        ):
+            try:
+                output.check()
+                began = time.monotonic()
+                facts = self.window.started_facts() if state == "collected" else self.window.open(record_capture=False)
+                events = _capture.enabled_events(self.buffer)
+                timings["before"] = round(time.monotonic() - began, 6)
+                with self._cleanup(
+                    (
+                        "putting tracing_on back",
+                        lambda: self.window.restore(facts, forget_capture=state == "collected"),
+                    ),
+                    ("closing the ring buffer", output.close_reader),
+                ):
+                    output.start()
+                    if state == "captured":
+                        self.workload = self._start_workload(work_dir, output)
+                    during = time.monotonic()
+                    output.prepare(events)
+                    timings["during"] = time.monotonic() - during
+                    closed_by = "collected"
+                    if state == "captured":
+                        closed_by = self._wait(output)
+                    self.window.stop()
+                    closed = time.monotonic()
+                    timings["window"] = round(time.time() - (facts.get("wall") or time.time()), 6)
+                    timings["during"] = round(timings["during"] + output.busy, 6)
+                    output.window_closed()
+                    # One read of each CPU's stats: the text goes into a trace.dat as it is.
+                    after_text = [_capture.stats_text(self.buffer, cpu) for cpu in self.window.cpus]
+                if self.workload is not None:
+                    self.result.update(self.workload.result())
+                    self._check_rc(self.workload)
+                stored, compress_cpu = output.pack(after_text, packed)
+                timings["compress_cpu"] = round(compress_cpu, 6)
+                timings["after"] = round(time.monotonic() - closed, 6)
+                # zstd frames and gzip members carry their own checksums, which the controller's
+                # decompression verifies; an uncompressed file gets a sha256.
+                digest = _compress.sha256(packed) if method == "none" else None
+                _hand_over(packed, work_dir)
+            except Abandoned:
+                abandoned.append(True)
+                raise
+
+        stats_after = {
+            cpu: _capture.parse_stats(text.decode(errors="replace"))
+            for cpu, text in zip(self.window.cpus, after_text)
+            if cpu in self.window.captured and cpu not in output.no_buffer
         }
-        counts = _capture.kernel_events(facts["before"], after, consumed=output.consumes)
-        lost = _capture.loss(facts["before"], after)
+        counts = _capture.kernel_events(facts["before"], stats_after, consumed=output.consumes)
+        lost = _capture.loss(facts["before"], stats_after)
         self.result.update(
             file=packed,
             file_name=os.path.basename(plain),
@@ -146,6 +217,9 @@ class CaptureRun:
             events=sum(counts.values()),
             events_per_cpu={str(k): v for k, v in counts.items()},
             lost_events={str(k): v for k, v in lost.items()},
+            cpus_offline=sorted(self.window.offline + output.no_buffer),
+            closed_by=closed_by,
+            budget_reached=budget.reached is not None,
             seconds=timings["window"],
             started=iso(facts["wall"]) if facts.get("wall") else None,
             clock_anchor=self._anchor(facts),
@@ -156,30 +230,35 @@ class CaptureRun:
         )
         return self.result, self._warnings(output, events, lost)
 
-    def _start_workload(self, work_dir: str) -> Workload | None:
+    def _start_workload(self, work_dir: str, output: CaptureFormat) -> Workload | None:
         if self.params["command"] is None:
-            if self.params["duration"] is None:
-                raise CaptureError("state=captured needs duration or command")
             return None
-        return Workload(self.params["command"], work_dir)
+        return Workload(self.params["command"], work_dir, output.nofile_before)
 
-    def _wait(self, workload: Workload | None, drain) -> None:
-        """Wait out the duration, or the workload up to its timeout."""
-        params = self.params
-        finished = wait_window(
-            params["duration"] if workload is None else None,
-            workload.process if workload is not None else None,
-            drain,
-            time.monotonic() + params["timeout"] if workload is not None else None,
-        )
-        if not finished:
-            if workload is None:
-                raise AssertionError("a command window without a workload")
+    def _wait(self, output: CaptureFormat) -> str:
+        """Wait out the duration, or the workload up to its timeout, draining the buffer
+        as it goes. Returns what closed the window: `duration`, `command`, or the
+        budget (`max_bytes`, `free_space`): then recording stops there, and a workload
+        runs on to its end (or its timeout). What the workload left running in its
+        process group (background jobs) is killed when the window ends."""
+        params, workload = self.params, self.workload
+        process = workload.process if workload is not None else None
+        deadline = time.monotonic() + params["timeout"] if workload is not None else None
+        finished = wait_window(params["duration"] if workload is None else None, process, output.drain, deadline)
+        closed_by = "command" if workload is not None else "duration"
+        if finished and output.budget.reached:
+            closed_by = output.budget.reached
+            self.window.stop()
+            if process is not None:
+                finished = wait_window(None, process, None, deadline)
+        if workload is not None:
             workload.stop()
+        if not finished:
             raise CaptureError(
                 "command=%r ran longer than timeout=%s seconds and was "
                 "killed; nothing was fetched" % (params["command"], params["timeout"])
             )
+        return closed_by
 
     def _check_rc(self, workload: Workload) -> None:
         params = self.params
@@ -191,7 +270,10 @@ class CaptureRun:
 
     def _warnings(self, output: CaptureFormat, events: list, lost: dict) -> list[str]:
         where = self.window.where()
-        warnings = []
+        warnings = [warning for warning in [output.budget.warning(where)] if warning]
+        online_now = _capture.online_cpus() or set()
+        for cpu in sorted((online_now & set(self.window.cpus)) - set(self.window.captured)):
+            warnings.append("cpu%d came online during the window: its events are not in the capture" % cpu)
         if not events:
             warning = output.no_events_warning(where)
             if warning:

@@ -18,6 +18,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import math
 import re
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import COMMON_ARGS
@@ -34,6 +35,8 @@ TARGET_OPTIONS = dict(
     clear=dict(type="bool", default=True),
     kallsyms=dict(type="bool", default=True),
     name=dict(type="str", default="trace"),
+    max_duration=dict(type="float", default=3600),
+    max_bytes=dict(type="bytes", default="512M"),
     **COMMON_ARGS,
 )
 CONTROLLER_OPTIONS = dict(
@@ -45,7 +48,8 @@ ARGUMENT_SPEC = dict(TARGET_OPTIONS, **CONTROLLER_OPTIONS)
 MODULE_SPEC = dict(TARGET_OPTIONS, _work_dir=dict(type="path"))
 MUTUALLY_EXCLUSIVE = [("duration", "command")]
 
-_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+MIN_BYTES = 1 << 20  # a budget smaller than this holds next to nothing
 
 
 def module_args(args: dict) -> dict:
@@ -53,14 +57,49 @@ def module_args(args: dict) -> dict:
     return {key: value for key, value in args.items() if key in TARGET_OPTIONS and value is not None}
 
 
+def show(value: float) -> str:
+    """A number of seconds as messages show it: 3600, 0.05, 1000000000, nan, inf."""
+    return "%d" % value if math.isfinite(value) and value == int(value) else repr(value)
+
+
+def _seconds(params: dict, option: str, limit: float | None) -> str | None:
+    """What is wrong with a number of seconds, if anything: it must be finite, more than
+    0, and (with a limit) no more than max_duration."""
+    value = params[option]
+    if not math.isfinite(value) or value <= 0:
+        return "%s=%s: must be a finite number of seconds, more than 0" % (option, show(value))
+    if limit is not None and value > limit:
+        return "%s=%s: more than max_duration=%s seconds; raise max_duration to allow a longer window" % (
+            option,
+            show(value),
+            show(limit),
+        )
+    return None
+
+
 def problem(params: dict) -> str | None:
-    """What is wrong with a combination of options the argument spec cannot express."""
-    if params["state"] != "captured" and (params["duration"] is not None or params["command"]):
-        return "duration and command are for state=captured; with state=%s the window spans tasks" % params["state"]
-    if not _FILE_NAME.match(params["name"]):
+    """What is wrong with the options, as far as they can be judged without the host
+    (the argument spec checked their types). None when nothing is."""
+    state = params["state"]
+    if state != "captured" and (params["duration"] is not None or params["command"] is not None):
+        return "duration and command are for state=captured; with state=%s the window spans tasks" % state
+    if not _FILE_NAME.fullmatch(params["name"]):
         return (
             "name=%r: use letters, digits, '.', '_' and '-', not starting with '.' (it names a file)" % params["name"]
         )
-    if params["duration"] is not None and params["duration"] <= 0:
-        return "duration=%s: must be more than 0 seconds" % params["duration"]
+    checks = [
+        _seconds(params, "max_duration", None),
+        _seconds(params, "timeout", None if params["command"] is None else params["max_duration"]),
+    ]
+    if params["duration"] is not None:
+        checks.append(_seconds(params, "duration", params["max_duration"]))
+    for check in checks:
+        if check:
+            return check
+    if state == "captured" and params["duration"] is None and params["command"] is None:
+        return "state=captured needs duration (seconds) or command (a workload) to end the window"
+    if params["command"] is not None and (not params["command"].strip() or "\0" in params["command"]):
+        return "command=%r: give a command line for /bin/sh -c, without NUL characters" % params["command"]
+    if params["max_bytes"] < MIN_BYTES:
+        return "max_bytes=%s: a capture needs a budget of at least %d bytes (1M)" % (params["max_bytes"], MIN_BYTES)
     return None

@@ -31,7 +31,8 @@ class Window:
         self.ledger_path = ledger_path
         self.session = session
         self.clear = clear
-        self.cpus = _capture.cpus(buffer)
+        self.cpus = _capture.cpus(buffer)  # every slot, 0..n-1
+        self.captured, self.offline = _capture.capturable(self.cpus)
 
     def where(self) -> str:
         return _capture.where(self.buffer)
@@ -43,10 +44,13 @@ class Window:
         was_on = _capture.tracing_on(buffer)
         facts: dict = dict(instance=buffer.instance, was_on=was_on)
         with Ledger(self.ledger_path) as ledger:
-            if record_capture and ledger.find(kind="capture", instance=buffer.instance) is not None:
+            # One window per buffer: another would empty and consume the open one.
+            entry = ledger.find(kind="capture", instance=buffer.instance)
+            if entry is not None:
                 raise CaptureError(
-                    "a capture window is already open in %s (state=started earlier); "
-                    "collect it first with state=collected" % self.where()
+                    "%s already has a capture window open (state=started by session %r at %s): collect it "
+                    "with state=collected in that session, or end it with tracefleet.ftrace.teardown; "
+                    "nothing was changed" % (self.where(), entry.get("session"), _when(entry.get("time")))
                 )
             # tracing_on is switched during the window (on while it is open, off while it
             # is read out): record its value so teardown restores it if we die here.
@@ -63,7 +67,7 @@ class Window:
                 )
         if self.clear:
             _capture.clear(buffer)
-        facts["before"] = _capture.stats(buffer, self.cpus)
+        facts["before"] = _capture.stats(buffer, self.captured)
         facts["wall"] = time.time()
         first = next(iter(facts["before"].values()), None)
         facts["trace_now"] = first.get("now ts") if first else None
@@ -89,6 +93,11 @@ class Window:
             entry = ledger.find(kind="capture", instance=self.buffer.instance)
         if entry is None:
             raise CaptureError("no capture window is open in %s: start one with state=started" % self.where())
+        if entry.get("session") != self.session:
+            raise CaptureError(
+                "the capture window open in %s was started by session %r, not %r: collect it in that "
+                "session; nothing was changed" % (self.where(), entry.get("session"), self.session)
+            )
         return dict(
             was_on=entry["was_on"],
             recorded_knob=entry.get("recorded_knob"),
@@ -114,6 +123,12 @@ class Window:
                 entry = ledger.find(kind="capture", instance=buffer.instance)
                 if entry is not None:
                     ledger.forget(entry)
+
+
+def _when(stamp) -> str:
+    if not isinstance(stamp, (int, float)):
+        return "an unknown time"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
 
 # The ledger kind this code records (`capture`, an open window). Undoing it touches

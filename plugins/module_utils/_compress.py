@@ -12,6 +12,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gzip
 import hashlib
@@ -40,10 +41,39 @@ def available(method: str) -> bool:
 
 
 def choose(requested: str, peer_has_zstd: bool = True) -> str:
-    """`auto` -> zstd when this side (and the peer) can, else gzip."""
-    if requested != "auto":
-        return requested
-    return "zstd" if peer_has_zstd and available("zstd") else "gzip"
+    """`auto` -> zstd when this side (and the peer) can, else gzip. Raises
+    CompressError when the method asked for cannot be used here."""
+    if requested == "auto":
+        return "zstd" if peer_has_zstd and available("zstd") else "gzip"
+    if requested not in SUFFIX:
+        raise CompressError("compress=%r: use one of auto, %s" % (requested, ", ".join(SUFFIX)))
+    if not available(requested):
+        raise CompressError(
+            "compress=%s: there is no %s program on this host; use compress=auto" % (requested, requested)
+        )
+    return requested
+
+
+def mount_point(path: str) -> str:
+    """The mount point of the filesystem holding `path`, for messages."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def no_space(path: str, detail: object) -> CompressError:
+    """The error for a filesystem that filled up while `path` was written."""
+    return CompressError(
+        "no space left on %s (writing %s): %s; free some space or lower max_bytes" % (mount_point(path), path, detail)
+    )
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _is_no_space(exc: OSError) -> bool:
+    return exc.errno in NO_SPACE
 
 
 def _run(argv: list, source: str, target: str) -> None:
@@ -81,7 +111,7 @@ class Stream:
     streams unpack to the concatenation of their contents.
     """
 
-    def __init__(self, method: str, path: str, level: int = 1) -> None:
+    def __init__(self, method: str, path: str, level: int = 1, threads: bool = False) -> None:
         self.method = method
         self.path = path
         self.raw_bytes = 0
@@ -92,6 +122,8 @@ class Stream:
         self.fd: int | None
         if method == "zstd" or (method == "gzip" and shutil.which("gzip")):
             argv = ["zstd", "-q", "-c", "-%d" % level] if method == "zstd" else ["gzip", "-c", "-%d" % level]
+            if threads and method == "zstd":
+                argv.append("-T0")
             with open(path, "wb") as out:
                 self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE)
             self.fd = self.process.stdin.fileno()
@@ -111,9 +143,43 @@ class Stream:
         if self.fd is None:
             raise AssertionError("write after finish")
         view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            raise self.failed(exc) from None
         self.raw_bytes += len(data)
+
+    def take(self, pipe_out: int, count: int) -> None:
+        """Move `count` bytes waiting in the pipe `pipe_out` into this stream (splice(2))."""
+        if self.fd is None:
+            raise AssertionError("write after finish")
+        left = count
+        try:
+            while left:
+                left -= os.splice(pipe_out, self.fd, left)  # novermin (only where os.splice exists)
+        except OSError as exc:
+            raise self.failed(exc) from None
+        self.raw_bytes += count
+
+    def copy_from(self, path: str) -> None:
+        """Append the contents of the file `path`."""
+        with open(path, "rb") as source:
+            for block in iter(lambda: source.read(CHUNK), b""):
+                self.write(block)
+
+    def failed(self, exc: OSError) -> Exception:
+        """The error for a write that failed: a full filesystem says so by name (a
+        compressor that could not write its output shows as a broken pipe here)."""
+        if _is_no_space(exc):
+            return no_space(self._plain or self.path, exc.strerror)
+        if exc.errno == errno.EPIPE and self.process is not None:
+            self.abort()
+            errors = self._errors
+            if "No space left" in errors or "Disk quota" in errors:
+                return no_space(self.path, errors)
+            return CompressError("%s stopped while being fed: %s" % (self.method, errors or exc.strerror))
+        return exc
 
     def finish(self) -> None:
         """Close the input and wait for the compressor. Raises CompressError if it failed."""
@@ -125,27 +191,109 @@ class Stream:
                 os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8  # novermin
             )
             self.cpu_seconds = usage.ru_utime + usage.ru_stime
-            errors = self.process.stderr.read().decode(errors="replace").strip()
-            self.process.stderr.close()
+            errors = self._read_errors()
             if self.process.returncode != 0:
+                if "No space left" in errors or "Disk quota" in errors:
+                    raise no_space(self.path, errors)
                 raise CompressError("%s failed (rc %d): %s" % (self.method, self.process.returncode, errors))
         elif self.fd is not None:
             os.close(self.fd)
             if self.method == "gzip":
-                compress("gzip", self._plain, self.path)
+                try:
+                    compress("gzip", self._plain, self.path)
+                except OSError as exc:
+                    if _is_no_space(exc):
+                        raise no_space(self.path, exc.strerror) from None
+                    raise
                 os.unlink(self._plain)
         self.fd = None
+
+    _errors = ""
+
+    def _read_errors(self) -> str:
+        if not self.process.stderr.closed:
+            self._errors = self.process.stderr.read().decode(errors="replace").strip()
+            self.process.stderr.close()
+        return self._errors
 
     def abort(self) -> None:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             self.process.wait()
             if not self.process.stdin.closed:
-                self.process.stdin.close()
-            self.process.stderr.close()
+                try:
+                    self.process.stdin.close()
+                except OSError:
+                    pass  # a broken pipe: the compressor is gone anyway
+            self._read_errors()
         elif self.process is None and self.fd is not None:
             os.close(self.fd)
         self.fd = None
+
+
+class Spill:
+    """A CPU's raw pages in a file of their own, opened for each write: it holds no
+    file descriptor between writes, so a host with hundreds of CPUs does not run out
+    of them. Compressed after the window (`pack_spills`)."""
+
+    is_pipe = False
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.raw_bytes = 0
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY)
+        os.lseek(fd, 0, os.SEEK_END)  # splice(2) refuses O_APPEND files
+        return fd
+
+    def write(self, data: bytes) -> None:
+        fd = self._open()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            if _is_no_space(exc):
+                raise no_space(self.path, exc.strerror) from None
+            raise
+        finally:
+            os.close(fd)
+        self.raw_bytes += len(data)
+
+    def take(self, pipe_out: int, count: int) -> None:
+        fd = self._open()
+        left = count
+        try:
+            while left:
+                left -= os.splice(pipe_out, fd, left)  # novermin (only where os.splice exists)
+        except OSError as exc:
+            if _is_no_space(exc):
+                raise no_space(self.path, exc.strerror) from None
+            raise
+        finally:
+            os.close(fd)
+        self.raw_bytes += count
+
+
+def pack_spills(method: str, spills: list, path: str) -> tuple[list, float]:
+    """The parts that hold the spilled CPUs' pages, in order, and the compressor's CPU
+    seconds: with compression, one stream (zstd with a thread per core) fed each spill
+    in turn, each removed once fed; without, the spills themselves."""
+    if not spills:
+        return [], 0.0
+    if method == "none":
+        return [spill.path for spill in spills], 0.0
+    stream = Stream(method, path, threads=True)
+    try:
+        for spill in spills:
+            stream.copy_from(spill.path)
+            os.unlink(spill.path)
+        stream.finish()
+    finally:
+        stream.abort()
+    return [path], stream.cpu_seconds
 
 
 def finish_all(streams: list) -> None:
@@ -158,10 +306,14 @@ def finish_all(streams: list) -> None:
 
 
 def concatenate(parts: list, target: str) -> None:
-    """Write the parts one after the other into `target` (copied in the kernel where
-    copy_file_range(2) works)."""
-    with open(target, "wb", buffering=0) as out:
-        for part in parts:
+    """Make `target` the parts one after the other, consuming them: the first part is
+    renamed to `target` (all in one directory tree on one filesystem) and each other
+    part is appended (in the kernel where copy_file_range(2) works) and removed, so
+    the disk never holds the capture twice."""
+    os.rename(parts[0], target)
+    with open(target, "r+b", buffering=0) as out:
+        out.seek(0, os.SEEK_END)  # not O_APPEND: copy_file_range(2) refuses it
+        for part in parts[1:]:
             with open(part, "rb") as source:
                 left = os.fstat(source.fileno()).st_size
                 try:
@@ -170,11 +322,18 @@ def concatenate(parts: list, target: str) -> None:
                         if not copied:
                             break
                         left -= copied
-                except (AttributeError, OSError):
-                    pass
+                except (AttributeError, OSError) as exc:
+                    if isinstance(exc, OSError) and _is_no_space(exc):
+                        raise no_space(target, exc.strerror) from None
                 if left > 0:
                     source.seek(-left, os.SEEK_END)
-                    shutil.copyfileobj(source, out, CHUNK)
+                    try:
+                        shutil.copyfileobj(source, out, CHUNK)
+                    except OSError as exc:
+                        if _is_no_space(exc):
+                            raise no_space(target, exc.strerror) from None
+                        raise
+            os.unlink(part)
 
 
 def decompress(method: str, source: str, target: str) -> None:

@@ -29,6 +29,8 @@ import shutil
 import struct
 import sys
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+
 MAGIC = b"\x17\x08\x44tracing"
 VERSION = b"6"
 
@@ -37,6 +39,10 @@ OPTION_DONE = 0
 OPTION_CPUSTAT = 2
 OPTION_TRACECLOCK = 4
 OPTION_UNAME = 5
+
+
+class TraceDatError(TracefleetError):
+    """Data that cannot make a valid trace.dat."""
 
 
 class DatLayout:
@@ -173,9 +179,15 @@ def header_bytes(
 
 
 def check_pages(layout: DatLayout, cpu_sizes: list) -> None:
+    """Each CPU's data must be whole pages, or readers would misplace every page after
+    the first short one."""
     for cpu, size in enumerate(cpu_sizes):
         if size % layout.page_size:
-            raise ValueError("cpu%d data is %d bytes, not whole %d-byte pages" % (cpu, size, layout.page_size))
+            raise TraceDatError(
+                "cpu%d's ring-buffer data is %d bytes, not whole %d-byte pages: the kernel's pages are "
+                "another size than the trace.dat would declare, so no trace.dat was written"
+                % (cpu, size, layout.page_size)
+            )
 
 
 def write(path: str, layout: DatLayout, cpu_files: list) -> int:

@@ -17,7 +17,9 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import functools
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -37,7 +39,9 @@ class Abandoned(CaptureError):
 class Workload:
     """A command running during the window."""
 
-    def __init__(self, command: str, work_dir: str) -> None:
+    def __init__(self, command: str, work_dir: str, nofile: tuple | None = None) -> None:
+        """`nofile`: the open-file limits to run the command with, when this process
+        raised its own for a capture of many CPUs."""
         self.command = command
         self.outputs = {name: tempfile.TemporaryFile(dir=work_dir) for name in ("stdout", "stderr")}  # noqa: SIM115
         try:
@@ -47,6 +51,7 @@ class Workload:
                 stdout=self.outputs["stdout"],
                 stderr=self.outputs["stderr"],
                 start_new_session=True,
+                preexec_fn=functools.partial(resource.setrlimit, resource.RLIMIT_NOFILE, nofile) if nofile else None,
             )
         except BaseException:
             self.close()
@@ -93,10 +98,11 @@ def wait_window(
     interval: float = 0.25,
     gone: Callable[[], bool] = controller_gone,
 ) -> bool:
-    """Wait out the window, calling `drain` as we go. Returns False when `deadline`
-    passed first (the workload is still running). Raises Abandoned when the controller
-    went away, so that the window is closed and the host put back without waiting for
-    the workload."""
+    """Wait out the window, calling `drain` as we go. Returns True when the window is
+    over (the duration passed, the workload exited, or `drain` returned True: the
+    capture's budget is used up), False when `deadline` passed first (the workload is
+    still running). Raises Abandoned when the controller went away, so that the window
+    is closed and the host put back without waiting for the workload."""
     end = time.monotonic() + duration if duration is not None else None
     while True:
         now = time.monotonic()
@@ -111,8 +117,8 @@ def wait_window(
                 "the controller's connection closed while the window was open; "
                 "the window was closed and tracing_on put back"
             )
-        if drain is not None:
-            drain()
+        if drain is not None and drain():
+            return True
         pause = interval
         if end is not None:
             pause = min(pause, max(0.0, end - time.monotonic()))
@@ -126,11 +132,14 @@ def wait_window(
 
 
 def stop_workload(process: subprocess.Popen | None) -> None:
-    """Kill the workload and everything it started (it runs in a session of its own)."""
-    if process is None or process.poll() is not None:
+    """Kill the workload and whatever it started that is still in its process group
+    (it runs in a session of its own), also when the shell itself has exited: its
+    background jobs do not outlive the window. (What left the group with setsid or
+    by daemonizing is beyond reach.)"""
+    if process is None:
         return
     try:
         os.killpg(process.pid, signal.SIGKILL)
-    except OSError:
-        process.kill()
+    except ProcessLookupError:
+        pass  # nothing of the group is left
     process.wait()

@@ -68,28 +68,58 @@ options:
     description:
       - V(captured) opens the window, waits for O(duration) or O(command), and collects.
       - V(started) opens a window and returns; the buffer records until a later task with
-        V(collected) on the same O(instance) closes it and fetches the result. The open
-        window is recorded in the ledger, so M(tracefleet.ftrace.teardown) puts
-        C(tracing_on) back if the play never gets to V(collected).
+        V(collected) on the same O(instance) and O(session) closes it and fetches the
+        result. The open window is recorded in the ledger, so M(tracefleet.ftrace.teardown)
+        puts C(tracing_on) back if the play never gets to V(collected).
+      - A buffer has one window at a time. While a window opened with V(started) is open,
+        any other V(started) or V(captured) on that buffer is refused (naming the session
+        that opened it) before anything is changed.
     type: str
     choices: [captured, started, collected]
     default: captured
   duration:
     description:
-      - Length of the window in seconds, for O(state=captured).
+      - Length of the window in seconds, for O(state=captured). A finite number, more
+        than 0 and at most O(max_duration).
       - With O(command), an upper bound is given by O(timeout) instead.
+      - O(state=captured) needs O(duration) or O(command).
     type: float
   command:
     description:
       - A workload run by C(/bin/sh -c) on the target during the window; the window closes
         when it exits. Its C(rc), C(stdout) and C(stderr) are returned.
+      - It runs in a session (and process group) of its own. When the window ends, whatever
+        it left running in that group (background jobs) is killed too; only processes that
+        left the group (C(setsid), daemons) survive the window.
     type: str
   timeout:
     description:
       - Seconds the O(command) may run. When it runs longer it is killed, and the task
         fails without fetching anything.
+      - A finite number, more than 0 and, with O(command), at most O(max_duration).
     type: float
     default: 600
+  max_duration:
+    description:
+      - The longest window this task may open, in seconds. O(duration) and (with
+        O(command)) O(timeout) are refused above it, before anything is changed; raise it
+        deliberately for a longer capture.
+    type: float
+    default: 3600
+  max_bytes:
+    description:
+      - The most trace data the capture takes on the target, before compression (the
+        ring-buffer pages of a trace.dat, or the text of O(format=text)), like
+        C(trace-cmd record -m). Sizes such as V(512M) or V(2G) (binary units), or bytes;
+        at least V(1M).
+      - When it is reached, recording stops and the window closes early (a workload runs
+        on to its end); the task succeeds with a warning, and RV(budget_reached) is true.
+        What the kernel recorded later is not in the capture.
+      - Whatever this says, a capture never uses the last 5% (at most 1 GiB) of the
+        filesystem holding the task's temporary directory on the target. It is refused
+        when the filesystem is already that full, and stops early when it gets there.
+    type: bytes
+    default: 512M
   allowed_rc:
     description:
       - Exit codes of O(command) that count as success. Any other fails the task, and no
@@ -108,7 +138,8 @@ options:
     description:
       - How the file travels. V(auto) uses zstd when the target and the controller both
         have the C(zstd) program, else gzip. The file is stored decompressed on the
-        controller.
+        controller. V(zstd) on a target without the C(zstd) program is refused before
+        anything is changed.
     type: str
     choices: [auto, zstd, gzip, none]
     default: auto
@@ -159,6 +190,17 @@ notes:
   - Only the formats of the events enabled in the buffer when the window opens are
     written into a trace.dat (plus the C(ftrace) ones); events enabled only by a
     trigger during the window show as unknown in C(trace-cmd report).
+  - Only the CPUs online when the window opens are read (a trace.dat keeps an empty slot
+    for each other possible CPU, so CPU numbers stay right); RV(cpus_offline) lists the
+    others. A CPU that comes online during the window is not in the capture (a warning
+    says so).
+  - With O(format=dat) the ring buffers are read while the window is open, whole pages
+    only (the page the kernel is writing on stays until the window closes), on every
+    supported Python. Each of the first 32 CPUs has a compressor of its own; the pages of
+    further CPUs are kept raw in the temporary directory and compressed when the window
+    closes, so a host with hundreds of CPUs needs a bounded number of processes and about
+    one open file per CPU (the module raises its soft open-file limit up to the hard one
+    when it needs to, and refuses before the window opens when even that is too low).
   - For long captures with O(state=started), size the buffer for the whole window with
     the O(tracefleet.ftrace.tracer#module:buffer_size_kb) option of M(tracefleet.ftrace.tracer).
     Nothing reads the buffer until V(collected), and what does not fit is reported as lost.
@@ -278,6 +320,30 @@ trace_clock:
   returned: always, unless skipped
   type: str
   sample: local
+cpus_offline:
+  description:
+    - The buffer's possible CPUs that were not read, because they were offline when the
+      window opened (or the kernel has no ring buffer for them). Their slots in a
+      trace.dat are empty.
+  returned: when a window was opened or collected
+  type: list
+  elements: int
+  sample: [2, 3]
+closed_by:
+  description:
+    - What ended the window. V(duration), V(command) (the workload exited), V(collected)
+      (a window opened with O(state=started)), V(max_bytes) (the budget O(max_bytes) was
+      used up) or V(free_space) (the target's filesystem got down to its reserve).
+  returned: when a window was collected
+  type: str
+  sample: duration
+budget_reached:
+  description:
+    - Whether the capture stopped early at its budget (O(max_bytes), or the free space
+      the target keeps), so the window closed early or the text was cut.
+  returned: when a window was collected
+  type: bool
+  sample: false
 enabled_events:
   description: The events enabled in the buffer when the window closed.
   returned: when a window was collected

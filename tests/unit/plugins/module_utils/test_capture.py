@@ -7,12 +7,16 @@ way a capture fails leaving the buffer and the work directory as they were."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
+import resource
 import shutil
 import signal
 import struct
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +30,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils import (
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture import CaptureError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_spec import MODULE_SPEC
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _tracedat_reader
 
@@ -153,7 +158,7 @@ def test_tracedat_writer_data_starts_on_a_page(tmp_path):
     data.write_bytes(wakeup_page(1, 1))
     header = _tracedat_writer.header_bytes(layout(1), [PAGE])
     assert len(header) % PAGE == 0
-    with pytest.raises(ValueError, match="not whole"):
+    with pytest.raises(_tracedat_writer.TraceDatError, match="not whole 4096-byte pages"):
         _tracedat_writer.check_pages(layout(1), [PAGE + 1])
 
 
@@ -186,7 +191,8 @@ def test_failed_compressor_is_an_error():
     if not _compress.available("zstd"):
         pytest.skip("no zstd program")
     stream = _compress.Stream("zstd", "/dev/full")  # zstd cannot write its output
-    with pytest.raises(_compress.CompressError, match="zstd failed"):
+    # A full disk says so (not "Broken pipe"), naming the filesystem.
+    with pytest.raises(_compress.CompressError, match="no space left on /dev .*No space left on device"):
         stream.write(b"data" * 100000)
         stream.finish()
     stream.abort()
@@ -246,36 +252,72 @@ def test_buffer_problems_are_capture_errors(fake_host):
     assert _capture.clock(buffer) == "local"  # no trace_clock: the kernel's default
 
 
+def set_unread(buffer, cpu, unread):
+    """The CPU's stats as the kernel shows them with `unread` bytes not yet read."""
+    with open(buffer.path("per_cpu", "cpu%d" % cpu, "stats"), "w") as handle:
+        handle.write(STATS.replace("bytes: 19968", "bytes: %d" % unread))
+
+
 @pytest.mark.parametrize("splice", [True, False])
 def test_drainer_moves_every_page(buffer, tmp_path, monkeypatch, splice):
-    pages = {0: [wakeup_page(1, 3), wakeup_page(2, 100)], 1: [wakeup_page(5, 2)]}
+    # cpu0: two full pages, then the page the kernel is writing on; cpu1: only that.
+    pages = {0: [wakeup_page(1, 100), wakeup_page(2, 100), wakeup_page(3, 3)], 1: [wakeup_page(5, 2)]}
     for cpu, cpu_pages in pages.items():
         with open(buffer.path("per_cpu", "cpu%d" % cpu, "trace_pipe_raw"), "wb") as handle:
             handle.write(b"".join(cpu_pages))
+    set_unread(buffer, 0, 2 * (PAGE - 16) + 3 * 40)
+    set_unread(buffer, 1, 2 * 40)
     streams = [_compress.Stream("none", str(tmp_path / ("out%d" % cpu))) for cpu in (0, 1)]
-    drainer = _capture.Drainer(buffer, [0, 1], streams)
     if not splice:
-        drainer.splice = False
-        # The kernel hands out one page per read(2); a regular file gives it all at once.
-        monkeypatch.setattr(_capture, "READ_SIZE", PAGE)
+        monkeypatch.delattr(os, "splice", raising=False)  # Python < 3.10
+    drainer = _capture.Drainer(buffer, [0, 1], streams, PAGE)
+    assert drainer.splice is splice
     try:
-        # While recording, a read drain stops at the first page that is not full.
-        moved = drainer.drain(final=splice)
         if not splice:
-            # cpu0's first page is not full: the drain stops there until the final one.
-            assert moved == 2 * PAGE
-            moved += drainer.drain(final=True)
+            # While recording, read(2) takes the pages the stats say are full, never the
+            # one the kernel writes on (a regular file would hand out everything).
+            assert drainer.drain() == 2 * PAGE
+            set_unread(buffer, 0, 3 * 40)  # what is left: the kernel's page
+            assert drainer.drain() == 0
+            assert (tmp_path / "out0").read_bytes() == b"".join(pages[0][:2])
+        moved = drainer.drain(final=True)
     finally:
         drainer.close()
         _compress.finish_all(streams)
-    assert moved == 3 * PAGE
+    assert moved == (4 if splice else 2) * PAGE
     for cpu, cpu_pages in pages.items():
         assert (tmp_path / ("out%d" % cpu)).read_bytes() == b"".join(cpu_pages)
         assert streams[cpu].raw_bytes == len(b"".join(cpu_pages))
 
 
+def test_drainer_keeps_to_its_limit_and_drops_cpus_without_a_buffer(buffer, tmp_path, monkeypatch):
+    for cpu in (0, 1):
+        with open(buffer.path("per_cpu", "cpu%d" % cpu, "trace_pipe_raw"), "wb") as handle:
+            handle.write(wakeup_page(1, 100) * 3)
+    streams = [_compress.Stream("none", str(tmp_path / ("out%d" % cpu))) for cpu in (0, 1)]
+    monkeypatch.delattr(os, "splice", raising=False)  # (splice gives EAGAIN there: the final read(2) finds out)
+    drainer = _capture.Drainer(buffer, [0, 1], streams, PAGE)
+    real_read = os.read
+
+    def read(fd, size):
+        if fd == drainer.fds[1]:  # cpu1 never came online: the kernel has no buffer for it
+            raise OSError(errno.ENODEV, "No such device")
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", read)
+    try:
+        assert drainer.drain(final=True, limit=2 * PAGE + 100) == 2 * PAGE  # whole pages only
+        assert drainer.no_buffer == []  # cpu1 was not read: the limit was used up
+        assert drainer.drain(final=True) == PAGE
+        assert drainer.no_buffer == [1] and drainer.fds[1] is None
+    finally:
+        drainer.close()
+        _compress.finish_all(streams)
+    assert streams[0].raw_bytes == 3 * PAGE and streams[1].raw_bytes == 0
+
+
 def test_closing_and_opening_layout(buffer):
-    opening = _capture_formats.opening_layout(buffer, _capture.enabled_events(buffer), kallsyms=False)
+    opening = _capture_formats.opening_layout(buffer, _capture.enabled_events(buffer), kallsyms=False, page_size=PAGE)
     assert opening.systems == [("sched", [WAKEUP_FORMAT.encode()])]
     assert opening.kallsyms == b""
     assert opening.header_page == HEADER_PAGE.encode()
@@ -362,6 +404,7 @@ def params(host, tmp_path, **overrides):
         compress="gzip",
         kallsyms=False,
         duration=0.01,
+        max_bytes=512 << 20,
     )
     values.update(overrides)
     return values
@@ -441,7 +484,7 @@ def test_started_then_collected(host, tmp_path):
     assert "file" not in started and os.listdir(tmp_path / "work") == []
     assert tracing_on(host) == "1"
     assert sorted(entry["kind"] for entry in ledger(tmp_path)) == ["capture", "knob"]
-    with pytest.raises(CaptureError, match="already open in instance cap"):
+    with pytest.raises(CaptureError, match="instance cap already has a capture window open .*session 'default'"):
         _capture_run.capture(params(host, tmp_path, state="started", duration=None))
 
     collected, _warnings = _capture_run.capture(params(host, tmp_path, state="collected", duration=None))
@@ -456,7 +499,6 @@ def test_started_then_collected(host, tmp_path):
     [
         (dict(command="echo failing >&2; exit 3", duration=None), r"exited with rc 3 \(allowed_rc: \[0\]\).*failing"),
         (dict(command="sleep 5", duration=None, timeout=0.05), "ran longer than timeout=0.05 seconds"),
-        (dict(duration=None), "state=captured needs duration or command"),
     ],
 )
 def test_a_failed_window_keeps_nothing(host, tmp_path, overrides, message):
@@ -502,3 +544,260 @@ def test_a_buffer_without_per_cpu_is_refused(fake_host, tmp_path):
     (tmp_path / "work").mkdir()
     with pytest.raises(CaptureError, match="cannot list"):
         _capture_run.capture(params(fake_host, tmp_path))
+
+
+# ---------------------------------------------------------------- hostile hosts and edge inputs (issue 12)
+
+
+def untouched(host, tmp_path):
+    """Nothing of the host changed: tracing_on, the buffer (not emptied), the ledger,
+    and no file left in the work directory."""
+    return (
+        tracing_on(host) == "1"
+        and (host.tracing / "instances/cap/trace").read_text() == "# tracer: nop\n"
+        and ledger(tmp_path) == []
+        and os.listdir(tmp_path / "work") == []
+    )
+
+
+def set_online(host, monkeypatch, text):
+    host.write("sys/devices/system/cpu/online", text)
+    monkeypatch.setattr(_capture, "SYSFS_CPU", str(host.root / "sys/devices/system/cpu"))
+
+
+@fake_pages
+def test_offline_cpus_keep_their_slots_and_are_reported(host, tmp_path, monkeypatch):
+    # Four possible CPUs, two online: reading cpu2 or cpu3 would give ENODEV.
+    for cpu in (2, 3):
+        host.write("tracing/instances/cap/per_cpu/cpu%d/stats" % cpu, STATS.replace("entries: 359", "entries: 0"))
+        host.write("tracing/instances/cap/per_cpu/cpu%d/trace_pipe_raw" % cpu, "")
+    set_online(host, monkeypatch, "0-1\n")
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *args: opened.append(str(path)) or real_open(path, *args))
+    result, warnings = _capture_run.capture(params(host, tmp_path))
+    assert warnings == []
+    assert result["cpus_offline"] == [2, 3]
+    assert result["events_per_cpu"] == {"0": 359, "1": 359} and result["lost_events"] == {"0": 0, "1": 0}
+    assert not [path for path in opened if "cpu2" in path or "cpu3" in path]
+    _compress.decompress("gzip", result["file"], str(tmp_path / "trace.dat"))
+    with _tracedat_reader.TraceDat(str(tmp_path / "trace.dat")) as dat:
+        assert dat.cpus == 4  # CPU numbers stay right: empty slots for cpu2 and cpu3
+    assert sorted(read_back(tmp_path / "trace.dat")) == sorted([(0, 42)] * 7 + [(1, 42)] * 4)
+
+
+@fake_pages
+def test_a_cpu_without_a_ring_buffer_is_reported_not_fatal(host, tmp_path, monkeypatch):
+    """Where sysfs cannot say which CPUs are online, a read giving ENODEV does."""
+    monkeypatch.setattr(_capture, "SYSFS_CPU", str(tmp_path / "nowhere"))
+    monkeypatch.delattr(os, "splice", raising=False)
+    real_read = os.read
+    cpu1 = str(host.tracing / "instances/cap/per_cpu/cpu1/trace_pipe_raw")
+    fds = {}
+    real_open = os.open
+
+    def fake_open(path, *args):
+        fd = real_open(path, *args)
+        fds[fd] = str(path)
+        return fd
+
+    def read(fd, size):
+        if fds.get(fd) == cpu1:
+            raise OSError(errno.ENODEV, "No such device")
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "read", read)
+    result, _warnings = _capture_run.capture(params(host, tmp_path))
+    assert result["cpus_offline"] == [1] and list(result["events_per_cpu"]) == ["0"]
+
+
+@fake_pages
+def test_the_budget_closes_the_window_early(host, tmp_path):
+    # Three pages are waiting; the budget holds two.
+    result, warnings = _capture_run.capture(params(host, tmp_path, max_bytes=2 * PAGE + 100))
+    assert result["closed_by"] == "max_bytes" and result["budget_reached"] is True
+    assert warnings == [
+        "instance cap: the capture reached max_bytes=8292 (0.0 MiB of trace data) and stopped there; what "
+        "came later is not in it (raise max_bytes for a longer capture)"
+    ]
+    _compress.decompress("gzip", result["file"], str(tmp_path / "trace.dat"))
+    assert len(read_back(tmp_path / "trace.dat")) == 7  # cpu0's two pages; cpu1's did not fit
+    assert tracing_on(host) == "1" and ledger(tmp_path) == []
+
+
+def test_the_budget_cuts_a_text_capture(host, tmp_path):
+    (host.tracing / "instances/cap/trace").write_text("x" * 5000)
+    result, warnings = _capture_run.capture(
+        params(host, tmp_path, format="text", compress="none", clear=False, max_bytes=4096)
+    )
+    assert result["budget_reached"] is True and result["closed_by"] == "duration"
+    assert os.path.getsize(result["file"]) == 4096 and "max_bytes=4096" in warnings[0]
+
+
+class StatVfs:
+    def __init__(self, free, size=100 << 30):
+        self.f_frsize, self.f_blocks, self.f_bavail = 4096, size // 4096, free // 4096
+
+
+def test_a_full_filesystem_is_refused_before_the_buffer_is_touched(host, tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "statvfs", lambda _path: StatVfs(free=200 << 20))
+    with pytest.raises(CaptureError, match=r"only 200.0 MiB free on / .*leaves at least 1024.0 MiB free"):
+        _capture_run.capture(params(host, tmp_path))
+    assert untouched(host, tmp_path)
+
+
+@fake_pages
+def test_the_window_closes_when_the_filesystem_fills(host, tmp_path, monkeypatch):
+    frees = iter([10 << 30] * 2 + [512 << 20] * 100)  # plenty at the start, then down to the reserve
+    monkeypatch.setattr(os, "statvfs", lambda _path: StatVfs(free=next(frees)))
+    result, warnings = _capture_run.capture(params(host, tmp_path, duration=5))
+    assert result["closed_by"] == "free_space" and result["seconds"] < 4
+    assert "to leave 1024.0 MiB free on /" in warnings[0]
+
+
+def test_compress_zstd_without_zstd_is_refused_before_the_buffer_is_touched(host, tmp_path, monkeypatch):
+    monkeypatch.setattr(_compress.shutil, "which", lambda _name: None)
+    with pytest.raises(_compress.CompressError, match="compress=zstd: there is no zstd program on this host"):
+        _capture_run.capture(params(host, tmp_path, compress="zstd"))
+    assert untouched(host, tmp_path)
+
+
+def test_a_second_window_on_a_buffer_is_refused(host, tmp_path):
+    _capture_run.capture(params(host, tmp_path, state="started", duration=None, session="other"))
+    (host.tracing / "instances/cap/trace").write_text("# tracer: nop\n")  # what the open window holds
+    entries = ledger(tmp_path)
+    for state in ("captured", "started"):
+        with pytest.raises(
+            CaptureError,
+            match=r"instance cap already has a capture window open \(state=started by session 'other' at .*Z\)",
+        ):
+            _capture_run.capture(params(host, tmp_path, state=state, duration=0.01 if state == "captured" else None))
+    with pytest.raises(CaptureError, match="was started by session 'other', not 'default'"):
+        _capture_run.capture(params(host, tmp_path, state="collected", duration=None))
+    assert ledger(tmp_path) == entries and (host.tracing / "instances/cap/trace").read_text() == "# tracer: nop\n"
+    result, _warnings = _capture_run.capture(params(host, tmp_path, state="collected", duration=None, session="other"))
+    assert result["closed_by"] == "collected" and ledger(tmp_path) == []
+
+
+def test_a_sub_buffer_size_the_headers_disagree_with_is_refused(host, tmp_path):
+    (host.tracing / "instances/cap/buffer_subbuf_size_kb").write_text("8\n")
+    with pytest.raises(CaptureError, match="pages are 8192 bytes .* events/header_page describes 4096-byte pages"):
+        _capture_run.capture(params(host, tmp_path))
+    assert untouched(host, tmp_path)
+
+
+def test_the_sub_buffer_size_is_the_page_size(buffer):
+    assert _capture.page_size(buffer) == 4096 or os.sysconf("SC_PAGE_SIZE") != 4096
+    (Path(buffer.path("buffer_subbuf_size_kb"))).write_text("8\n")
+    Path(buffer.path("events", "header_page")).write_text(HEADER_PAGE.replace("size:4080", "size:8176"))
+    assert _capture.page_size(buffer) == 8192
+
+
+def test_data_that_is_not_whole_pages_is_a_clear_error(host, tmp_path):
+    (host.tracing / "instances/cap/per_cpu/cpu0/trace_pipe_raw").write_bytes(wakeup_page(1, 1) + b"x")
+    with pytest.raises(TracefleetError, match="cpu0's ring-buffer data is 4097 bytes, not whole 4096-byte pages"):
+        _capture_run.capture(params(host, tmp_path))
+    assert tracing_on(host) == "1" and ledger(tmp_path) == [] and os.listdir(tmp_path / "work") == []
+
+
+def test_a_cleanup_failure_does_not_hide_the_real_error(host, tmp_path, monkeypatch):
+    def broken_restore(*_args, **_kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(_capture_run.Window, "restore", broken_restore)
+    with pytest.raises(
+        CaptureError,
+        match=r"ran longer than timeout=0.05 seconds .*\(and cleaning up failed too: putting tracing_on back: "
+        r"\[Errno 5\] Input/output error\)$",
+    ):
+        _capture_run.capture(params(host, tmp_path, duration=None, command="sleep 5", timeout=0.05))
+    # Alone, a cleanup failure is the error.
+    with pytest.raises(CaptureError, match=r"^cleaning up after the capture failed: putting tracing_on back"):
+        _capture_run.capture(params(host, tmp_path))
+
+
+def test_the_workloads_background_jobs_end_with_the_window(host, tmp_path, subreaper):
+    result, _warnings = _capture_run.capture(
+        params(host, tmp_path, duration=None, command="sleep 60 >/dev/null 2>&1 & echo $!")
+    )
+    pid = int(result["stdout"])
+    deadline = time.monotonic() + 10
+    while True:  # ours to reap (the subreaper): it must have died of SIGKILL, not of old age
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+        if reaped:
+            break
+        assert time.monotonic() < deadline, "the background job outlived the window"
+        time.sleep(0.01)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+@fake_pages
+def test_without_splice_a_capture_is_the_same(host, tmp_path, monkeypatch):
+    """Python 3.8/3.9 (no os.splice): the same trace.dat, and no read of the page the
+    kernel writes on while the window is open (the stats say nothing is full)."""
+    for cpu in (0, 1):
+        set_unread(TracingDir(str(host.tracing), "cap"), cpu, 100)
+    monkeypatch.delattr(os, "splice", raising=False)
+    reads = []
+    real_read = _capture.Drainer._read
+
+    def spy(self, fd, sink, cpu, final, limit):
+        moved = real_read(self, fd, sink, cpu, final, limit)
+        reads.append((final, moved))
+        return moved
+
+    monkeypatch.setattr(_capture.Drainer, "_read", spy)
+    result, _warnings = _capture_run.capture(params(host, tmp_path))
+    assert [moved for final, moved in reads if not final and moved] == []
+    assert sum(moved for final, moved in reads if final) == 3 * PAGE
+    _compress.decompress("gzip", result["file"], str(tmp_path / "trace.dat"))
+    assert len(read_back(tmp_path / "trace.dat")) == 11
+
+
+@fake_pages
+def test_512_cpus_with_a_bounded_number_of_processes_and_files(fake_host, tmp_path, monkeypatch):
+    cpus = 512
+    files = {name: text for name, text in INSTANCE_FILES.items() if not name.startswith("per_cpu")}
+    buffer = add_instance(fake_host, files=files)
+    for cpu in range(cpus):
+        directory = fake_host.tracing / ("instances/cap/per_cpu/cpu%d" % cpu)
+        directory.mkdir(parents=True)
+        (directory / "stats").write_text(STATS.replace("bytes: 19968", "bytes: 0"))
+        (directory / "trace_pipe_raw").write_bytes(wakeup_page(1000 + cpu, 2, pid=cpu))
+    set_online(fake_host, monkeypatch, "0-%d\n" % (cpus - 1))
+    (tmp_path / "work").mkdir()
+    compressors = []
+    real_popen = _compress.subprocess.Popen
+
+    def popen(argv, *args, **kwargs):
+        compressors.append(argv)
+        return real_popen(argv, *args, **kwargs)
+
+    monkeypatch.setattr(_compress.subprocess, "Popen", popen)
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Less than the 512 trace_pipe_raw files and the live compressors' pipes need: the
+    # capture raises its soft limit (the hard one allows it).
+    needed = cpus + 2 * _capture_formats.LIVE_COMPRESSORS + _capture_formats.FD_SLACK
+    if limits[1] != resource.RLIM_INFINITY and limits[1] < needed:
+        pytest.skip("the hard open-file limit is below %d" % needed)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (600, limits[1]))
+    try:
+        result, _warnings = _capture_run.capture(params(fake_host, tmp_path))
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == needed
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    # open, close, one per live CPU, one for the spilled ones
+    assert len(compressors) == 2 + _capture_formats.LIVE_COMPRESSORS + 1
+    assert result["cpus_offline"] == [] and len(result["events_per_cpu"]) == cpus
+    _compress.decompress("gzip", result["file"], str(tmp_path / "trace.dat"))
+    events = read_back(tmp_path / "trace.dat")
+    assert sorted(events) == sorted((cpu, cpu) for cpu in range(cpus) for _twice in range(2))
+    assert os.listdir(tmp_path / "work") == ["trace.dat.gz"] and buffer.instance == "cap"
+
+
+def test_too_few_open_files_is_refused_before_the_window(host, tmp_path, monkeypatch):
+    monkeypatch.setattr(_capture_formats, "FD_SLACK", 1 << 40)
+    with pytest.raises(CaptureError, match=r"reading 2 CPUs needs about \d+ open files.*RLIMIT_NOFILE"):
+        _capture_run.capture(params(host, tmp_path))
+    assert untouched(host, tmp_path)

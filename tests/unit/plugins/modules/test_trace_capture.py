@@ -50,7 +50,8 @@ def test_check_mode_records_nothing(run, tmp_path):
     [
         ({"state": "started", "duration": 1}, "duration and command are for state=captured; with state=started"),
         ({"name": ".hidden", "duration": 1}, "name='.hidden': use letters, digits"),
-        ({"duration": 0}, "duration=0.0: must be more than 0 seconds"),
+        ({"duration": 0}, "duration=0: must be a finite number of seconds, more than 0"),
+        ({}, "state=captured needs duration (seconds) or command"),
     ],
 )
 def test_option_combinations(run, args, message):
