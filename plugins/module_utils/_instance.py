@@ -18,11 +18,12 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import L
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
     TaskError,
     open_tracefs,
+    refuse_control_characters,
     require_owner,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 class InstanceError(TracefleetError):
@@ -33,7 +34,7 @@ def validate_name(name: str | None, option: str = "instance") -> str | None:
     """None (the top level) or a name that stays inside instances/."""
     if name is None:
         return None
-    if not _NAME.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise InstanceError(
             "%s=%r is not a valid instance name: use up to 64 letters, digits, '_', '-' "
             "and '.', starting with a letter, digit or '_' (no '/', no '..')" % (option, name)
@@ -106,6 +107,7 @@ LEDGER_KINDS = {"instance": LedgerKind(lambda entry: "remove instance %s" % entr
 
 def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
     """The trace_instance task: the instance `params["name"]` present or absent."""
+    refuse_control_characters(params)
     name: str = params["name"]
     validate_name(name, "name")
     tracing = open_tracefs(params["tracefs_path"]).instance_dir(name)

@@ -71,6 +71,9 @@ def test_resolve(catalog, spec, expected):
         ("", "is not an event name"),
         ("header_page", "no such system"),
         ("a b", "is not an event name"),
+        ("sched/sched_switch\n", "is not an event name"),
+        ("sched\n", "is not an event name"),
+        (" sched", "is not an event name"),
     ],
 )
 def test_resolve_rejects(catalog, spec, message):

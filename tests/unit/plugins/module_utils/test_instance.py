@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 
 import pytest
 
@@ -22,9 +23,11 @@ def test_valid_names(name):
     assert _instance.validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", ".hidden", "-x", "a/b", "x" * 65, "a b"])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", ".hidden", "-x", "a/b", "x" * 65, "a b", "demo\n", "demo\nx", "\ndemo"]
+)
 def test_invalid_names(name):
-    with pytest.raises(_instance.InstanceError, match="name=%r is not a valid instance name" % name):
+    with pytest.raises(_instance.InstanceError, match=re.escape("name=%r is not a valid instance name" % name)):
         _instance.validate_name(name, "name")
 
 
