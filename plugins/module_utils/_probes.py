@@ -235,17 +235,17 @@ def uprobe_target(target: str) -> str:
     if problem is not None:
         raise ProbeError("target=%r: the path resolves to %r, where %s" % (target, real, problem))
     try:
-        elf = ElfFile(real)
-        if _OFFSET.fullmatch(location) or location[:1].isdigit():
-            offset = parse_offset("target", target, location)
-        else:
-            symbol, plus, offset_text = location.partition("+")
-            if not _USYM.fullmatch(symbol):
-                raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (target, location))
-            offset = elf.symbol_offset(symbol)
-            if plus:
-                offset += parse_offset("target", target, offset_text)
-        elf.check_offset(offset)
+        with ElfFile(real) as elf:
+            if _OFFSET.fullmatch(location) or location[:1].isdigit():
+                offset = parse_offset("target", target, location)
+            else:
+                symbol, plus, offset_text = location.partition("+")
+                if not _USYM.fullmatch(symbol):
+                    raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (target, location))
+                offset = elf.symbol_offset(symbol)
+                if plus:
+                    offset += parse_offset("target", target, offset_text)
+            elf.check_offset(offset)
     except ElfError as exc:
         raise ProbeError("target=%r: %s" % (target, exc)) from None
     return "%s:0x%x" % (real, offset)

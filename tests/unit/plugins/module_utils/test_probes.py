@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -267,3 +268,14 @@ def test_removal_line_is_validated():
     assert _probes.removal_line("g", "e") == "-:g/e"
     with pytest.raises(_probes.ProbeError):
         _probes.removal_line("g", "e\n-:other/x")
+
+
+def test_uprobes_on_devices_and_fifos_are_refused_at_once(control, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    for target, message in (
+        ("/dev/zero:0x10", "/dev/zero is a character device, not an ELF file"),
+        (str(fifo) + ":main", "fifo is a FIFO, not an ELF file"),
+    ):
+        with pytest.raises(_probes.ProbeError, match="target=.*" + message):
+            _probes.build(control, "uprobe", "g", "u", target, [])
