@@ -106,6 +106,10 @@ class EventCatalog:
             )
         return found
 
+    def __contains__(self, event: str) -> bool:
+        system, _, name = event.partition("/")
+        return name in self.systems.get(system, ())
+
     def file(self, event: str, name: str) -> str:
         """A file of `event`, relative to the tracefs root (what a Transaction takes)."""
         return os.path.join(self.base, event, name)
@@ -224,10 +228,14 @@ def plan_events(
                 settings["triggers"] = [str(trigger).strip(" ") for trigger in triggers]
 
     if exclusive:
+        # "Exactly the list" in the kernel's own files: an event with a trigger stays in
+        # set_event (its enable reads 0*) and the trigger keeps firing, so an event
+        # that is not listed loses its triggers too (recorded, so teardown puts them
+        # back). Filters stay: a filter enables nothing.
         for line in enabled_now:
             event = line.replace(":", "/", 1)
-            if event not in wanted:
-                wanted[event] = {"state": "disabled"}
+            if event not in wanted and event in catalog:
+                wanted[event] = {"state": "disabled", "triggers": []}
 
     before = {event: read_state(catalog, event) for event in sorted(wanted)}
     filters, adds, removals, enables = [], [], [], []
