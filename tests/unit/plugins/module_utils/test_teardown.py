@@ -158,7 +158,7 @@ def test_mount_undo(tree, ledger, monkeypatch):
 
 
 def test_run_needs_tracefs_only_for_tracing_entries(tmp_path, fake_host):
-    params = {"ledger_path": str(tmp_path / "ledger.json"), "session": None, "keep_mounts": True}
+    params = {"ledger_path": str(tmp_path / "ledger.json"), "session": None, "all_sessions": True, "keep_mounts": True}
     params["tracefs_path"] = str(tmp_path / "nowhere")
     with Ledger(params["ledger_path"]) as ledger:
         ledger.record("s", kind="mount", path="/sys/kernel/tracing", fstype="tracefs")
