@@ -79,17 +79,29 @@ def remove(tracing: TracingDir, ledger: Ledger) -> None:
     name = tracing.instance
     if name is None:
         raise InstanceError("the top level of tracefs is not an instance: it cannot be removed")
-    for event in enabled_events(tracing):
-        tracing.write("set_event", "!" + event)
+    disabled: list[str] = []
     try:
+        for event in enabled_events(tracing):
+            tracing.write("set_event", "!" + event)
+            disabled.append(event)
         tracing.control.rmdir(tracing.rel())
     except ControlError as exc:
+        # The instance stays: so do its events, as they were.
+        problems = []
+        for event in disabled:
+            try:
+                tracing.write("set_event", event)
+            except ControlError as again:
+                problems.append(str(again))
+        kept = "; its events were enabled again" if disabled and not problems else ""
+        if problems:
+            kept = "; enabling its events again failed: " + "; ".join(problems)
         if exc.errno == errno.EBUSY:
             raise InstanceError(
                 "instance %r is busy: a process holds one of its files open (a reader of "
-                "trace_pipe?) or a probe is enabled in it: %s" % (name, exc)
+                "trace_pipe?) or a probe is enabled in it: %s%s" % (name, exc, kept)
             ) from None
-        raise
+        raise InstanceError("instance %r could not be removed: %s%s" % (name, exc, kept)) from None
     ledger.forget_instance_contents(name)
     ledger.forget_if_present(kind="instance", name=name)
 
