@@ -440,13 +440,13 @@ def configure(params: dict, check_mode: bool, diff: bool) -> dict:
     refuse_control_characters(params)
     tracing = open_instance(params["tracefs_path"], params["instance"])
     place_text = dir_place(tracing)
+    try:
+        changes = plan_knobs(tracing, params)
+    except KnobError as exc:
+        raise TaskError("%s (in %s); nothing was changed" % (exc, place_text)) from None
     with Ledger(params["ledger_path"], dry_run=check_mode) as ledger:
         # The changes to an instance tracefleet created go away with it: not recorded.
         record = tracing.instance is None or not ledger.owns_instance(tracing.instance)
-        try:
-            changes = plan_knobs(tracing, params)
-        except KnobError as exc:
-            raise TaskError("%s (in %s); nothing was changed" % (exc, place_text)) from None
 
         def apply(transaction: Transaction) -> None:
             apply_knobs(tracing, changes, transaction, ledger, params["session"], record)

@@ -242,9 +242,8 @@ def uprobe_target(target: str) -> str:
                 symbol, plus, offset_text = location.partition("+")
                 if not _USYM.fullmatch(symbol):
                     raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (target, location))
-                offset = elf.symbol_offset(symbol)
-                if plus:
-                    offset += parse_offset("target", target, offset_text)
+                extra = parse_offset("target", target, offset_text) if plus else 0
+                offset = elf.symbol_offset(symbol) + extra
             elf.check_offset(offset)
     except ElfError as exc:
         raise ProbeError("target=%r: %s" % (target, exc)) from None

@@ -270,6 +270,13 @@ def test_removal_line_is_validated():
         _probes.removal_line("g", "e\n-:other/x")
 
 
+def test_a_bad_offset_is_named_before_the_symbol_is_looked_up(control, tmp_path):
+    stripped = tmp_path / "stripped"
+    stripped.write_bytes(open("/bin/true", "rb").read())
+    with pytest.raises(_probes.ProbeError, match="the offset '010' must be"):
+        _probes.build(control, "uprobe", "g", "u", str(stripped) + ":no_such_symbol+010", [])
+
+
 def test_uprobes_on_devices_and_fifos_are_refused_at_once(control, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(str(fifo))
