@@ -276,3 +276,17 @@ def test_exclusive_also_removes_the_triggers_of_the_events_it_disables(tree, cat
     assert (exec_event / "trigger").read_text().endswith("!stacktrace\nstacktrace\n")
     assert (tree / "events/sched/sched_wakeup/trigger").read_text().endswith("!traceoff\ntraceoff:3\n")
     assert (tree / "events/sched/sched_wakeup/enable").read_text() == "1\n"
+
+
+def test_a_whole_system_is_recorded_with_one_ledger_save(tree, catalog, tmp_path, monkeypatch):
+    from ansible_collections.tracefleet.ftrace.plugins.module_utils import _ledger
+
+    saves = []
+    real = _ledger._atomicfile.replace
+    monkeypatch.setattr(_ledger._atomicfile, "replace", lambda *a, **k: saves.append(1) or real(*a, **k))
+    changes = _events.plan_events(catalog, [{"name": "*", "filter": "common_pid != 1"}], False, [])[0]
+    assert len(changes) == 10
+    with Ledger(str(tmp_path / "ledger.json")) as ledger:
+        _events.apply_events(changes, Transaction(catalog.tracing.control), ledger, "s", None, record=True)
+        assert len(ledger.entries) == 10
+    assert len(saves) == 1
