@@ -8,6 +8,12 @@ the shared list files, never O_TRUNC on them. A failed write becomes a
 `ControlError` naming the path, the value, errno and the `error_log` lines the
 write caused (with the kernel's caret under the bad token).
 
+One value is one command: the kernel splits a write to `dynamic_events`,
+`set_event` or `set_ftrace_filter` at each newline and runs every line, so a
+value holding a newline (or a NUL, or any other control character) would write
+commands nobody asked for. `Control.write` refuses such a value before opening
+the file (`UnsafeValue`), whatever the caller checked before.
+
 `Transaction` keeps an undo action for each write of a task, so a task that
 fails half-way (a filter the kernel rejects on the third event) can put back
 what it already changed: bad input changes nothing on the host.
@@ -16,6 +22,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
@@ -58,6 +65,41 @@ class ControlError(TracefleetError):
         if self.error_log:
             text += "; the kernel's error_log says:\n" + "\n".join(self.error_log)
         return text
+
+
+class UnsafeValue(ControlError):
+    """A value `Control.write` refuses to write: it would be more than one command."""
+
+    def __init__(self, path: str, value: str, problem: str) -> None:
+        super().__init__(path, value, errno.EINVAL, [])
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return "refusing to write %r to %s: %s; the kernel would take it as more than one command" % (
+            self.value,
+            self.path,
+            self.problem,
+        )
+
+
+def control_character(text: str) -> str | None:
+    """A description of the first control character in `text` (newline, NUL, ESC, DEL,
+    Unicode line separators...), or None. Tabs are allowed: the kernel reads them as
+    spaces."""
+    for index, char in enumerate(text):
+        if char != "\t" and not char.isprintable():
+            return "it holds the non-printable character %r at position %d" % (char, index)
+    return None
+
+
+def single_command(path: str, value: str) -> str:
+    """`value` as the one line a control-file write sends (a trailing newline added),
+    or UnsafeValue when it holds a newline, NUL or another control character."""
+    text = value[:-1] if value.endswith("\n") else value
+    problem = control_character(text)
+    if problem is not None:
+        raise UnsafeValue(path, value, problem)
+    return text + "\n"
 
 
 class Control:
@@ -103,21 +145,34 @@ class Control:
             append = name in SHARED_LISTS
         if name in SHARED_LISTS and not append:
             raise ValueError("refusing a truncating write to the shared list %s" % relative)
+        data = single_command(self.path(relative), value).encode()
         logs = self._error_logs(relative)
         before = self._log_lines(logs)
         flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
-        data = value.encode() if value.endswith("\n") else (value + "\n").encode()
+        self._write_once(relative, value, flags, data, logs, before)
+
+    def _write_once(
+        self, relative: str, value: str, flags: int, data: bytes, logs: list[str], before: dict[str, list[str]]
+    ) -> None:
+        """open, one write(2) (none when `data` is empty), close; a failure of either is
+        a ControlError, and a failing close never hides the write's own error."""
         try:
             fd = os.open(self.path(relative), flags)
         except OSError as exc:
             raise ControlError(self.path(relative), value, exc.errno or errno.EIO, []) from None
         try:
-            try:
+            if data:
                 written = os.write(fd, data)
                 if written != len(data):
                     raise OSError(errno.EIO, "short write (%d of %d bytes)" % (written, len(data)))
-            finally:
+        except OSError as exc:
+            with contextlib.suppress(OSError):
                 os.close(fd)
+            raise ControlError(
+                self.path(relative), value, exc.errno or errno.EIO, self._new_lines(before, self._log_lines(logs))
+            ) from None
+        try:
+            os.close(fd)
         except OSError as exc:
             raise ControlError(
                 self.path(relative), value, exc.errno or errno.EIO, self._new_lines(before, self._log_lines(logs))
@@ -145,19 +200,10 @@ class Control:
         pid_lists = ("set_event_pid", "set_ftrace_pid", "set_event_notrace_pid", "set_ftrace_notrace_pid")
         if os.path.basename(relative) not in pid_lists:
             raise ValueError("replace_list is only for pid lists, not %s" % relative)
+        data = single_command(self.path(relative), entries.strip()).encode() if entries.strip() else b""
         logs = self._error_logs(relative)
         before = self._log_lines(logs)
-        try:
-            fd = os.open(self.path(relative), os.O_WRONLY | os.O_TRUNC)
-            try:
-                if entries.strip():
-                    os.write(fd, (entries.strip() + "\n").encode())
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise ControlError(
-                self.path(relative), entries, exc.errno or errno.EIO, self._new_lines(before, self._log_lines(logs))
-            ) from None
+        self._write_once(relative, entries, os.O_WRONLY | os.O_TRUNC, data, logs, before)
 
     def mkdir(self, relative: str) -> None:
         try:

@@ -22,14 +22,18 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import enabled_events, open_instance
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerKind, place
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import TaskError, apply_with_rollback
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
+    TaskError,
+    apply_with_rollback,
+    refuse_control_characters,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import place as dir_place
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 # Files directly under events/ that are not systems.
 _NOT_SYSTEMS = {"enable", "filter", "header_event", "header_page"}
 _GLOB = re.compile(r"[*?\[]")
-_NAME = re.compile(r"^[A-Za-z0-9_*?\[\]:./-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_*?\[\]:./-]+")
 _SUFFIXES = re.compile(r"\s*\[(active|paused)\]\s*$")
 _COUNT = re.compile(r":count=(\d+)")
 _HIST_ACTIONS = ("onmatch(", "onmax(", "onchange(")
@@ -65,8 +69,8 @@ class EventCatalog:
 
     def resolve(self, spec: str) -> list[str]:
         """`sys/event`, `sys:event`, `sys` (a whole system) or globs -> `sys/event` names."""
-        text = spec.strip()
-        if not text or not _NAME.match(text) or ".." in text.split("/"):
+        text = spec
+        if not text or not _NAME.fullmatch(text) or ".." in text.split("/"):
             raise EventError("events: %r is not an event name (system/event, system, or a glob)" % spec)
         text = text.replace(":", "/", 1)
         if "/" in text:
@@ -101,6 +105,10 @@ class EventCatalog:
                 "events: %r matches no event here (system %s has no event %r)" % (spec, ", ".join(systems), event_spec)
             )
         return found
+
+    def __contains__(self, event: str) -> bool:
+        system, _, name = event.partition("/")
+        return name in self.systems.get(system, ())
 
     def file(self, event: str, name: str) -> str:
         """A file of `event`, relative to the tracefs root (what a Transaction takes)."""
@@ -215,15 +223,19 @@ def plan_events(
             settings = wanted.setdefault(event, {})
             settings["state"] = state
             if entry.get("filter") is not None:
-                settings["filter"] = str(entry["filter"]).strip()
+                settings["filter"] = str(entry["filter"]).strip(" ")
             if triggers is not None:
-                settings["triggers"] = [str(trigger).strip() for trigger in triggers]
+                settings["triggers"] = [str(trigger).strip(" ") for trigger in triggers]
 
     if exclusive:
+        # "Exactly the list" in the kernel's own files: an event with a trigger stays in
+        # set_event (its enable reads 0*) and the trigger keeps firing, so an event
+        # that is not listed loses its triggers too (recorded, so teardown puts them
+        # back). Filters stay: a filter enables nothing.
         for line in enabled_now:
             event = line.replace(":", "/", 1)
-            if event not in wanted:
-                wanted[event] = {"state": "disabled"}
+            if event not in wanted and event in catalog:
+                wanted[event] = {"state": "disabled", "triggers": []}
 
     before = {event: read_state(catalog, event) for event in sorted(wanted)}
     filters, adds, removals, enables = [], [], [], []
@@ -293,9 +305,10 @@ def apply_events(
     instance: str | None,
     record: bool,
 ) -> None:
+    """Write the changes, all recorded in the ledger first (when `record`) with one save."""
+    if record and changes:
+        ledger.record_many(session, [dict(change.ledger, instance=instance) for change in changes])
     for change in changes:
-        if record:
-            ledger.record(session, instance=instance, **change.ledger)
         transaction.write(
             change.file,
             change.value,
@@ -379,6 +392,7 @@ def _report(
 def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
     """The trace_event task: resolve and plan every entry, then write the difference,
     with the ledger records, and everything put back if the kernel refuses a write."""
+    refuse_control_characters(params)
     tracing = open_instance(params["tracefs_path"], params["instance"])
     place_text = dir_place(tracing)
     catalog = EventCatalog(tracing)

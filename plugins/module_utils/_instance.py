@@ -18,11 +18,12 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import L
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
     TaskError,
     open_tracefs,
+    refuse_control_characters,
     require_owner,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 class InstanceError(TracefleetError):
@@ -33,7 +34,7 @@ def validate_name(name: str | None, option: str = "instance") -> str | None:
     """None (the top level) or a name that stays inside instances/."""
     if name is None:
         return None
-    if not _NAME.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise InstanceError(
             "%s=%r is not a valid instance name: use up to 64 letters, digits, '_', '-' "
             "and '.', starting with a letter, digit or '_' (no '/', no '..')" % (option, name)
@@ -78,17 +79,29 @@ def remove(tracing: TracingDir, ledger: Ledger) -> None:
     name = tracing.instance
     if name is None:
         raise InstanceError("the top level of tracefs is not an instance: it cannot be removed")
-    for event in enabled_events(tracing):
-        tracing.write("set_event", "!" + event)
+    disabled: list[str] = []
     try:
+        for event in enabled_events(tracing):
+            tracing.write("set_event", "!" + event)
+            disabled.append(event)
         tracing.control.rmdir(tracing.rel())
     except ControlError as exc:
+        # The instance stays: so do its events, as they were.
+        problems = []
+        for event in disabled:
+            try:
+                tracing.write("set_event", event)
+            except ControlError as again:
+                problems.append(str(again))
+        kept = "; its events were enabled again" if disabled and not problems else ""
+        if problems:
+            kept = "; enabling its events again failed: " + "; ".join(problems)
         if exc.errno == errno.EBUSY:
             raise InstanceError(
                 "instance %r is busy: a process holds one of its files open (a reader of "
-                "trace_pipe?) or a probe is enabled in it: %s" % (name, exc)
+                "trace_pipe?) or a probe is enabled in it: %s%s" % (name, exc, kept)
             ) from None
-        raise
+        raise InstanceError("instance %r could not be removed: %s%s" % (name, exc, kept)) from None
     ledger.forget_instance_contents(name)
     ledger.forget_if_present(kind="instance", name=name)
 
@@ -106,6 +119,7 @@ LEDGER_KINDS = {"instance": LedgerKind(lambda entry: "remove instance %s" % entr
 
 def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
     """The trace_instance task: the instance `params["name"]` present or absent."""
+    refuse_control_characters(params)
     name: str = params["name"]
     validate_name(name, "name")
     tracing = open_tracefs(params["tracefs_path"]).instance_dir(name)

@@ -26,7 +26,11 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import open_instance
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerKind, place
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import TaskError, apply_with_rollback
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
+    TaskError,
+    apply_with_rollback,
+    refuse_control_characters,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import place as dir_place
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
@@ -39,8 +43,9 @@ FUNCTION_LISTS = {
 PID_FILES = ("set_event_pid", "set_ftrace_pid")
 # A generous ceiling: more than a quarter of RAM in ring buffers is a mistake.
 MAX_BUFFER_SHARE = 4
-_FUNCTION = re.compile(r"^[A-Za-z0-9_.*?\[\]]+$")
-_HEX = re.compile(r"^(0x)?[0-9a-fA-F]+(,[0-9a-fA-F]+)*$")
+_FUNCTION = re.compile(r"[A-Za-z0-9_.*?\[\]]+")
+_PID = re.compile(r"[0-9]{1,10}")
+_HEX = re.compile(r"(0x)?[0-9a-fA-F]+(,[0-9a-fA-F]+)*")
 
 
 class KnobError(TracefleetError):
@@ -116,9 +121,9 @@ def _list_delta(option: str, entries: list, current: list[str], expand=None) -> 
     add: list[str] = []
     remove: list[str] = []
     for raw in entries:
-        entry = str(raw).strip()
+        entry = str(raw).strip(" ")
         negate = entry.startswith("!")
-        name = entry[1:].strip() if negate else entry
+        name = entry[1:].strip(" ") if negate else entry
         if not name:
             raise KnobError("%s: empty entry %r" % (option, raw))
         members = expand(name) if expand else [name]
@@ -190,8 +195,8 @@ def plan_knobs(tracing: TracingDir, params: dict) -> list[Change]:
             )
 
     if params.get("cpumask") is not None:
-        text = str(params["cpumask"]).strip()
-        if not _HEX.match(text):
+        text = str(params["cpumask"]).strip(" ")
+        if not _HEX.fullmatch(text):
             raise KnobError("cpumask=%r is not a hexadecimal CPU mask like '3' or 'ff'" % text)
         wanted = _knob_state.parse_cpumask(text[2:] if text.lower().startswith("0x") else text)
         current_text = (tracing.read("tracing_cpumask") or "").strip()
@@ -215,8 +220,8 @@ def plan_knobs(tracing: TracingDir, params: dict) -> list[Change]:
             raise KnobError("%s: this kernel has no %s here" % (option, file_name))
         listed = _entries(tracing, file_name)
         for raw in entries:
-            name = str(raw).strip().lstrip("!").strip()
-            if not _FUNCTION.match(name):
+            name = str(raw).strip(" ").lstrip("!").strip(" ")
+            if not _FUNCTION.fullmatch(name):
                 raise KnobError("%s: %r is not a function name or glob" % (option, raw))
             if not any(ch in name for ch in "*?[") and name not in functions:
                 raise KnobError("%s: %r is not in available_filter_functions" % (option, name))
@@ -236,8 +241,8 @@ def plan_knobs(tracing: TracingDir, params: dict) -> list[Change]:
 
     if params.get("pids"):
         for raw in params["pids"]:
-            text = str(raw).strip().lstrip("!").strip()
-            if not text.isdigit():
+            text = str(raw).strip(" ").lstrip("!").strip(" ")
+            if not _PID.fullmatch(text):
                 raise KnobError("pids: %r is not a process id" % (raw,))
         for file_name in PID_FILES:
             pid_file = rel(file_name)
@@ -322,11 +327,20 @@ def plan_knobs(tracing: TracingDir, params: dict) -> list[Change]:
 def apply_knobs(
     tracing: TracingDir, changes: list[Change], transaction: Transaction, ledger: Ledger, session: str, record: bool
 ) -> None:
-    """Write the planned changes, recording each in the ledger first (when `record`)."""
+    """Write the planned changes. What they change is recorded in the ledger first (when
+    `record`), with one save for the whole batch; an option of a tracer the task sets
+    is recorded once that tracer is current (its original is read then)."""
     control = tracing.control
+    batch = [
+        fields
+        for change in changes
+        if record or change.ledger_kind == "top_buffer"
+        for fields in _ledger_fields(tracing, change)
+    ]
+    if batch:
+        ledger.record_many(session, batch)
     for change in changes:
         if change.ledger_kind == "top_buffer":
-            ledger.record(session, kind="knob", instance=None, file="buffer_size_kb", original=change.original)
             continue
         if change.ledger_kind == "deferred_option":
             if not control.exists(change.file):
@@ -336,8 +350,8 @@ def apply_knobs(
                 continue
             change.original = current
             change.ledger_kind = "knob"
-        if record:
-            _record(ledger, session, tracing, change)
+            if record:
+                ledger.record_many(session, _ledger_fields(tracing, change))
         if change.ledger_kind == "pid_replace":
             transaction.replace_list(change.file, change.value, " ".join(change.before))
         elif change.ledger_kind == "knob":
@@ -348,17 +362,26 @@ def apply_knobs(
             transaction.write(change.file, change.value, change.ledger_value)
 
 
-def _record(ledger: Ledger, session: str, tracing: TracingDir, change: Change) -> None:
+def _ledger_fields(tracing: TracingDir, change: Change) -> list[dict]:
+    """The ledger entries that record `change` (none for a deferred option, until its
+    original is known). `top_buffer`: the top level's buffer size that an instance
+    resize freezes, recorded even in an instance tracefleet created."""
+    if change.ledger_kind == "top_buffer":
+        return [dict(kind="knob", instance=None, file="buffer_size_kb", original=change.original)]
+    if change.ledger_kind == "deferred_option":
+        return []
     instance = tracing.instance
     file_name = os.path.relpath(change.file, tracing.rel()) if instance else change.file
     if change.ledger_kind == "knob":
-        if change.original is not None:
-            ledger.record(session, kind="knob", instance=instance, file=file_name, original=change.original)
-    elif change.ledger_kind == "pid_replace":
-        for pid in change.ledger_value.split():
-            ledger.record(session, kind="list_remove", instance=instance, file=file_name, value=pid)
-    else:
-        ledger.record(session, kind=change.ledger_kind, instance=instance, file=file_name, value=change.ledger_value)
+        if change.original is None:
+            return []
+        return [dict(kind="knob", instance=instance, file=file_name, original=change.original)]
+    if change.ledger_kind == "pid_replace":
+        return [
+            dict(kind="list_remove", instance=instance, file=file_name, value=pid)
+            for pid in change.ledger_value.split()
+        ]
+    return [dict(kind=change.ledger_kind, instance=instance, file=file_name, value=change.ledger_value)]
 
 
 def _undo_knob(top: TracingDir, ledger: Ledger, entry: dict) -> None:
@@ -414,15 +437,16 @@ def _report(changes: list[Change]) -> tuple[dict, dict]:
 def configure(params: dict, check_mode: bool, diff: bool) -> dict:
     """The tracer task: plan every knob asked for, then write the difference, with
     the ledger records, and everything put back if the kernel refuses a write."""
+    refuse_control_characters(params)
     tracing = open_instance(params["tracefs_path"], params["instance"])
     place_text = dir_place(tracing)
+    try:
+        changes = plan_knobs(tracing, params)
+    except KnobError as exc:
+        raise TaskError("%s (in %s); nothing was changed" % (exc, place_text)) from None
     with Ledger(params["ledger_path"], dry_run=check_mode) as ledger:
         # The changes to an instance tracefleet created go away with it: not recorded.
         record = tracing.instance is None or not ledger.owns_instance(tracing.instance)
-        try:
-            changes = plan_knobs(tracing, params)
-        except KnobError as exc:
-            raise TaskError("%s (in %s); nothing was changed" % (exc, place_text)) from None
 
         def apply(transaction: Transaction) -> None:
             apply_knobs(tracing, changes, transaction, ledger, params["session"], record)

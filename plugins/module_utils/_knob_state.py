@@ -64,8 +64,8 @@ DEFAULT_OPTIONS = {
 FUNCTION_LISTS = ("set_ftrace_filter", "set_ftrace_notrace", "set_graph_function", "set_graph_notrace")
 PID_LISTS = ("set_ftrace_pid", "set_ftrace_notrace_pid", "set_event_pid", "set_event_notrace_pid")
 
-_BUFFER_RE = re.compile(r"^\s*(\d+|X)\s*(?:\(expanded:\s*(\d+)\))?\s*$")
-_SIZE_RE = re.compile(r"^(\d+)([kKmMgG]?)$")
+_BUFFER_RE = re.compile(r"\s*(\d+|X)\s*(?:\(expanded:\s*(\d+)\))?\s*")
+_SIZE_RE = re.compile(r"(\d+)([kKmMgG]?)")
 
 
 def parse_buffer_size(text: str | None) -> dict:
@@ -73,7 +73,7 @@ def parse_buffer_size(text: str | None) -> dict:
     result: dict[str, Any] = {"kb": None, "expanded_kb": None, "per_cpu_differs": False, "raw": (text or "").strip()}
     if text is None:
         return result
-    match = _BUFFER_RE.match(text)
+    match = _BUFFER_RE.fullmatch(text)
     if not match:
         return result
     if match.group(1) == "X":
@@ -144,7 +144,7 @@ def allocated_kb(size_bytes: int) -> int:
 
 def parse_size(value: str) -> int | None:
     """Kernel size parameter (`trace_buf_size=10M`) in bytes."""
-    match = _SIZE_RE.match(value.strip())
+    match = _SIZE_RE.fullmatch(value.strip())
     if not match:
         return None
     scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2).lower()]

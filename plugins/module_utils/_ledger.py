@@ -4,9 +4,15 @@
 """The ledger: what tracefleet changed on this host, so `teardown` can undo exactly that.
 
 A JSON file (default /var/lib/tracefleet/ledger.json) written atomically (temp file,
-fsync, rename) under an exclusive lock on a sibling lock file. An entry is recorded
+fsync, rename) under an exclusive lock on a sibling lock file (opened without
+following a symlink, and only when it is a regular file). An entry is recorded
 *before* the change it describes, so a play killed between the two leaves an entry
 whose undo is harmless; a play killed after leaves an entry teardown still finds.
+A batch of changes is recorded with one save (`record_many`) before its writes.
+
+Every entry is checked when the ledger is read (its kind known, its fields there
+with the right types): a damaged ledger is a `LedgerError` naming the file and the
+entry, never a traceback half-way through a teardown.
 
 Entry kinds and their keys (one entry per key; the first original value wins):
   instance      name                        created by tracefleet: rmdir on teardown
@@ -33,11 +39,14 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 import time
-from typing import IO, Callable
+from typing import Callable
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
@@ -61,6 +70,14 @@ KEY_FIELDS = {
     "mount": ("path", "fstype"),
     "capture": ("instance",),
 }
+# Fields an entry needs besides its key fields, for the code that undoes it.
+EXTRA_FIELDS = {
+    "knob": ("original",),
+    "event": ("original",),
+    "filter": ("original",),
+}
+# Fields that may be None (the top level); every other field is a string.
+OPTIONAL_FIELDS = ("instance",)
 # Entries that cancel each other: adding back what we removed, or removing what we added.
 OPPOSITES = {
     "list_add": "list_remove",
@@ -107,6 +124,24 @@ def entry_key(entry: dict) -> tuple:
     return (kind,) + tuple(entry.get(field) for field in KEY_FIELDS[kind])
 
 
+def entry_problem(entry: object) -> str | None:
+    """What is wrong with a ledger entry read from disk, or None."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    kind = entry.get("kind")
+    if kind not in KEY_FIELDS:
+        return "has an unknown kind %r" % (kind,)
+    for field in ("session",) + KEY_FIELDS[kind] + EXTRA_FIELDS.get(kind, ()):
+        if field not in entry:
+            return "has no %r" % field
+        value = entry[field]
+        if value is None and field in OPTIONAL_FIELDS:
+            continue
+        if not isinstance(value, str):
+            return "has %s=%r, not a string" % (field, value)
+    return None
+
+
 class Ledger:
     """Open with `with Ledger(path) as ledger:` - the lock is held until the block ends."""
 
@@ -114,30 +149,67 @@ class Ledger:
         self.path = path
         self.dry_run = dry_run
         self.data: dict = {"format": FORMAT, "entries": []}
-        self._lock_handle: IO[str] | None = None
+        self._lock_fd: int | None = None
 
     def __enter__(self) -> Ledger:
-        directory = os.path.dirname(self.path) or "."
         if not self.dry_run:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            lock = open(self.path + ".lock", "a")  # pylint: disable=consider-using-with
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._lock_handle = lock
-        self._load()
+            self._lock()
+        try:
+            self._load()
+        except BaseException:
+            self._unlock()
+            raise
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._lock_handle is not None:
-            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
-            self._lock_handle.close()
-            self._lock_handle = None
+        self._unlock()
+
+    def _lock(self) -> None:
+        directory = os.path.dirname(self.path) or "."
+        lock_path = self.path + ".lock"
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LedgerError("the ledger's lock file %s is a symlink; refusing to follow it" % lock_path) from None
+            raise LedgerError("cannot open the ledger %s: %s" % (self.path, _reason(exc))) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LedgerError("the ledger's lock file %s is not a regular file; refusing to use it" % lock_path)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            os.close(fd)
+            raise LedgerError("cannot lock the ledger %s: %s" % (self.path, _reason(exc))) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        """Never raises: closing the descriptor releases the lock anyway, and an error
+        here must not hide the one that ended the `with` block."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _load(self) -> None:
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LedgerError("the ledger %s is a symlink; refusing to follow it" % self.path) from None
+            raise LedgerError("cannot read the ledger %s: %s" % (self.path, _reason(exc))) from None
+        try:
+            with os.fdopen(fd, encoding="utf-8") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise LedgerError("the ledger %s is not a regular file" % self.path)
+                data = json.load(handle)
         except (OSError, ValueError) as exc:
             raise LedgerError("cannot read the ledger %s: %s" % (self.path, exc)) from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -145,13 +217,28 @@ class Ledger:
                 "%s is not a tracefleet ledger (format %r)"
                 % (self.path, data.get("format") if isinstance(data, dict) else None)
             )
+        entries = data.get("entries")
+        if not isinstance(entries, list):
+            raise LedgerError("the ledger %s is damaged: 'entries' is not a list" % self.path)
+        for index, entry in enumerate(entries):
+            problem = entry_problem(entry)
+            if problem is not None:
+                raise LedgerError(
+                    "the ledger %s is damaged: entry %d %s: %s; fix or remove that entry"
+                    % (self.path, index, problem, json.dumps(entry, sort_keys=True)[:500])
+                )
         self.data = data
 
     def _save(self) -> None:
         if self.dry_run:
             return
         text = json.dumps(self.data, indent=1, sort_keys=True) + "\n"
-        _atomicfile.replace(self.path, text.encode("utf-8"), mode=0o600)
+        try:
+            _atomicfile.replace(self.path, text.encode("utf-8"), mode=0o600)
+        except OSError as exc:
+            raise LedgerError(
+                "cannot write the ledger %s: %s; the change it was to record was not made" % (self.path, _reason(exc))
+            ) from None
 
     @property
     def entries(self) -> list[dict]:
@@ -182,19 +269,33 @@ class Ledger:
         A list entry added after we removed it (or the reverse) cancels the earlier
         entry instead: the host is back where tracefleet found it.
         """
-        opposite = OPPOSITES.get(fields["kind"])
-        if opposite:
-            earlier = self.find(**dict(fields, kind=opposite))
+        return self.record_many(session, [fields])[0]
+
+    def record_many(self, session: str, changes: list[dict]) -> list[bool]:
+        """`record` for a batch of changes about to be made, with one save (enabling
+        every event of a system is hundreds of entries). Per change: whether it
+        changed the ledger."""
+        results = []
+        now = int(time.time())
+        index = {entry_key(entry): entry for entry in self.entries}
+        for fields in changes:
+            key = entry_key(fields)
+            opposite = OPPOSITES.get(fields["kind"])
+            earlier = index.get((opposite,) + key[1:]) if opposite else None
             if earlier is not None:
                 self.entries.remove(earlier)
-                self._save()
-                return True
-        if self.find(**fields) is not None:
-            return False
-        entry = dict(fields, session=session, time=int(time.time()))
-        self.entries.append(entry)
-        self._save()
-        return True
+                del index[entry_key(earlier)]
+                results.append(True)
+            elif key in index:
+                results.append(False)
+            else:
+                entry = dict(fields, session=session, time=now)
+                self.entries.append(entry)
+                index[key] = entry
+                results.append(True)
+        if any(results):
+            self._save()
+        return results
 
     def checkpoint(self) -> list[dict]:
         return [dict(entry) for entry in self.entries]
@@ -223,3 +324,7 @@ class Ledger:
 
     def session_entries(self, session: str | None) -> list[dict]:
         return [entry for entry in self.entries if session is None or entry["session"] == session]
+
+
+def _reason(exc: OSError) -> str:
+    return "[Errno %d] %s" % (exc.errno, exc.strerror) if exc.errno else str(exc)

@@ -30,21 +30,23 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
     TaskError,
     TracingUnavailable,
     open_tracefs,
+    refuse_control_characters,
     require_owner,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 TYPES = ("kprobe", "kretprobe", "uprobe", "uretprobe")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_KSYM = re.compile(
-    r"^(?:(?P<module>[A-Za-z0-9_]+):)?(?P<symbol>[A-Za-z0-9_.]+)"
-    r"(?:\+(?P<offset>0x[0-9a-fA-F]+|\d+))?$"
-)
-_USYM = re.compile(r"^(?P<symbol>[A-Za-z_][A-Za-z0-9_.@]*)(?:\+(?P<offset>0x[0-9a-fA-F]+|\d+))?$")
-_UOFFSET = re.compile(r"^0x[0-9a-fA-F]+$|^\d+$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KSYM = re.compile(r"(?:(?P<module>[A-Za-z0-9_]+):)?(?P<symbol>[A-Za-z0-9_.]+)")
+_USYM = re.compile(r"[A-Za-z_][A-Za-z0-9_.@]*")
+# An offset as the kernel reads it (kstrtoul base 0) and as tracefleet takes it: 0x-hex,
+# or decimal without a leading zero (which the kernel would read as octal).
+_OFFSET = re.compile(r"0[xX][0-9a-fA-F]+|0|[1-9][0-9]*")
+# A field of a probe line: printable ASCII but '#' (see `probe_field`).
+_FIELD = r'[!-"$-~]'
 _LINE = re.compile(
-    r"^(?P<kind>[pr])(?P<maxactive>\d*):(?P<group>[^/\s]+)/(?P<event>\S+)\s+"
-    r"(?P<target>\S+)(?P<args>.*)$"
+    r"(?P<kind>[pr])(?P<maxactive>\d*):(?P<group>[!-\"$-.0-~]+)/(?P<event>%s+)[ \t]+"
+    r"(?P<target>%s+)(?P<args>(?:[ \t]+%s+)*)" % (_FIELD, _FIELD, _FIELD)
 )
 
 
@@ -66,8 +68,24 @@ class Definition:
         """The text written to dynamic_events."""
         return " ".join(["%s:%s/%s" % (self.kind, self.group, self.event), self.target] + self.args)
 
+    def fields(self) -> tuple:
+        return (self.kind, self.group, self.event, self.target, tuple(self.args))
+
     def key(self) -> tuple:
         return (self.kind, self.group, self.event, _normal_target(self.target), tuple(self.args))
+
+    def checked_line(self) -> str:
+        """`line()`, after proving that the kernel's parser sees exactly this definition
+        in it: one line that parses back (with the parser used for the kernel's
+        read-back) to the same fields. Anything else is refused, never written."""
+        line = self.line()
+        parsed = parse_line(line) if "\n" not in line else None
+        if parsed is None or parsed.fields() != self.fields():
+            raise ProbeError(
+                "refusing to write %r to dynamic_events: it does not read back as the one "
+                "probe definition %s/%s that was asked for" % (line, self.group, self.event)
+            )
+        return line
 
 
 def _normal_target(target: str) -> str:
@@ -91,7 +109,7 @@ def _normal_target(target: str) -> str:
 
 def parse_line(line: str) -> Definition | None:
     """A line of dynamic_events (kprobes and uprobes; other kinds give None)."""
-    match = _LINE.match(line.strip())
+    match = _LINE.fullmatch(line.strip(" \t\n"))
     if not match:
         return None
     return Definition(
@@ -103,8 +121,33 @@ def parse_line(line: str) -> Definition | None:
     )
 
 
+def unfit_character(value: str) -> str | None:
+    """What the kernel's probe parser would split, cut or misread in a field of a probe
+    line, in words: whitespace (a second argument; a newline is a second command), '#'
+    (the rest is a comment), and anything but printable ASCII (the kernel's isspace()
+    takes byte 0xa0, part of many UTF-8 characters, for a space). None when fit."""
+    for index, char in enumerate(value):
+        if char == "#" or not ("!" <= char <= "~"):
+            return (
+                "%r at position %d cannot be part of a probe definition (the kernel splits a "
+                "definition at whitespace and newlines, cuts it at '#', and takes only printable "
+                "ASCII)" % (char, index)
+            )
+    return None
+
+
+def probe_field(option: str, value: str) -> str:
+    """`value` when it can be one field of a probe line, else ProbeError naming `option`."""
+    if not isinstance(value, str) or not value:
+        raise ProbeError("%s=%r is empty" % (option, value))
+    problem = unfit_character(value)
+    if problem is not None:
+        raise ProbeError("%s=%r: %s" % (option, value, problem))
+    return value
+
+
 def validate_identifier(option: str, value: str) -> str:
-    if not isinstance(value, str) or not _IDENT.match(value):
+    if not isinstance(value, str) or not _IDENT.fullmatch(value):
         raise ProbeError(
             "%s=%r is not a valid event name: use letters, digits and '_', "
             "starting with a letter or '_' (no spaces, no '/')" % (option, value)
@@ -112,18 +155,29 @@ def validate_identifier(option: str, value: str) -> str:
     return value
 
 
+def parse_offset(option: str, value: str, text: str) -> int:
+    """An offset of a probe target: 0x-hex or decimal, as the kernel reads it."""
+    if not _OFFSET.fullmatch(text):
+        raise ProbeError(
+            "%s=%r: the offset %r must be hexadecimal with 0x (such as 0x10) or decimal "
+            "without leading zeros (such as 16); the kernel would read a leading 0 as octal" % (option, value, text)
+        )
+    return int(text, 0)
+
+
 def _fetchargs(fetchargs: list[str] | None) -> list[str]:
     args = []
-    for raw in fetchargs or []:
-        text = str(raw).strip()
+    for index, raw in enumerate(fetchargs or []):
+        option = "fetchargs[%d]" % index
+        text = probe_field(option, str(raw))
         if "=" not in text:
-            raise ProbeError("fetchargs: %r must be NAME=FETCHARG, such as 'filename=+0($arg2):string'" % raw)
+            raise ProbeError("%s=%r must be NAME=FETCHARG, such as 'filename=+0($arg2):string'" % (option, raw))
         name, value = text.split("=", 1)
-        if not _IDENT.match(name):
-            raise ProbeError("fetchargs: %r has an invalid name %r" % (raw, name))
-        if not value or any(ch.isspace() for ch in value):
-            raise ProbeError("fetchargs: %r has an empty fetcharg or one with spaces" % raw)
-        args.append("%s=%s" % (name, value))
+        if not _IDENT.fullmatch(name):
+            raise ProbeError("%s=%r has an invalid name %r" % (option, raw, name))
+        if not value:
+            raise ProbeError("%s=%r has an empty fetcharg" % (option, raw))
+        args.append(text)
     names = [arg.split("=", 1)[0] for arg in args]
     if len(set(names)) != len(names):
         raise ProbeError("fetchargs: argument names must be unique, got %s" % ", ".join(names))
@@ -143,11 +197,13 @@ def _kallsyms_has(symbol: str, path: str = "/proc/kallsyms") -> bool:
 
 
 def kprobe_target(tracing: TracingDir, kind: str, target: str, kallsyms: str = "/proc/kallsyms") -> str:
-    match = _KSYM.match(target.strip())
+    probe_field("target", target)
+    location, plus, offset_text = target.partition("+")
+    match = _KSYM.fullmatch(location)
     if not match:
         raise ProbeError("target=%r is not SYMBOL[+OFFSET] or MODULE:SYMBOL[+OFFSET]" % target)
     symbol = match.group("symbol")
-    offset = int(match.group("offset"), 0) if match.group("offset") else 0
+    offset = parse_offset("target", target, offset_text) if plus else 0
     if kind == "r" and offset:
         raise ProbeError(
             "target=%r: a kretprobe can only be placed at a function's entry (offset 0), not at +%d" % (target, offset)
@@ -171,49 +227,71 @@ def uprobe_target(target: str) -> str:
         raise ProbeError("target=%r: a uprobe target is PATH:SYMBOL or PATH:0xOFFSET" % target)
     if not os.path.isabs(path):
         raise ProbeError("target=%r: the path %r must be absolute" % (target, path))
+    probe_field("target", target)
+    # What reaches the kernel is the resolved path: a clean link name must not carry a
+    # hostile file name into the probe line.
+    real = os.path.realpath(path)
+    problem = unfit_character(real)
+    if problem is not None:
+        raise ProbeError("target=%r: the path resolves to %r, where %s" % (target, real, problem))
     try:
-        elf = ElfFile(path)
-        if _UOFFSET.match(location):
-            offset = int(location, 0)
-        else:
-            match = _USYM.match(location)
-            if not match:
-                raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (target, location))
-            offset = elf.symbol_offset(match.group("symbol"))
-            if match.group("offset"):
-                offset += int(match.group("offset"), 0)
-        elf.check_offset(offset)
+        with ElfFile(real) as elf:
+            if _OFFSET.fullmatch(location) or location[:1].isdigit():
+                offset = parse_offset("target", target, location)
+            else:
+                symbol, plus, offset_text = location.partition("+")
+                if not _USYM.fullmatch(symbol):
+                    raise ProbeError("target=%r: %r is neither a symbol nor an offset" % (target, location))
+                extra = parse_offset("target", target, offset_text) if plus else 0
+                offset = elf.symbol_offset(symbol) + extra
+            elf.check_offset(offset)
     except ElfError as exc:
         raise ProbeError("target=%r: %s" % (target, exc)) from None
-    return "%s:0x%x" % (os.path.realpath(path), offset)
+    return "%s:0x%x" % (real, offset)
 
 
 def build(
     tracing: TracingDir, probe_type: str, group: str, name: str, target: str | None, fetchargs: list[str] | None
 ) -> Definition:
-    """Validate everything we can before the kernel sees it."""
+    """Validate everything we can before the kernel sees it, and prove the line we
+    would write is the definition asked for."""
     if probe_type not in TYPES:
         raise ProbeError("type=%r: use one of %s" % (probe_type, ", ".join(TYPES)))
     validate_identifier("group", group)
     validate_identifier("name", name)
-    if not target or not str(target).strip():
+    if target is None or not str(target).strip():
         raise ProbeError("target is empty: give a kernel symbol (kprobes) or PATH:SYMBOL (uprobes)")
+    target = str(target)
     kind = "r" if probe_type.endswith("retprobe") else "p"
     args = _fetchargs(fetchargs)
     if probe_type in ("uprobe", "uretprobe"):
-        normal_target = uprobe_target(str(target).strip())
+        normal_target = uprobe_target(target)
     else:
-        normal_target = kprobe_target(tracing, kind, str(target).strip())
+        normal_target = kprobe_target(tracing, kind, target)
     if kind == "p" and any("$retval" in arg for arg in args):
         raise ProbeError(
             "fetchargs: $retval is only available to %s" % ("uretprobes" if probe_type == "uprobe" else "kretprobes")
         )
-    return Definition(kind, group, name, normal_target, args)
+    definition = Definition(kind, group, name, normal_target, args)
+    definition.checked_line()
+    return definition
 
 
 def removal_line(group: str, event: str) -> str:
     """What removes the probe GROUP/EVENT (and nothing else) from dynamic_events."""
+    validate_identifier("group", group)
+    validate_identifier("name", event)
     return "-:%s/%s" % (group, event)
+
+
+class ProbeWriteError(TracefleetError):
+    """A change to a probe the kernel refused, and where that left the probe: `state`
+    says, from the kernel's own read-back, what is defined and enabled now."""
+
+    def __init__(self, failure: ControlError, state: str) -> None:
+        super().__init__("%s; %s" % (failure, state))
+        self.failure = failure
+        self.state = state
 
 
 class ProbeSet:
@@ -226,7 +304,7 @@ class ProbeSet:
     def definitions(self) -> dict[tuple[str, str], tuple[Definition, str]]:
         """(group, event) -> (parsed definition, the kernel's line)."""
         found = {}
-        for line in (self.top.read("dynamic_events") or "").splitlines():
+        for line in (self.top.read("dynamic_events") or "").split("\n"):
             definition = parse_line(line)
             if definition is not None:
                 found[(definition.group, definition.event)] = (definition, line.strip())
@@ -254,40 +332,92 @@ class ProbeSet:
         self._set_enabled(enabled, group, event, "0")
         self.top.write("dynamic_events", removal_line(group, event))
 
+    def _put_back(self, old: Definition, enabled: list[str | None]) -> str:
+        """After a refused change: define `old` again if it is gone and enable it where
+        it was enabled. Returns what the kernel shows now, in words."""
+        group, event = old.group, old.event
+        problems = []
+        if self.get(group, event) is None:
+            try:
+                self.top.write("dynamic_events", old.checked_line())
+            except (ControlError, ProbeError) as exc:
+                problems.append("defining it again failed: %s" % exc)
+        if self.get(group, event) is not None:
+            for instance in enabled:
+                if instance not in self.enabled_in(group, event):
+                    try:
+                        self._set_enabled([instance], group, event, "1")
+                    except ControlError as exc:
+                        problems.append("enabling it again failed: %s" % exc)
+        current = self.get(group, event)
+        now_enabled = self.enabled_in(group, event) if current else []
+        if current is None:
+            return "the previous definition (%s) could not be put back: %s/%s is not defined now (%s)" % (
+                old.line(),
+                group,
+                event,
+                "; ".join(problems),
+            )
+        if current[0].key() != old.key() or set(now_enabled) != set(enabled):
+            return "%s/%s now reads %r, enabled in %s (it was %r, enabled in %s)%s" % (
+                group,
+                event,
+                current[1],
+                ", ".join(_names(now_enabled)) or "no instance",
+                old.line(),
+                ", ".join(_names(enabled)) or "no instance",
+                ": " + "; ".join(problems) if problems else "",
+            )
+        return "dynamic_events keeps the previous definition%s" % (
+            ", enabled again in " + ", ".join(_names(enabled)) if enabled else ""
+        )
+
     def define(
         self, ledger: Ledger, session: str, wanted: Definition, existing: tuple[Definition, str] | None, enabled: list
     ) -> None:
         """Define `wanted`; when a probe of that name exists, swap it and keep it enabled
-        where it was. If the kernel rejects the new definition, the old one is put back
-        (and a new probe leaves no ledger entry)."""
+        where it was. If the kernel refuses, the old definition is put back, and the
+        ledger claims the probe only if what is defined now is tracefleet's: a probe
+        someone else defined stays theirs (ProbeWriteError says what the kernel shows)."""
         group, event = wanted.group, wanted.event
+        line = wanted.checked_line()
+        owned_before = ledger.owns(kind="probe", group=group, event=event)
         ledger.record(session, kind="probe", group=group, event=event)
         if existing is None:
             try:
-                self.top.write("dynamic_events", wanted.line())
-            except ControlError:
+                self.top.write("dynamic_events", line)
+            except ControlError as exc:
                 ledger.forget_if_present(kind="probe", group=group, event=event)
-                raise
+                raise ProbeWriteError(exc, "dynamic_events was not changed") from None
             return
-        self._undefine(group, event, enabled)
         try:
-            self.top.write("dynamic_events", wanted.line())
-        except ControlError:
-            self.top.write("dynamic_events", existing[0].line())
-            self._set_enabled(enabled, group, event, "1")
-            raise
+            self._undefine(group, event, enabled)
+            self.top.write("dynamic_events", line)
+        except ControlError as exc:
+            state = self._put_back(existing[0], enabled)
+            if not owned_before or self.get(group, event) is None:
+                # The probe there now (if any) is the one that was there: not ours.
+                ledger.forget_if_present(kind="probe", group=group, event=event)
+            raise ProbeWriteError(exc, state) from None
         self._set_enabled(enabled, group, event, "1")
 
     def remove(self, ledger: Ledger, group: str, event: str, enabled: list[str | None]) -> None:
-        """Remove the probe (disabled first where it is enabled) and its ledger entry."""
-        self._undefine(group, event, enabled)
+        """Remove the probe (disabled first where it is enabled) and its ledger entry.
+        If the kernel refuses, the probe is enabled again where it was."""
+        existing = self.get(group, event)
+        try:
+            self._undefine(group, event, enabled)
+        except ControlError as exc:
+            if existing is None:
+                raise ProbeWriteError(exc, "%s/%s was not defined" % (group, event)) from None
+            raise ProbeWriteError(exc, self._put_back(existing[0], enabled)) from None
         ledger.forget_if_present(kind="probe", group=group, event=event)
 
 
 def _undo(top: TracingDir, ledger: Ledger, entry: dict) -> str | None:
-    if entry["event"] not in (top.read("dynamic_events") or ""):
-        return "probe %s/%s was already gone" % (entry["group"], entry["event"])
     probes = ProbeSet(top)
+    if probes.get(entry["group"], entry["event"]) is None:
+        return "probe %s/%s was already gone" % (entry["group"], entry["event"])
     probes.remove(ledger, entry["group"], entry["event"], probes.enabled_in(entry["group"], entry["event"]))
     return None
 
@@ -302,6 +432,7 @@ def _names(enabled: list[str | None]) -> list[str]:
 def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
     """The trace_probe task: the probe GROUP/NAME defined as asked, or absent."""
     group, name, force = params["group"], params["name"], params["force"]
+    refuse_control_characters(params)
     try:
         validate_identifier("group", group)
         validate_identifier("name", name)
@@ -350,12 +481,8 @@ def ensure(params: dict, check_mode: bool, diff: bool) -> dict:
                 if not check_mode:
                     probes.remove(ledger, group, name, enabled)
                 owned, enabled = False, []
-    except ControlError as exc:
-        raise TaskError(
-            "%s/%s: %s; dynamic_events %s"
-            % (group, name, exc, "was not changed" if existing is None else "keeps the previous definition"),
-            error_log=exc.error_log,
-        ) from None
+    except ProbeWriteError as exc:
+        raise TaskError("%s/%s: %s" % (group, name, exc), error_log=exc.failure.error_log) from None
 
     if check_mode:
         after_line = (

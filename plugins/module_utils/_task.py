@@ -11,6 +11,9 @@
 - `require_owner`: the one ownership/force rule.
 - `apply_with_rollback`: the one way a task writes a planned change: ledger checkpoint,
   transaction, and on a refusal by the kernel everything put back.
+- `refuse_control_characters`: no option value of a task holds a newline, NUL, ESC or
+  another control character (each would be a second command, or a forged line, in a
+  kernel file, the ledger or a report).
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -18,9 +21,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError, Transaction
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
+    ControlError,
+    Transaction,
+    control_character,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import LEDGER_PATH_ARG, Ledger
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import LEDGER_PATH_ARG, Ledger, LedgerError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
@@ -49,6 +56,31 @@ def failure(exc: TracefleetError) -> dict:
     result = dict(exc.result) if isinstance(exc, TaskError) else {}
     result["msg"] = str(exc)
     return result
+
+
+def refuse_control_characters(params: dict) -> None:
+    """Fail, naming the option and the value, when any string in the task's options
+    (nested lists and dicts included) holds a control character. Checked before the
+    first change, so nothing on the host is touched."""
+
+    def walk(option: str, value: Any) -> None:
+        if isinstance(value, str):
+            problem = control_character(value)
+            if problem is not None:
+                raise TaskError("%s=%r: %s; nothing was changed" % (option, value, problem))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = (
+                    "%s.%s" % (option, key) if isinstance(key, str) and key.isidentifier() else "%s[%r]" % (option, key)
+                )
+                walk(name, key)
+                walk(name, item)
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk("%s[%d]" % (option, index), item)
+
+    for name, value in params.items():
+        walk(name, value)
 
 
 def open_tracefs(tracefs_path: str | None) -> TracingDir:
@@ -97,15 +129,23 @@ def apply_with_rollback(
     """Run `apply` with a transaction on `tracing`'s tracefs. When it raises one of
     `errors` (the kernel refused a write), the writes already made are undone newest
     first, the ledger goes back to where it was, and a TaskError says what failed
-    (`explain` gives that text and the result fields) and what could not be put back."""
+    (`explain` gives that text and the result fields) and what could not be put back.
+    A ledger that cannot be written (a full disk) is handled the same way: the writes
+    its records describe are not left on the host unrecorded."""
     transaction = Transaction(tracing.control, dry_run=dry_run)
     checkpoint = ledger.checkpoint()
     try:
         apply(transaction)
-    except errors as exc:
+    except errors + (LedgerError,) as exc:
         problems = transaction.rollback()
-        ledger.restore(checkpoint)
-        what, result = explain(exc, transaction)
+        try:
+            ledger.restore(checkpoint)
+        except LedgerError as ledger_failure:
+            problems.append(str(ledger_failure))
+        if isinstance(exc, LedgerError):
+            what, result = str(exc), {"changes": transaction.done}
+        else:
+            what, result = explain(exc, transaction)
         msg = "%s; the changes this task had made were put back" % what
         if problems:
             msg += ", except: " + "; ".join(problems)

@@ -34,6 +34,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import (
     TaskError,
     TracingUnavailable,
     open_tracefs,
+    refuse_control_characters,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
@@ -99,16 +100,34 @@ def teardown(
     return undone, notes, failures
 
 
+DEFAULT_SESSION = "default"
+
+
+def chosen_session(params: dict) -> str | None:
+    """The session a teardown undoes: the one given, else `default` (the session every
+    other module records under when none is given), and None (every session) only
+    when asked for by name with all_sessions, so a teardown never undoes a
+    concurrent play's changes by omission."""
+    session, every = params.get("session"), params.get("all_sessions")
+    if every and session is not None:
+        raise TaskError(
+            "session=%r and all_sessions=true are mutually exclusive: give one session, or all of them" % session
+        )
+    return None if every else (session if session is not None else DEFAULT_SESSION)
+
+
 def run(params: dict, check_mode: bool) -> dict:
-    """The teardown task: undo the session's entries (all sessions when None)."""
+    """The teardown task: undo the chosen session's entries (see `chosen_session`)."""
+    refuse_control_characters(params)
+    session = chosen_session(params)
     with Ledger(params["ledger_path"], dry_run=check_mode) as ledger:
         top = None
-        if any(needs_tracefs(entry) for entry in ledger.session_entries(params["session"])):
+        if any(needs_tracefs(entry) for entry in ledger.session_entries(session)):
             try:
                 top = open_tracefs(params["tracefs_path"])
             except TracingUnavailable as exc:
                 raise TaskError("cannot undo the tracing changes: %s" % exc, remaining=len(ledger.entries)) from None
-        undone, notes, failures = teardown(top, ledger, params["session"], params["keep_mounts"], check_mode)
+        undone, notes, failures = teardown(top, ledger, session, params["keep_mounts"], check_mode)
         remaining = len(ledger.entries)
     result = dict(changed=bool(undone), undone=undone, notes=notes, remaining=remaining)
     if failures:

@@ -33,8 +33,18 @@ attributes:
     support: full
 options:
   session:
-    description: Undo only this session's entries. All sessions when omitted.
+    description:
+      - Undo only this session's entries.
+      - When omitted, the session V(default), the one the other modules record under when
+        they are given no O(session). Entries of other sessions (concurrent plays, other
+        users) are left alone; undoing every session takes O(all_sessions=true).
     type: str
+  all_sessions:
+    description:
+      - Undo the entries of every session in the ledger, including those of plays that
+        may still be running. Mutually exclusive with O(session).
+    type: bool
+    default: false
   keep_mounts:
     description: Leave mounts tracefleet made (for example by M(tracefleet.ftrace.tracefs)) in place.
     type: bool
@@ -55,8 +65,9 @@ EXAMPLES = r"""
   tracefleet.ftrace.teardown:
     session: incident-4711
 
-- name: Undo everything tracefleet did on the host, but keep tracefs mounted
+- name: Undo everything tracefleet did on the host, every session, but keep tracefs mounted
   tracefleet.ftrace.teardown:
+    all_sessions: true
     keep_mounts: true
 """
 
@@ -90,6 +101,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             session=dict(type="str"),
+            all_sessions=dict(type="bool", default=False),
             keep_mounts=dict(type="bool", default=False),
             ledger_path=LEDGER_PATH_ARG,
             tracefs_path=dict(type="path"),

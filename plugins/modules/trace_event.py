@@ -62,7 +62,18 @@ options:
   exclusive:
     description:
       - Make the enabled events of the instance exactly the ones listed with
-        V(state=enabled); every other enabled event is disabled.
+        V(state=enabled), as the kernel's own C(set_event) shows them; every other
+        enabled event is disabled.
+      - An event with a trigger stays active even when its C(enable) is off (it reads
+        C(0*) and stays in C(set_event), and a C(stacktrace) trigger keeps firing), so
+        every event that is not listed also loses its triggers. Each trigger removed is
+        recorded in the ledger, and M(tracefleet.ftrace.teardown) puts it back.
+      - Filters of the events that are not listed are left as they are (a filter
+        enables nothing).
+      - Listed entries are managed as they say, also with V(state=disabled); give such
+        an entry O(events[].triggers=[]) to remove its triggers too. A trigger of a
+        listed event that enables another event (C(enable_event)) keeps that event in
+        the kernel's soft mode.
     type: bool
     default: false
 seealso:

@@ -9,6 +9,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import 
     Control,
     ControlError,
     Transaction,
+    UnsafeValue,
 )
 
 
@@ -114,3 +115,46 @@ def test_dry_run_writes_nothing(tree):
     transaction.write("tracing_on", "0", undo_value="1")
     assert (tree / "tracing_on").read_text() == "1\n"
     assert transaction.done == ["tracing_on <- 0"] and transaction.undo == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["0\n1", "a\nb\n", "\n\n", "x\x00", "x\r", "\x1b[31m", "a\u2028b", "a\x85b", "x\x7f", "p:g/e sym\n-:other/x"],
+)
+def test_a_value_is_one_command(tree, value):
+    for name in ("tracing_on", "set_ftrace_filter"):
+        before = (tree / name).read_text()
+        with pytest.raises(UnsafeValue, match="refusing to write .* more than one command") as failure:
+            Control(str(tree)).write(name, value)
+        assert failure.value.errno == errno.EINVAL and isinstance(failure.value, ControlError)
+        assert (tree / name).read_text() == before
+
+
+def test_one_trailing_newline_and_tabs_are_fine(tree):
+    Control(str(tree)).write("tracing_on", "0\n")
+    Control(str(tree)).write("set_ftrace_filter", "b\tc")
+    assert (tree / "tracing_on").read_text() == "0\n"
+    assert (tree / "set_ftrace_filter").read_text() == "a\nb\tc\n"
+
+
+def test_pid_list_replacement_is_one_command_too(tree):
+    (tree / "set_event_pid").write_text("1\n")
+    with pytest.raises(UnsafeValue):
+        Control(str(tree)).replace_list("set_event_pid", "2\n3")
+    assert (tree / "set_event_pid").read_text() == "1\n"
+
+
+def test_a_failing_close_does_not_hide_the_write_error(tree, monkeypatch):
+    def failing_write(fd, data):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    def failing_close(fd):
+        real_close(fd)
+        raise OSError(errno.EIO, "close")
+
+    real_close = os.close
+    monkeypatch.setattr(os, "write", failing_write)
+    monkeypatch.setattr(os, "close", failing_close)
+    with pytest.raises(ControlError) as failure:
+        Control(str(tree)).write("tracing_on", "0")
+    assert failure.value.errno == errno.EINVAL

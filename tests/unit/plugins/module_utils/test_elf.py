@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import os
+import random
 import shutil
+import signal
+import socket
 import struct
 import subprocess
 
 import pytest
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _elf
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._elf import ElfError, ElfFile
 
 SOURCE = """
@@ -37,7 +42,7 @@ def test_pie_offset_maps_through_the_executable_segment(tmp_path):
     # address in the loaded image (address - vaddr + offset).
     with open(path, "rb") as handle:
         code = handle.read()[offset : offset + 8]
-    assert code == elf.data[offset : offset + 8] and len(code) == 8
+    assert code == elf.read_at(offset, 8) and len(code) == 8
 
 
 def test_non_pie_offset_is_not_the_address(tmp_path):
@@ -85,7 +90,7 @@ def test_offset_checks(tmp_path):
     elf = ElfFile(compile_program(tmp_path, ["-pie", "-fPIE"]))
     elf.check_offset(elf.symbol_offset("main"))
     with pytest.raises(ElfError, match="beyond the end"):
-        elf.check_offset(len(elf.data) + 16)
+        elf.check_offset(elf.size + 16)
     with pytest.raises(ElfError, match="not in executable code"):
         elf.check_offset(0)  # the ELF header: a read-only segment
 
@@ -110,3 +115,137 @@ def test_missing_and_directory(tmp_path):
         ElfFile(str(tmp_path / "nope"))
     with pytest.raises(ElfError, match="is a directory"):
         ElfFile(str(tmp_path))
+
+
+# -- hostile files: only regular files, only the tables needed, no lying header ------------
+
+
+@pytest.fixture
+def no_hang():
+    def timeout(*_args):
+        raise AssertionError("the ELF reader blocked")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_devices_are_refused_without_being_opened(monkeypatch):
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *args: opened.append(path) or real_open(path, *args))
+    with pytest.raises(ElfError, match="/dev/zero is a character device, not an ELF file"):
+        ElfFile("/dev/zero")
+    assert opened == []
+
+
+def test_a_fifo_is_refused_at_once(tmp_path, no_hang):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    with pytest.raises(ElfError, match="is a FIFO, not an ELF file"):
+        ElfFile(str(fifo))
+    link = tmp_path / "innocent"
+    link.symlink_to(fifo)
+    with pytest.raises(ElfError, match="innocent is a FIFO"):
+        ElfFile(str(link))
+
+
+def test_a_socket_is_refused(tmp_path):
+    path = str(tmp_path / "sock")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(path)
+        with pytest.raises(ElfError, match="is a socket"):
+            ElfFile(path)
+    finally:
+        server.close()
+
+
+def test_a_huge_file_is_not_read_whole(tmp_path, monkeypatch):
+    path = compile_program(tmp_path, ["-pie", "-fPIE"])
+    with open(path, "r+b") as handle:
+        handle.truncate(2 << 30)  # sparse: a 2 GiB "debug library"
+    read = []
+    real_pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, size, offset: read.append(size) or real_pread(fd, size, offset))
+    with ElfFile(path) as elf:
+        assert elf.size == 2 << 30
+        elf.check_offset(elf.symbol_offset("tracefleet_probe_target"))
+    assert sum(read) < 1 << 20
+
+
+def _patched(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    return data[:offset] + struct.pack(fmt, value) + data[offset + struct.calcsize(fmt) :]
+
+
+def test_truncated_files_are_clear_errors(tmp_path):
+    data = open(compile_program(tmp_path, ["-pie", "-fPIE"]), "rb").read()
+    target = tmp_path / "cut"
+    for size in (4, 16, 40, 63, 64, 100, 400, len(data) // 2, len(data) - 100):
+        target.write_bytes(data[:size])
+        try:
+            ElfFile(str(target)).symbol_offset("tracefleet_probe_target")
+        except ElfError as exc:
+            assert str(target) in str(exc)
+
+
+@pytest.mark.parametrize(
+    "offset, fmt, value, message",
+    [
+        (0x38, "<H", 0xFFFE, "program header table .* lies beyond the end"),  # e_phnum
+        (0x36, "<H", 8, "program header table entries are 8 bytes, less than the 56"),  # e_phentsize
+        (0x20, "<Q", 1 << 62, "program header table .* lies beyond the end"),  # e_phoff
+        (0x28, "<Q", 1 << 62, "section header table .* lies beyond the end"),  # e_shoff
+        (0x3A, "<H", 4, "section header table entries are 4 bytes"),  # e_shentsize
+        (0x3C, "<H", 0xFFFE, "section header table .* lies beyond the end"),  # e_shnum
+    ],
+)
+def test_lying_headers_are_clear_errors(tmp_path, offset, fmt, value, message):
+    data = open(compile_program(tmp_path, ["-pie", "-fPIE"]), "rb").read()
+    target = tmp_path / "liar"
+    target.write_bytes(_patched(data, offset, fmt, value))
+    with pytest.raises(ElfError, match=message):
+        ElfFile(str(target)).symbol_offset("tracefleet_probe_target")
+
+
+def test_lying_symbol_tables_are_clear_errors(tmp_path):
+    path = compile_program(tmp_path, ["-pie", "-fPIE"])
+    data = open(path, "rb").read()
+    with ElfFile(path) as elf:
+        sections = elf._read_sections()
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    index = next(i for i, section in enumerate(sections) if section.type == _elf.SHT_SYMTAB)
+    base = shoff + index * 64
+    target = tmp_path / "liar"
+    for field, value, message in (
+        (base + 0x20, 1 << 40, "its .symtab is .* more than the 256 MiB"),  # sh_size
+        (base + 0x18, 1 << 40, "lies beyond the end"),  # sh_offset
+        (base + 0x38, 3, "entries are 3 bytes"),  # sh_entsize
+    ):
+        target.write_bytes(_patched(data, field, "<Q", value))
+        with pytest.raises(ElfError, match=message):
+            ElfFile(str(target)).find_symbol("tracefleet_probe_target")
+    target.write_bytes(_patched(data, base + 0x28, "<I", 0xFFFF))  # sh_link
+    with pytest.raises(ElfError, match="the string table of its .symtab is missing"):
+        ElfFile(str(target)).find_symbol("tracefleet_probe_target")
+
+
+def test_random_damage_is_never_a_traceback(tmp_path):
+    data = bytearray(open(compile_program(tmp_path, ["-pie", "-fPIE"]), "rb").read())
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    regions = [(0, 64), (64, 64 + 56 * 13), (shoff, len(data))]
+    generator = random.Random(12)
+    target = tmp_path / "damaged"
+    for _ in range(300):
+        damaged = bytearray(data)
+        for _ in range(generator.randint(1, 6)):
+            start, end = generator.choice(regions)
+            damaged[generator.randrange(start, min(end, len(data)))] = generator.randrange(256)
+        target.write_bytes(bytes(damaged))
+        try:
+            with ElfFile(str(target)) as elf:
+                elf.check_offset(elf.symbol_offset("tracefleet_probe_target"))
+        except ElfError:
+            pass

@@ -71,6 +71,9 @@ def test_resolve(catalog, spec, expected):
         ("", "is not an event name"),
         ("header_page", "no such system"),
         ("a b", "is not an event name"),
+        ("sched/sched_switch\n", "is not an event name"),
+        ("sched\n", "is not an event name"),
+        (" sched", "is not an event name"),
     ],
 )
 def test_resolve_rejects(catalog, spec, message):
@@ -234,3 +237,56 @@ def test_rejected_filter_text_reads_as_no_filter(tree, catalog):
         "no_such_field == 1\n              ^\nparse_error: Field not found\n"
     )
     assert _events.read_state(catalog, "sched/sched_switch").filter is None
+
+
+def test_exclusive_also_removes_the_triggers_of_the_events_it_disables(tree, catalog, tmp_path):
+    # sched_process_exec was enabled with a stacktrace trigger, then disabled: the
+    # kernel keeps it in set_event (enable reads 0*) and the trigger fires on every exec.
+    exec_event = tree / "events/sched/sched_process_exec"
+    (exec_event / "enable").write_text("0*\n")
+    (exec_event / "trigger").write_text(TRIGGER_HELP + "stacktrace:unlimited\n")
+    (exec_event / "filter").write_text("common_pid != 1\n")
+    (tree / "events/sched/sched_wakeup/enable").write_text("1\n")
+    (tree / "events/sched/sched_wakeup/trigger").write_text(TRIGGER_HELP + "traceoff:count=3\n")
+    enabled_now = ["sched:sched_process_exec", "sched:sched_wakeup", "nosys:gone"]
+    changes, wanted, _before = _events.plan_events(catalog, [{"name": "sched/sched_switch"}], True, enabled_now)
+    assert [(c.kind, c.event, c.value) for c in changes] == [
+        ("trigger_remove", "sched/sched_process_exec", "!stacktrace"),
+        ("trigger_remove", "sched/sched_wakeup", "!traceoff"),
+        ("enable", "sched/sched_switch", "1"),
+        ("enable", "sched/sched_wakeup", "0"),
+    ]
+    assert wanted["sched/sched_process_exec"] == {"state": "disabled", "triggers": []}
+    with Ledger(str(tmp_path / "ledger.json")) as ledger:
+        _events.apply_events(changes, Transaction(catalog.tracing.control), ledger, "s", None, record=True)
+        recorded = sorted((e["kind"], e["event"], e.get("value") or e.get("original")) for e in ledger.entries)
+        assert recorded == [
+            ("event", "sched/sched_switch", "0"),
+            ("event", "sched/sched_wakeup", "1"),
+            ("trigger_remove", "sched/sched_process_exec", "stacktrace"),
+            ("trigger_remove", "sched/sched_wakeup", "traceoff:3"),
+        ]
+        assert (exec_event / "trigger").read_text().endswith("stacktrace:unlimited\n!stacktrace\n")
+        assert (exec_event / "filter").read_text() == "common_pid != 1\n"  # filters stay
+        # teardown puts the triggers back
+        from ansible_collections.tracefleet.ftrace.plugins.module_utils import _teardown
+
+        undone, _notes, failures = _teardown.teardown(catalog.tracing, ledger, "s", False, False)
+        assert failures == [] and len(undone) == 4
+    assert (exec_event / "trigger").read_text().endswith("!stacktrace\nstacktrace\n")
+    assert (tree / "events/sched/sched_wakeup/trigger").read_text().endswith("!traceoff\ntraceoff:3\n")
+    assert (tree / "events/sched/sched_wakeup/enable").read_text() == "1\n"
+
+
+def test_a_whole_system_is_recorded_with_one_ledger_save(tree, catalog, tmp_path, monkeypatch):
+    from ansible_collections.tracefleet.ftrace.plugins.module_utils import _ledger
+
+    saves = []
+    real = _ledger._atomicfile.replace
+    monkeypatch.setattr(_ledger._atomicfile, "replace", lambda *a, **k: saves.append(1) or real(*a, **k))
+    changes = _events.plan_events(catalog, [{"name": "*", "filter": "common_pid != 1"}], False, [])[0]
+    assert len(changes) == 10
+    with Ledger(str(tmp_path / "ledger.json")) as ledger:
+        _events.apply_events(changes, Transaction(catalog.tracing.control), ledger, "s", None, record=True)
+        assert len(ledger.entries) == 10
+    assert len(saves) == 1

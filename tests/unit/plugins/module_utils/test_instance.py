@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 
 import pytest
 
@@ -22,9 +23,11 @@ def test_valid_names(name):
     assert _instance.validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", ".hidden", "-x", "a/b", "x" * 65, "a b"])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", ".hidden", "-x", "a/b", "x" * 65, "a b", "demo\n", "demo\nx", "\ndemo"]
+)
 def test_invalid_names(name):
-    with pytest.raises(_instance.InstanceError, match="name=%r is not a valid instance name" % name):
+    with pytest.raises(_instance.InstanceError, match=re.escape("name=%r is not a valid instance name" % name)):
         _instance.validate_name(name, "name")
 
 
@@ -74,8 +77,27 @@ def test_busy_instance_is_explained(fake_host, ledger):
         raise ControlError(relative, "rmdir", errno.ENOENT, [])
 
     tracing.control.rmdir = gone
-    with pytest.raises(ControlError):
+    with pytest.raises(_instance.InstanceError, match="instance 'tf' could not be removed: .*Errno 2"):
         _instance.remove(tracing, ledger)
+
+
+def test_a_busy_instance_gets_its_events_back(fake_host, ledger):
+    fake_host.mount_tracefs()
+    tracing = fake_host.tracing_dir("tf")
+    (fake_host.tracing / "instances" / "tf").mkdir()
+    (fake_host.tracing / "instances" / "tf" / "set_event").write_text("sched:sched_switch\nirq:irq_handler_entry\n")
+    ledger.record("s", kind="instance", name="tf")
+    calls = []
+    tracing.control.write = lambda relative, value, append=None: calls.append(value)
+
+    def busy(relative):
+        raise ControlError(relative, "rmdir", errno.EBUSY, [])
+
+    tracing.control.rmdir = busy
+    with pytest.raises(_instance.InstanceError, match="is busy: .*; its events were enabled again"):
+        _instance.remove(tracing, ledger)
+    assert calls == ["!sched:sched_switch", "!irq:irq_handler_entry", "sched:sched_switch", "irq:irq_handler_entry"]
+    assert ledger.owns_instance("tf")
 
 
 def test_the_top_level_is_no_instance(fake_host, ledger):

@@ -117,6 +117,14 @@ def test_order_tracer_before_options_and_tracing_on_last(tree):
         ({"function_filter": ["zz*"]}, "matches no function"),
         ({"function_filter": ["a;b"]}, "is not a function name or glob"),
         ({"pids": ["abc"]}, "'abc' is not a process id"),
+        ({"pids": ["5\n"]}, "is not a process id"),
+        ({"pids": ["\u00b2"]}, "is not a process id"),
+        ({"pids": ["!5\n"]}, "is not a process id"),
+        ({"cpumask": "3\n"}, "not a hexadecimal CPU mask"),
+        ({"cpumask": "3\n1"}, "not a hexadecimal CPU mask"),
+        ({"function_filter": ["vfs_read\n"]}, "is not a function name or glob"),
+        ({"function_filter": ["!vfs_read\n"]}, "is not a function name or glob"),
+        ({"graph_functions": ["vfs_*\n"]}, "is not a function name or glob"),
     ],
 )
 def test_bad_input(tree, params, message):

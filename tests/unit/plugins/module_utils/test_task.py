@@ -114,3 +114,45 @@ def test_apply_with_rollback_dry_run_writes_nothing(host, tmp_path):
         )
     assert done.done == ["current_tracer <- function"]
     assert (host.tracing / "current_tracer").read_text() == "nop\n"
+
+
+@pytest.mark.parametrize(
+    "params, option",
+    [
+        ({"name": "demo\n"}, "name='demo\\n'"),
+        ({"session": "s\x1b[2J"}, "session="),
+        ({"events": [{"name": "sched", "filter": "a == 1\nb"}]}, "events[0].filter="),
+        ({"options": {"sym-offset\n": True}}, "options['sym-offset\\n']="),
+        ({"events": [{"name\n": "x"}]}, "events[0]['name\\n']="),
+        ({"fetchargs": ["ok", "x=%di\x00"]}, "fetchargs[1]="),
+        ({"ledger_path": "/tmp/x\n"}, "ledger_path="),
+    ],
+)
+def test_control_characters_in_any_option_are_refused(params, option):
+    with pytest.raises(_task.TaskError) as failure:
+        _task.refuse_control_characters(dict(params, other="fine\twith a tab", number=3, none=None))
+    assert str(failure.value).startswith(option) and str(failure.value).endswith("nothing was changed")
+
+
+def test_a_ledger_that_cannot_be_written_rolls_the_task_back(tmp_path, fake_host, monkeypatch):
+    fake_host.mount_tracefs({"error_log": "", "tracing_on": "1\n", "current_tracer": "nop\n"})
+    tracing = fake_host.tracing_dir()
+    from ansible_collections.tracefleet.ftrace.plugins.module_utils import _ledger
+
+    with Ledger(str(tmp_path / "ledger.json")) as ledger:
+
+        def apply(transaction):
+            ledger.record("s", kind="knob", instance=None, file="tracing_on", original="1")
+            transaction.write("tracing_on", "0", "1")
+            monkeypatch.setattr(_ledger._atomicfile, "replace", fail)
+            ledger.record("s", kind="knob", instance=None, file="current_tracer", original="nop")
+            transaction.write("current_tracer", "function", "nop")
+
+        def fail(*_args, **_kwargs):
+            raise OSError(28, "No space left on device")
+
+        with pytest.raises(_task.TaskError) as failure:
+            _task.apply_with_rollback(tracing, ledger, False, apply, lambda exc, t: ("never", {}))
+    assert "cannot write the ledger" in str(failure.value) and "No space left on device" in str(failure.value)
+    assert (fake_host.tracing / "tracing_on").read_text() == "1\n"
+    assert (fake_host.tracing / "current_tracer").read_text() == "nop\n"

@@ -158,7 +158,7 @@ def test_mount_undo(tree, ledger, monkeypatch):
 
 
 def test_run_needs_tracefs_only_for_tracing_entries(tmp_path, fake_host):
-    params = {"ledger_path": str(tmp_path / "ledger.json"), "session": None, "keep_mounts": True}
+    params = {"ledger_path": str(tmp_path / "ledger.json"), "session": None, "all_sessions": True, "keep_mounts": True}
     params["tracefs_path"] = str(tmp_path / "nowhere")
     with Ledger(params["ledger_path"]) as ledger:
         ledger.record("s", kind="mount", path="/sys/kernel/tracing", fstype="tracefs")
@@ -173,3 +173,14 @@ def test_run_needs_tracefs_only_for_tracing_entries(tmp_path, fake_host):
     with pytest.raises(TaskError, match="could not undo 1 change") as failed:
         _teardown.run(params, False)
     assert failed.value.result["remaining"] == 2 and failed.value.result["changed"] is False
+
+
+def test_a_probe_is_found_by_its_exact_name_not_a_prefix(tree, ledger):
+    # tracefleet/open is gone; tracefleet/open_ret and other/open are not it.
+    (tree / "dynamic_events").write_text("r10:tracefleet/open_ret do_sys_openat2 ret=$retval\np:other/open vfs_read\n")
+    ledger.record("s", kind="probe", group="tracefleet", event="open")
+    undone, notes, failures = _teardown.teardown(TracingDir(str(tree)), ledger, "s", False, False)
+    assert undone == [] and failures == [] and notes == ["probe tracefleet/open was already gone"]
+    assert (tree / "dynamic_events").read_text() == (
+        "r10:tracefleet/open_ret do_sys_openat2 ret=$retval\np:other/open vfs_read\n"
+    )

@@ -170,6 +170,35 @@ def test_teardown_without_tracefs(run, tmp_path):
             },
             handle,
         )
-    result = run(teardown, {"tracefs_path": str(tmp_path / "nowhere")})
+    result = run(teardown, {"tracefs_path": str(tmp_path / "nowhere"), "all_sessions": True})
     assert result["failed"] and result["remaining"] == 1
     assert result["msg"].startswith("cannot undo the tracing changes: tracefs_path=")
+
+
+def _ledger_with_sessions(tmp_path, sessions):
+    entries = [
+        {"kind": "knob", "instance": None, "file": "tracing_on", "original": "1", "session": name, "time": 0}
+        for name in sessions
+    ]
+    entries[-1]["file"] = "current_tracer"
+    entries[-1]["original"] = "nop"
+    with open(tmp_path / "ledger.json", "w") as handle:
+        json.dump({"format": 1, "entries": entries}, handle)
+
+
+def test_teardown_without_a_session_leaves_concurrent_sessions_alone(run, tree, tmp_path):
+    _ledger_with_sessions(tmp_path, ["other-play", "default"])
+    (tree / "tracing_on").write_text("0\n")
+    (tree / "current_tracer").write_text("function\n")
+    result = run(teardown, {})
+    assert result["undone"] == ["restore current_tracer of top level to 'nop'"] and result["remaining"] == 1
+    assert (tree / "tracing_on").read_text() == "0\n"
+    everything = run(teardown, {"all_sessions": True})
+    assert everything["undone"] == ["restore tracing_on of top level to '1'"] and everything["remaining"] == 0
+
+
+def test_teardown_session_and_all_sessions_exclude_each_other(run, tree, tmp_path):
+    _ledger_with_sessions(tmp_path, ["a"])
+    result = run(teardown, {"session": "a", "all_sessions": True})
+    assert result["failed"] and "mutually exclusive" in result["msg"]
+    assert (tree / "current_tracer").read_text() == "nop\n"

@@ -6,7 +6,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _probes
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _probes, _teardown
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import (
     Control,
     ControlError,
@@ -18,7 +18,10 @@ from ansible_collections.tracefleet.ftrace.plugins.modules import trace_probe
 
 class FakeKernel(Control):
     """A tracefs tree whose dynamic_events behaves like the kernel's: definitions
-    are added and removed, and a definition containing 'REJECT' is refused."""
+    are added and removed, and a definition containing 'REJECT' (or any of `refuse`)
+    is refused."""
+
+    refuse = ("REJECT",)
 
     def write(self, relative, value, append=None):
         if relative != "dynamic_events":
@@ -27,7 +30,7 @@ class FakeKernel(Control):
         lines = [line for line in open(path).read().splitlines() if line]
         if value.startswith("-:"):
             lines = [line for line in lines if not line.split()[0].endswith(":" + value[2:])]
-        elif "REJECT" in value:
+        elif any(word in value for word in self.refuse):
             raise ControlError(path, value, errno.EINVAL, ["  Command: " + value, "  ^"])
         else:
             lines.append(value.replace("r:", "r10:", 1))
@@ -95,6 +98,51 @@ def test_rejected_replacement_puts_the_old_probe_back(run, tree):
     assert enable_file.read_text() == "1\n"
 
 
+def ledger_entries(tmp_path):
+    with Ledger(str(tmp_path / "ledger.json")) as ledger:
+        return [(entry["kind"], entry.get("group"), entry.get("event")) for entry in ledger.entries]
+
+
+def test_rejected_replacement_of_our_probe_keeps_our_claim(run, tree, tmp_path):
+    run({"target": "do_sys_openat2"})
+    result = run({"target": "vfs_read", "fetchargs": ["x=REJECT"]})
+    assert result["failed"] and "dynamic_events keeps the previous definition" in result["msg"]
+    assert ledger_entries(tmp_path) == [("probe", "tracefleet", "open")]
+
+
+def test_rejected_forced_replacement_of_a_foreign_probe_leaves_it_theirs(run, tree, tmp_path):
+    (tree / "dynamic_events").write_text("p:tracefleet/open vfs_read\n")
+    enable_file = enable(tree, "admin")
+    result = run({"target": "do_sys_openat2", "fetchargs": ["x=REJECT"], "force": True})
+    assert result["failed"]
+    assert "dynamic_events keeps the previous definition, enabled again in admin" in result["msg"]
+    assert (tree / "dynamic_events").read_text() == "p:tracefleet/open vfs_read\n"
+    assert enable_file.read_text() == "1\n"
+    assert ledger_entries(tmp_path) == []
+    # so a later teardown of every session leaves the admin's probe alone
+    with Ledger(str(tmp_path / "ledger.json")) as ledger:
+        assert _teardown.teardown(TracingDir(str(tree)), ledger, None, False, False) == ([], [], [])
+    assert (tree / "dynamic_events").read_text() == "p:tracefleet/open vfs_read\n"
+
+
+@pytest.mark.parametrize("owned", [False, True])
+def test_when_the_old_definition_cannot_be_put_back_the_message_and_ledger_say_so(
+    run, tree, tmp_path, monkeypatch, owned
+):
+    if owned:
+        run({"target": "vfs_read"})
+    else:
+        (tree / "dynamic_events").write_text("p:tracefleet/open vfs_read\n")
+    monkeypatch.setattr(FakeKernel, "refuse", ("REJECT", "vfs_read"))
+    result = run({"target": "do_sys_openat2", "fetchargs": ["x=REJECT"], "force": True})
+    assert result["failed"]
+    assert "keeps the previous definition" not in result["msg"]
+    assert "the previous definition (p:tracefleet/open vfs_read) could not be put back" in result["msg"]
+    assert "tracefleet/open is not defined now" in result["msg"]
+    assert (tree / "dynamic_events").read_text() == ""
+    assert ledger_entries(tmp_path) == []
+
+
 def test_rejected_new_probe_leaves_no_ledger_entry(run, tree, tmp_path):
     result = run({"target": "do_sys_openat2", "fetchargs": ["x=REJECT"]})
     assert result["failed"] and "was not changed" in result["msg"]
@@ -139,3 +187,18 @@ def test_bad_definition_message(run, tree):
 def test_parse_line_roundtrip():
     line = "p:tracefleet/open do_sys_openat2 filename=+0($arg2):string"
     assert _probes.parse_line(line).line() == line
+
+
+def test_a_newline_in_any_option_changes_nothing(run, tree, tmp_path):
+    for args in (
+        {"name": "open\n", "target": "do_sys_openat2"},
+        {"group": "g\n", "target": "do_sys_openat2"},
+        {"target": "do_sys_openat2\n-:other/x"},
+        {"target": "do_sys_openat2", "fetchargs": ["x=%di\n-:other/x"]},
+        {"target": "do_sys_openat2", "session": "s\n"},
+    ):
+        result = run(args)
+        assert result["failed"] and "nothing was changed" in result["msg"], args
+        assert "\\n" in result["msg"]
+    assert (tree / "dynamic_events").read_text() == ""
+    assert not (tmp_path / "ledger.json").exists()
