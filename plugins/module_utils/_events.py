@@ -107,7 +107,7 @@ class EventCatalog:
         return found
 
     def __contains__(self, event: str) -> bool:
-        system, _, name = event.partition("/")
+        system, _slash, name = event.partition("/")
         return name in self.systems.get(system, ())
 
     def file(self, event: str, name: str) -> str:

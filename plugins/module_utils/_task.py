@@ -136,7 +136,7 @@ def apply_with_rollback(
     checkpoint = ledger.checkpoint()
     try:
         apply(transaction)
-    except errors + (LedgerError,) as exc:
+    except (*errors, LedgerError) as exc:
         problems = transaction.rollback()
         try:
             ledger.restore(checkpoint)

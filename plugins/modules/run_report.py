@@ -31,7 +31,7 @@ description:
   - The page has inline CSS and inline SVG, no script, no fonts or images to fetch, and a
     content security policy that loads nothing. Host names and everything else from the
     manifest are escaped, and a file is only linked when its path stays inside O(run_dir).
-  - The manifest is checked field by field as host data: a value of the wrong type, out of
+  - The manifest is checked field by field as host data; a value of the wrong type, out of
     range (a 1e300 or NaN float) or not valid Unicode is left out of the page and named under
     its problems, never a traceback.
   - The file is written with mode 0600 (whatever the umask) to a temporary file and renamed

@@ -238,9 +238,9 @@ def test_random_damage_is_never_a_traceback(tmp_path):
     regions = [(0, 64), (64, 64 + 56 * 13), (shoff, len(data))]
     generator = random.Random(12)
     target = tmp_path / "damaged"
-    for _ in range(300):
+    for _attempt in range(300):
         damaged = bytearray(data)
-        for _ in range(generator.randint(1, 6)):
+        for _byte in range(generator.randint(1, 6)):
             start, end = generator.choice(regions)
             damaged[generator.randrange(start, min(end, len(data)))] = generator.randrange(256)
         target.write_bytes(bytes(damaged))

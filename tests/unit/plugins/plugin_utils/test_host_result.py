@@ -43,8 +43,9 @@ def test_values_come_back_as_plain_types():
     class Tagged(str):
         pass
 
-    assert type(hr.check(hr.Str(), Tagged("x"))) is str
-    assert hr.check(hr.Float(), 3) == 3.0 and type(hr.check(hr.Float(), 3)) is float
+    assert type(hr.check(hr.Str(), Tagged("x"))) is str  # pylint: disable=unidiomatic-typecheck
+    assert hr.check(hr.Float(), 3) == 3.0
+    assert type(hr.check(hr.Float(), 3)) is float  # pylint: disable=unidiomatic-typecheck
     assert hr.check(hr.Str(text=True), "a\udcffb") == "a\\udcffb"
     assert hr.check(hr.Record({"a": hr.Int()}, drop=("invocation",)), {"a": 1, "invocation": {}}) == {"a": 1}
 

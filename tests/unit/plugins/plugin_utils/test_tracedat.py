@@ -345,7 +345,7 @@ def test_damaged_trace_dat_gives_a_clear_error(tmp_path, tracedat, seed):
         data = bytearray(good)
         how = attempt % 3
         if how == 0:  # flip bytes
-            for _ in range(rng.randint(1, 8)):
+            for _byte in range(rng.randint(1, 8)):
                 data[rng.randrange(len(data))] = rng.randrange(256)
         elif how == 1:  # cut
             del data[rng.randrange(len(data)) :]
