@@ -134,9 +134,10 @@ def apply_with_rollback(
     its records describe are not left on the host unrecorded."""
     transaction = Transaction(tracing.control, dry_run=dry_run)
     checkpoint = ledger.checkpoint()
+    caught: tuple[type[Exception], ...] = (*errors, LedgerError)
     try:
         apply(transaction)
-    except (*errors, LedgerError) as exc:
+    except caught as exc:
         problems = transaction.rollback()
         try:
             ledger.restore(checkpoint)
