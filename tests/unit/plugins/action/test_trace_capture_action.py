@@ -86,6 +86,7 @@ def make_action(remote, fetch_works=True, module=None):
 
     connection.fetch_file.side_effect = fetch_file
     action = plugin.ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
+    action._load_name = "tracefleet.ftrace.trace_capture"  # set by the plugin loader in a real run (2.17 reads it)
     action._make_tmp_path = MagicMock(return_value=str(remote.parent))
     action._remove_tmp_path = MagicMock()
     action._execute_module = MagicMock(return_value=module or module_result(remote))
