@@ -74,3 +74,15 @@ def test_lenient_sanitize_leaves_out_what_is_bad():
 )
 def test_show_is_short(value, shown):
     assert hr.show(value) == shown
+
+
+def test_equal_compares_by_the_plain_type_of_what_was_asked():
+    class TaggedStr(str):  # what ansible-core makes of a templated option
+        pass
+
+    assert hr.check(hr.Equal(TaggedStr("tf-capture")), "tf-capture") == "tf-capture"
+    for lie in ("tf-other", b"tf-capture", 1):
+        with pytest.raises(hr.HostResultError, match="expected 'tf-capture'"):
+            hr.check(hr.Equal(TaggedStr("tf-capture")), lie)
+    with pytest.raises(hr.HostResultError, match="expected 1"):
+        hr.check(hr.Equal(1), True)
