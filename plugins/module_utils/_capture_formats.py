@@ -35,6 +35,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import abc
 import os
 import resource
 from typing import Callable
@@ -183,7 +184,7 @@ def _read_bytes(path: str) -> bytes:
         return b""
 
 
-class CaptureFormat:
+class CaptureFormat(abc.ABC):
     """The steps every format has; a format overrides those it needs.
 
     `slots` are the buffer's CPUs (0..n-1), `captured` those read (the others are
@@ -244,10 +245,10 @@ class CaptureFormat:
     def close_reader(self) -> None:
         """tracing_on is back as it was: release the buffer's files."""
 
+    @abc.abstractmethod
     def pack(self, cpu_stats: list, packed: str) -> tuple[int, float]:
         """Write the file to fetch at `packed`, from the stats of every slot; returns
         (bytes it unpacks to, compressor CPU seconds)."""
-        raise NotImplementedError
 
     def abort(self) -> None:
         """On the way out, whatever happened: stop what is still running."""

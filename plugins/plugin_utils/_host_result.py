@@ -25,6 +25,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import abc
 import math
 import re
 from typing import Any
@@ -76,7 +77,7 @@ def _kind(value) -> str:
     return "null" if value is None else type(value).__name__
 
 
-class Spec:
+class Spec(abc.ABC):
     """One value's rules. `check` returns the value as plain Python types."""
 
     def __init__(self, nullable: bool = False) -> None:
@@ -89,8 +90,9 @@ class Spec:
             raise HostResultError(where, value, "a value is required")
         return self._check(value, where, problems)
 
-    def _check(self, value, where: str, problems: list | None):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _check(self, value, where: str, problems: list | None):
+        """The value checked (and normalised) by this kind of spec."""
 
 
 class Str(Spec):
