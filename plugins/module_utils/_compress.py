@@ -12,6 +12,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import gzip
@@ -20,7 +21,7 @@ import os
 import shutil
 import subprocess
 import zlib
-from typing import Any
+from typing import Any, Iterator
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
@@ -248,32 +249,31 @@ class Spill:
         os.lseek(fd, 0, os.SEEK_END)  # splice(2) refuses O_APPEND files
         return fd
 
-    def write(self, data: bytes) -> None:
+    @contextlib.contextmanager
+    def _appending(self) -> Iterator[int]:
+        """The spill file open for one append; a full disk says so by name."""
         fd = self._open()
         try:
+            yield fd
+        except OSError as exc:
+            if _is_no_space(exc):
+                raise no_space(self.path, exc.strerror) from None
+            raise
+        finally:
+            os.close(fd)
+
+    def write(self, data: bytes) -> None:
+        with self._appending() as fd:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-        except OSError as exc:
-            if _is_no_space(exc):
-                raise no_space(self.path, exc.strerror) from None
-            raise
-        finally:
-            os.close(fd)
         self.raw_bytes += len(data)
 
     def take(self, pipe_out: int, count: int) -> None:
-        fd = self._open()
-        left = count
-        try:
+        with self._appending() as fd:
+            left = count
             while left:
                 left -= os.splice(pipe_out, fd, left)  # novermin (only where os.splice exists)
-        except OSError as exc:
-            if _is_no_space(exc):
-                raise no_space(self.path, exc.strerror) from None
-            raise
-        finally:
-            os.close(fd)
         self.raw_bytes += count
 
 
