@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from . import image, inventory, profiles, vm
+from . import image, inventory, profiles, qemu, vm
 from .errors import LabError
 
 
@@ -22,11 +22,20 @@ def _parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="fetch the kernel and build the boot images")
     build.add_argument("--image", choices=sorted(image.IMAGES) + ["all"], default="all")
+    build.add_argument(
+        "--kernel", choices=sorted(image.KERNELS) + ["all"], default="all", help="kernel series (default: all)"
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
 
     up = sub.add_parser("up", help="boot a VM and wait until SSH answers")
     up.add_argument("--name", default="lab")
     up.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
+    up.add_argument(
+        "--kernel",
+        default=image.DEFAULT_KERNEL,
+        choices=sorted(image.KERNELS),
+        help="kernel series (default %s)" % image.DEFAULT_KERNEL,
+    )
     up.add_argument("--kvm", action="store_true", help="use KVM instead of TCG")
     up.add_argument("--memory", type=int, default=1536, help="MiB (default 1536)")
     up.add_argument(
@@ -77,6 +86,8 @@ def _status(as_json: bool) -> int:
             {
                 "name": machine.name,
                 "profile": machine.profile,
+                "kernel": machine.kernel,
+                "release": machine.release,
                 "port": machine.port,
                 "pid": machine.pid(),
                 "state": state,
@@ -91,11 +102,22 @@ def _status(as_json: bool) -> int:
     if not rows:
         print("no VMs")
         return 0
-    print("%-20s %-12s %-6s %-8s %-8s %-5s %s" % ("NAME", "PROFILE", "PORT", "PID", "STATE", "ACCEL", "UPTIME"))
+    line = "%-20s %-16s %-26s %-6s %-8s %-8s %-5s %s"
+    print(line % ("NAME", "PROFILE", "KERNEL", "PORT", "PID", "STATE", "ACCEL", "UPTIME"))
     for row in rows:
+        kernel = row["release"] or row["kernel"]
         print(
-            "%-20s %-12s %-6d %-8s %-8s %-5s %ds"
-            % (row["name"], row["profile"], row["port"], row["pid"] or "-", row["state"], row["accel"], row["uptime_s"])
+            line
+            % (
+                row["name"],
+                row["profile"],
+                kernel,
+                row["port"],
+                row["pid"] or "-",
+                row["state"],
+                row["accel"],
+                "%ds" % row["uptime_s"],
+            )
         )
     return 0
 
@@ -105,11 +127,15 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "build":
             names = sorted(image.IMAGES) if args.image == "all" else [args.image]
-            for name in names:
-                image.build(name, force=args.force)
+            kernels = sorted(image.KERNELS) if args.kernel == "all" else [args.kernel]
+            for kernel in kernels:
+                for name in names:
+                    image.build(name, kernel, force=args.force)
+            if os.environ.get("TRACELAB_QEMU") != "system":
+                print("tracelab: qemu %s ready" % qemu.fetch().version, flush=True)
         elif args.command == "up":
             timeout = args.timeout or (120.0 if args.kvm else 300.0)
-            vm.up(args.name, args.profile, args.kvm, args.memory, args.cpus, timeout, args.max_cpus)
+            vm.up(args.name, args.profile, args.kvm, args.memory, args.cpus, timeout, args.max_cpus, args.kernel)
         elif args.command == "down":
             names = [m.name for m in vm.all_vms()] if args.all else [args.name]
             for name in names:
@@ -129,7 +155,10 @@ def main(argv: list[str]) -> int:
             inventory.write([m for m in ready if not args.name or m.name in args.name])
         elif args.command == "profiles":
             for profile in profiles.PROFILES.values():
-                print("%-12s %s" % (profile.name, profile.description))
+                print("%-16s %s" % (profile.name, profile.description))
+            print("kernels (up --kernel):")
+            for series in image.KERNELS.values():
+                print("  %-14s %s" % (series.name, series.description))
         elif args.command == "ssh":
             vm.validate_name(args.name)
             machine = vm.load(args.name)

@@ -3,7 +3,11 @@
 Three cached layers, each rebuilt only when its inputs change:
   kernel/<package>_<version>/   the unpacked kernel package (vmlinuz, modules, config)
   rootfs/<hash>.tar             mmdebstrap output for a suite and a package list
-  images/<image>/               vmlinuz + initrd.img + inputs.json (everything combined)
+  images/<image>-k<series>/     vmlinuz + initrd.img + inputs.json (everything combined)
+
+Two kernel series (KERNELS): Debian's own cloud kernel (6.1 on bookworm) from the host's
+apt sources, and the newer one from <suite>-backports (6.12 on bookworm), resolved with
+a private apt state under the cache so the host's apt configuration is never changed.
 """
 
 from __future__ import annotations
@@ -11,17 +15,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+from . import apt, paths
 from .errors import LabError
 
 # Bump when the way an image is assembled changes in a way its inputs don't show.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 
 GUEST_DIR = Path(__file__).resolve().parent.parent / "guest"
 
@@ -50,6 +55,37 @@ DPKG_EXCLUDES = (
 
 
 @dataclass(frozen=True)
+class KernelSeries:
+    """Where one kernel series comes from: the cloud metapackage of a suite."""
+
+    name: str  # "6.1", "6.12": what `up --kernel` takes
+    backports: bool  # from <suite>-backports (private apt state) instead of the host's sources
+    description: str
+
+    @property
+    def group(self) -> str:
+        """Ansible inventory group for VMs on this series (valid group name)."""
+        return "tracelab_k" + self.name.replace(".", "_")
+
+
+KERNELS = {
+    k.name: k
+    for k in (
+        KernelSeries("6.1", False, "Debian bookworm's cloud kernel (host apt sources)"),
+        KernelSeries("6.12", True, "Debian bookworm-backports' cloud kernel (fetched with a private apt state)"),
+    )
+}
+DEFAULT_KERNEL = "6.1"
+
+
+def kernel_series(name: str) -> KernelSeries:
+    try:
+        return KERNELS[name]
+    except KeyError:
+        raise LabError("unknown kernel %r; choose one of: %s" % (name, ", ".join(KERNELS))) from None
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     name: str
     packages: tuple[str, ...]
@@ -66,21 +102,10 @@ IMAGES = {
 }
 
 
-def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LC_ALL="C")
-    try:
-        return subprocess.run(cmd, check=True, env=env, **kwargs)
-    except FileNotFoundError:
-        raise LabError("%s is not installed (try `make deps`)" % cmd[0]) from None
-    except subprocess.CalledProcessError as exc:
-        detail = ""
-        if isinstance(exc.stderr, (bytes, str)) and exc.stderr:
-            err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr
-            detail = ": " + err.strip()[-2000:]
-        raise LabError("command failed (%s): %s%s" % (exc.returncode, " ".join(cmd), detail)) from None
+_run = apt.run
 
 
-def _suite() -> str:
+def suite() -> str:
     override = os.environ.get("TRACELAB_SUITE")
     if override:
         return override
@@ -93,11 +118,23 @@ def _suite() -> str:
     return "bookworm"
 
 
-def resolve_kernel_package() -> tuple[str, str]:
-    """The versioned cloud kernel package the metapackage points at, and its version."""
-    package = os.environ.get("TRACELAB_KERNEL_PACKAGE")
+def _apt_options(series: KernelSeries) -> list[str]:
+    return apt.backports_options(suite()) if series.backports else []
+
+
+def resolve_kernel_package(series: KernelSeries, apt_options: list[str]) -> tuple[str, str]:
+    """The versioned cloud kernel package of a series, and its version.
+
+    The metapackage linux-image-cloud-amd64 names the signed image; the backports
+    series is taken as its `-unsigned` twin (same files, no shim signature), which is
+    what `apt-get download` can fetch without the signed package's dependencies."""
+    package = os.environ.get("TRACELAB_KERNEL_PACKAGE_" + series.name.replace(".", "_"))
+    if not package and not series.backports:
+        package = os.environ.get("TRACELAB_KERNEL_PACKAGE")
     if not package:
-        out = _run(["apt-cache", "depends", "linux-image-cloud-amd64"], capture_output=True, text=True).stdout
+        out = _run(
+            ["apt-cache"] + apt_options + ["depends", "linux-image-cloud-amd64"], capture_output=True, text=True
+        ).stdout
         for line in out.splitlines():
             line = line.strip()
             if line.startswith("Depends:") and "linux-image-" in line:
@@ -105,16 +142,29 @@ def resolve_kernel_package() -> tuple[str, str]:
                 break
         if not package:
             raise LabError(
-                "apt knows no linux-image-cloud-amd64; run `apt-get update` (or set TRACELAB_KERNEL_PACKAGE)"
+                "apt knows no linux-image-cloud-amd64 for kernel %s; run `apt-get update` "
+                "(or set TRACELAB_KERNEL_PACKAGE_%s)" % (series.name, series.name.replace(".", "_"))
             )
-    out = _run(["apt-cache", "show", "--no-all-versions", package], capture_output=True, text=True).stdout
+        if series.backports and not package.endswith("-unsigned"):
+            package += "-unsigned"
+    if not re.match(r"linux-image-%s[.-]" % re.escape(series.name), package):
+        raise LabError("kernel package %s is not of series %s" % (package, series.name))
+    out = _run(
+        ["apt-cache"] + apt_options + ["show", "--no-all-versions", package], capture_output=True, text=True
+    ).stdout
     for line in out.splitlines():
         if line.startswith("Version:"):
             return package, line.split(":", 1)[1].strip()
     raise LabError("apt-cache show %s printed no Version; run `apt-get update`" % package)
 
 
-def _fetch_kernel(package: str, version: str) -> Path:
+def kernel_release(package: str) -> str:
+    """The release (uname -r, the directory under /lib/modules) a kernel package installs."""
+    release = package[len("linux-image-") :]
+    return release[: -len("-unsigned")] if release.endswith("-unsigned") else release
+
+
+def _fetch_kernel(package: str, version: str, apt_options: list[str]) -> Path:
     target = paths.cache_dir() / "kernel" / ("%s_%s" % (package, version))
     if (target / "vmlinuz").exists():
         return target
@@ -123,13 +173,13 @@ def _fetch_kernel(package: str, version: str) -> Path:
         tmp_path = Path(tmp)
         # apt's sandbox user cannot write into root-owned temp dirs; it falls
         # back to downloading as root with a warning, which is fine here.
-        _run(["apt-get", "download", "%s=%s" % (package, version)], cwd=tmp, capture_output=True)
+        _run(["apt-get"] + apt_options + ["download", "%s=%s" % (package, version)], cwd=tmp, capture_output=True)
         debs = list(tmp_path.glob("*.deb"))
         if not debs:
             raise LabError("apt-get download %s left no .deb" % package)
         unpacked = tmp_path / "x"
         _run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)])
-        release = package[len("linux-image-") :]
+        release = kernel_release(package)
         staged = tmp_path / "kernel"
         staged.mkdir()
         shutil.move(str(unpacked / "boot" / ("vmlinuz-" + release)), str(staged / "vmlinuz"))
@@ -162,6 +212,7 @@ def _rootfs_tar(spec: ImageSpec, suite: str) -> Path:
 
 
 def _inputs(spec: ImageSpec, suite: str, kernel: Path) -> dict:
+    """Everything an image is made from: a change in any of them rebuilds it."""
     guest = {name: hashlib.sha256((GUEST_DIR / name).read_bytes()).hexdigest() for name in spec.guest_files}
     return {
         "format": BUILD_FORMAT,
@@ -229,50 +280,62 @@ def _pack(root: Path, out: Path) -> None:
         raise LabError("packing the initramfs failed (find/cpio/zstd exit codes %s)" % (codes,))
 
 
-def image_dir(name: str) -> Path:
-    return paths.cache_dir() / "images" / name
+def image_dir(name: str, kernel: str = DEFAULT_KERNEL) -> Path:
+    return paths.cache_dir() / "images" / ("%s-k%s" % (name, kernel))
 
 
-def build(name: str, force: bool = False) -> Path:
-    """Build image `name` if its inputs changed (or `force`); return its directory."""
+def build(name: str, kernel: str = DEFAULT_KERNEL, force: bool = False) -> Path:
+    """Build image `name` on kernel series `kernel` if its inputs changed (or `force`); return its directory."""
     if name not in IMAGES:
         raise LabError("unknown image %r; choose one of: %s" % (name, ", ".join(IMAGES)))
+    series = kernel_series(kernel)
     if os.geteuid() != 0:
         raise LabError("building an image needs root (mmdebstrap, chroot, file ownership)")
     spec = IMAGES[name]
-    suite = _suite()
-    kernel = _fetch_kernel(*resolve_kernel_package())
-    inputs = _inputs(spec, suite, kernel)
-    target = image_dir(name)
+    codename = suite()
+    apt_options = _apt_options(series)
+    kernel_dir = _fetch_kernel(*resolve_kernel_package(series, apt_options), apt_options)
+    inputs = _inputs(spec, codename, kernel_dir)
+    target = image_dir(name, kernel)
+    label = "%s (kernel %s)" % (name, kernel)
     stamp = target / "inputs.json"
     if not force and stamp.exists() and (target / "initrd.img").exists() and json.loads(stamp.read_text()) == inputs:
-        print("tracelab: image %s is up to date (%s)" % (name, target), flush=True)
+        print("tracelab: image %s is up to date (%s)" % (label, target), flush=True)
         return target
-    tar = _rootfs_tar(spec, suite)
+    tar = _rootfs_tar(spec, codename)
     target.parent.mkdir(parents=True, exist_ok=True)
-    print("tracelab: assembling image %s..." % name, flush=True)
+    print("tracelab: assembling image %s..." % label, flush=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         tmp_path = Path(tmp)
         root = tmp_path / "root"
         root.mkdir()
         _run(["tar", "-x", "-p", "--numeric-owner", "-f", str(tar), "-C", str(root)])
-        _customise(spec, root, kernel)
+        _customise(spec, root, kernel_dir)
         staged = tmp_path / "image"
         staged.mkdir()
         _pack(root, staged / "initrd.img")
-        shutil.copyfile(kernel / "vmlinuz", staged / "vmlinuz")
+        shutil.copyfile(kernel_dir / "vmlinuz", staged / "vmlinuz")
+        shutil.copyfile(kernel_dir / "release", staged / "release")
         (staged / "inputs.json").write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(staged, target)
     size = (target / "initrd.img").stat().st_size
-    print("tracelab: image %s ready (%s, initramfs %.0f MB)" % (name, target, size / 1e6), flush=True)
+    print("tracelab: image %s ready (%s, initramfs %.0f MB)" % (label, target, size / 1e6), flush=True)
     return target
 
 
-def ensure(name: str) -> Path:
+def ensure(name: str, kernel: str = DEFAULT_KERNEL) -> Path:
     """The image directory, building it first when it is missing."""
-    target = image_dir(name)
+    target = image_dir(name, kernel)
     if (target / "initrd.img").exists() and (target / "vmlinuz").exists():
         return target
-    return build(name)
+    return build(name, kernel)
+
+
+def release_of(name: str, kernel: str = DEFAULT_KERNEL) -> str:
+    """The kernel release (uname -r) an image boots, or "" when it is not built."""
+    try:
+        return (image_dir(name, kernel) / "release").read_text().strip()
+    except OSError:
+        return ""

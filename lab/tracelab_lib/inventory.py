@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 
-from . import profiles
+from . import image, profiles
 from .vm import VM
 
 
@@ -25,6 +25,8 @@ def host_vars(vm: VM) -> dict:
         "ansible_ssh_pipelining": True,
         "ansible_python_interpreter": "/usr/bin/python3",
         "tracelab_profile": vm.profile,
+        "tracelab_kernel": vm.kernel,
+        "tracelab_kernel_release": vm.release,
     }
 
 
@@ -40,13 +42,15 @@ def render(vms: list[VM]) -> str:
                 lines.append("          %s: %s" % (key, _scalar(value)))
     else:
         lines.append("      hosts: {}")
-    by_profile: dict[str, list[str]] = {}
+    # One group per profile (tracelab_debugfs_off) and one per kernel series (tracelab_k6_12).
+    groups: dict[str, list[str]] = {}
     for vm in vms:
-        by_profile.setdefault(vm.profile, []).append(vm.name)
-    for profile_name in sorted(by_profile):
-        lines.append("    %s:" % profiles.get(profile_name).group)
+        groups.setdefault(profiles.get(vm.profile).group, []).append(vm.name)
+        groups.setdefault(image.kernel_series(vm.kernel).group, []).append(vm.name)
+    for group in sorted(groups):
+        lines.append("    %s:" % group)
         lines.append("      hosts:")
-        for name in by_profile[profile_name]:
+        for name in groups[group]:
             lines.append("        %s: {}" % name)
     return "\n".join(lines) + "\n"
 

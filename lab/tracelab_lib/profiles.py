@@ -31,6 +31,13 @@ PROFILES = {
             "debugfs=off: no debugfs in /proc/filesystems, no /sys/kernel/debug",
         ),
         Profile(
+            "debugfs-nomount",
+            "minimal",
+            "/init",
+            ("debugfs=no-mount",),
+            "debugfs=no-mount: the runtime form of CONFIG_DEBUG_FS_DISALLOW_MOUNT (debugfs API on, mounting refused)",
+        ),
+        Profile(
             "lockdown", "minimal", "/init", ("lockdown=confidentiality",), "kernel lockdown in confidentiality mode"
         ),
         Profile(

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import image, paths, profiles
+from . import image, paths, profiles, qemu
 from .errors import LabError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -36,6 +36,13 @@ class VM:
     # Possible CPUs (qemu's maxcpus): more than `smp` gives a guest with CPUs that could
     # be hot-plugged but are offline, as many servers have. 0: the same as smp.
     max_cpus: int = 0
+    # Kernel series (image.KERNELS); VMs recorded before there was a choice ran 6.1.
+    kernel: str = image.DEFAULT_KERNEL
+
+    @property
+    def release(self) -> str:
+        """The kernel release this VM boots (from its image), "" when unknown."""
+        return image.release_of(profiles.get(self.profile).image, self.kernel)
 
     @property
     def dir(self) -> Path:
@@ -174,13 +181,14 @@ def kernel_cmdline(vm: VM, profile: profiles.Profile) -> str:
     return " ".join(words)
 
 
-def qemu_command(vm: VM, profile: profiles.Profile, image_dir: Path) -> list[str]:
+def qemu_command(vm: VM, profile: profiles.Profile, image_dir: Path, emulator: qemu.Qemu | None = None) -> list[str]:
     if vm.accel == "kvm":
         accel = ["-accel", "kvm", "-cpu", "host"]
     else:
         accel = ["-accel", "tcg", "-cpu", "max"]
     return (
-        ["qemu-system-x86_64", "-name", "tracelab-" + vm.name]
+        (emulator or qemu.Qemu(qemu.SYSTEM_BINARY)).command()
+        + ["-name", "tracelab-" + vm.name]
         + accel
         + [
             "-m",
@@ -204,7 +212,8 @@ def qemu_command(vm: VM, profile: profiles.Profile, image_dir: Path) -> list[str
             "-netdev",
             "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % vm.port,
             "-device",
-            "virtio-net-pci,netdev=n0",
+            # romfile= : no iPXE option ROM; the kernel is booted directly.
+            "virtio-net-pci,netdev=n0,romfile=",
             "-device",
             "virtio-rng-pci",
             "-no-reboot",
@@ -252,7 +261,14 @@ def _wait_for_ssh(vm: VM, timeout: float) -> None:
 
 
 def _start(
-    name: str, profile: profiles.Profile, image_dir: Path, kvm: bool, memory: int, smp: int, max_cpus: int
+    name: str,
+    profile: profiles.Profile,
+    image_dir: Path,
+    kvm: bool,
+    memory: int,
+    smp: int,
+    max_cpus: int,
+    kernel: str,
 ) -> VM:
     """Start qemu for a new VM (called with the state lock held)."""
     if vm_dir(name).exists():
@@ -267,20 +283,34 @@ def _start(
         smp=smp,
         started=time.time(),
         max_cpus=max_cpus,
+        kernel=kernel,
     )
     vm.dir.mkdir(parents=True)
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tracelab-" + name, "-f", str(vm.key)], check=True
     )
     (vm.dir / "vm.json").write_text(json.dumps(asdict(vm), indent=2) + "\n")
-    result = subprocess.run(qemu_command(vm, profile, image_dir), capture_output=True, text=True, check=False)
+    emulator = qemu.ensure()
+    result = subprocess.run(
+        qemu_command(vm, profile, image_dir, emulator), capture_output=True, text=True, check=False, env=emulator.env()
+    )
     if result.returncode != 0:
         raise LabError("qemu failed to start VM %s: %s" % (name, result.stderr.strip()))
     return vm
 
 
-def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int, timeout: float, max_cpus: int = 0) -> VM:
+def up(
+    name: str,
+    profile_name: str,
+    kvm: bool,
+    memory: int,
+    smp: int,
+    timeout: float,
+    max_cpus: int = 0,
+    kernel: str = image.DEFAULT_KERNEL,
+) -> VM:
     validate_name(name)
+    image.kernel_series(kernel)
     if smp < 1 or (max_cpus and max_cpus < smp):
         raise LabError("--cpus must be at least 1 and --max-cpus (%d) at least --cpus (%d)" % (max_cpus, smp))
     try:
@@ -289,23 +319,27 @@ def up(name: str, profile_name: str, kvm: bool, memory: int, smp: int, timeout: 
         raise LabError(str(exc)) from None
     if kvm and not os.access("/dev/kvm", os.R_OK | os.W_OK):
         raise LabError("--kvm needs read/write access to /dev/kvm")
-    if shutil.which("qemu-system-x86_64") is None:
-        raise LabError("qemu-system-x86_64 is not installed (try `make deps`)")
-    image_dir = image.ensure(profile.image)
+    image_dir = image.ensure(profile.image, kernel)
 
     with _state_lock():
         existing = load(name)
         if existing is not None and existing.running():
-            if existing.profile != profile.name:
-                raise LabError("VM %s is already running with profile %s" % (name, existing.profile))
+            if (existing.profile, existing.kernel) != (profile.name, kernel):
+                raise LabError(
+                    "VM %s is already running with profile %s on kernel %s" % (name, existing.profile, existing.kernel)
+                )
             if existing.ready():
                 print("tracelab: %s is already up (port %d)" % (name, existing.port))
                 return existing
             vm = existing  # an earlier `up` was interrupted while waiting: wait again
         else:
-            vm = _start(name, profile, image_dir, kvm, memory, smp, max_cpus)
+            vm = _start(name, profile, image_dir, kvm, memory, smp, max_cpus, kernel)
 
-    print("tracelab: booting %s (profile %s, %s, port %d)..." % (name, profile.name, vm.accel, vm.port), flush=True)
+    print(
+        "tracelab: booting %s (profile %s, kernel %s, %s, port %d)..."
+        % (name, profile.name, kernel, vm.accel, vm.port),
+        flush=True,
+    )
     started = time.monotonic()
     try:
         _wait_for_ssh(vm, timeout)

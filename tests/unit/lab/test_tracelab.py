@@ -42,6 +42,7 @@ def test_profiles_and_groups_are_valid_ansible_names():
         assert profile.group.isidentifier()
     assert profiles.get("debugfs-off").cmdline == ("debugfs=off",)
     assert profiles.get("lockdown").cmdline == ("lockdown=confidentiality",)
+    assert profiles.get("debugfs-nomount").cmdline == ("debugfs=no-mount",)
     assert profiles.get("systemd").init == "/sbin/init"
     with pytest.raises(ValueError, match="unknown profile"):
         profiles.get("nope")
@@ -154,3 +155,122 @@ def test_image_package_lists():
         for package in ("python3", "openssh-server", "kmod", "iproute2", "procps", "trace-cmd", "bash", "coreutils"):
             assert package in spec.packages
     assert "systemd" in image.IMAGES["systemd"].packages
+
+
+def test_kernel_series_and_groups():
+    assert image.DEFAULT_KERNEL == "6.1"
+    assert set(image.KERNELS) == {"6.1", "6.12"}
+    assert image.kernel_series("6.12").group == "tracelab_k6_12"
+    assert image.kernel_series("6.1").backports is False and image.kernel_series("6.12").backports is True
+    with pytest.raises(LabError, match="unknown kernel"):
+        image.kernel_series("5.10")
+
+
+def test_kernel_release_drops_unsigned():
+    assert image.kernel_release("linux-image-6.1.0-28-cloud-amd64") == "6.1.0-28-cloud-amd64"
+    assert image.kernel_release("linux-image-6.12.95+deb12-cloud-amd64-unsigned") == "6.12.95+deb12-cloud-amd64"
+
+
+def test_image_directories_are_per_kernel():
+    assert image.image_dir("minimal", "6.1") != image.image_dir("minimal", "6.12")
+    assert image.image_dir("minimal").name == "minimal-k6.1"
+    assert image.release_of("minimal", "6.12") == ""
+    built = image.image_dir("minimal", "6.12")
+    built.mkdir(parents=True)
+    (built / "release").write_text("6.12.95+deb12-cloud-amd64\n")
+    assert image.release_of("minimal", "6.12") == "6.12.95+deb12-cloud-amd64"
+
+
+@pytest.mark.parametrize(
+    ("series", "package", "ok"),
+    [
+        ("6.1", "linux-image-6.1.0-28-cloud-amd64", True),
+        ("6.12", "linux-image-6.12.95+deb12-cloud-amd64-unsigned", True),
+        ("6.1", "linux-image-6.12.95+deb12-cloud-amd64-unsigned", False),
+        ("6.12", "linux-image-6.1.0-28-cloud-amd64", False),
+    ],
+)
+def test_kernel_package_must_match_its_series(monkeypatch, series, package, ok):
+    monkeypatch.setenv("TRACELAB_KERNEL_PACKAGE_" + series.replace(".", "_"), package)
+
+    class Shown:
+        stdout = "Package: %s\nVersion: 1.2-3\n" % package
+
+    monkeypatch.setattr(image, "_run", lambda cmd, **kwargs: Shown())
+    if ok:
+        assert image.resolve_kernel_package(image.kernel_series(series), []) == (package, "1.2-3")
+    else:
+        with pytest.raises(LabError, match="not of series"):
+            image.resolve_kernel_package(image.kernel_series(series), [])
+
+
+def test_backports_metapackage_resolves_to_unsigned(monkeypatch):
+    calls = []
+
+    class Out:
+        def __init__(self, text):
+            self.stdout = text
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        if "depends" in cmd:
+            return Out("linux-image-cloud-amd64\n  Depends: linux-image-6.12.95+deb12-cloud-amd64\n")
+        return Out("Version: 6.12.95-1~bpo12+1\n")
+
+    monkeypatch.setattr(image, "_run", fake_run)
+    options = ["-o", "Dir::State::Lists=/x"]
+    package, version = image.resolve_kernel_package(image.kernel_series("6.12"), options)
+    assert package == "linux-image-6.12.95+deb12-cloud-amd64-unsigned" and version == "6.12.95-1~bpo12+1"
+    assert all(cmd[1:3] == options[:2] for cmd in calls)
+
+
+def test_inventory_groups_by_kernel_series():
+    old = make_vm("old", "default", 10022)
+    new = make_vm("new", "debugfs-nomount", 10023)
+    new.kernel = "6.12"
+    data = yaml.safe_load(inventory.render([old, new]))
+    children = data["all"]["children"]
+    assert set(children["tracelab_k6_1"]["hosts"]) == {"old"}
+    assert set(children["tracelab_k6_12"]["hosts"]) == {"new"}
+    assert set(children["tracelab_debugfs_nomount"]["hosts"]) == {"new"}
+    assert children["tracelab"]["hosts"]["new"]["tracelab_kernel"] == "6.12"
+    assert children["tracelab"]["hosts"]["old"]["tracelab_kernel"] == "6.1"
+
+
+def test_vm_state_without_kernel_is_the_default_series():
+    machine = make_vm("legacy")
+    record = {k: v for k, v in vm.asdict(machine).items() if k != "kernel"}
+    (machine.dir / "vm.json").write_text(__import__("json").dumps(record))
+    assert vm.load("legacy").kernel == "6.1"
+
+
+def test_unknown_kernel_is_refused_before_anything_starts():
+    with pytest.raises(LabError, match="unknown kernel"):
+        vm.up("k", "default", False, 512, 1, 1.0, kernel="4.19")
+
+
+def test_qemu_command_uses_the_lab_qemu_and_its_firmware():
+    from tracelab_lib import qemu
+
+    machine = make_vm("e")
+    emulator = qemu.Qemu("/cache/qemu/v/root/usr/bin/qemu-system-x86_64", ("/a", "/b"), "/mods", "v")
+    cmd = vm.qemu_command(machine, profiles.get("default"), machine.dir, emulator)
+    assert cmd[:5] == ["/cache/qemu/v/root/usr/bin/qemu-system-x86_64", "-L", "/a", "-L", "/b"]
+    assert "virtio-net-pci,netdev=n0,romfile=" in cmd
+    assert emulator.env()["QEMU_MODULE_DIR"] == "/mods"
+    assert vm.qemu_command(machine, profiles.get("default"), machine.dir)[0] == "qemu-system-x86_64"
+
+
+def test_qemu_system_choice_and_cache(monkeypatch, tmp_path):
+    from tracelab_lib import qemu
+
+    monkeypatch.setenv("TRACELAB_QEMU", "system")
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: None)
+    with pytest.raises(LabError, match="not installed"):
+        qemu.ensure()
+    monkeypatch.delenv("TRACELAB_QEMU")
+    cached = qemu._root() / "1_10.0.2"
+    cached.mkdir(parents=True)
+    (cached / "ready").write_text("1:10.0.2\n")
+    found = qemu.ensure()
+    assert found.binary == str(cached / "root/usr/bin/qemu-system-x86_64") and found.version == "1_10.0.2"

@@ -748,3 +748,20 @@ def test_hostile_facts_are_refused_naming_the_field(change, field):
 def test_host_text_in_facts_is_kept_escaped():
     checks = run(facts(tracefs={"mountpoints": [mount("/sys/kernel/tracing\udcff", "tracefs")]}))
     assert checks["tracefs_mounted"]["actual"] == ["/sys/kernel/tracing\\udcff"]
+
+
+@pytest.mark.parametrize(
+    ("registered", "policy", "actual"),
+    [
+        (False, "no-mount", "no-mount"),  # the lab kernels: no-mount does not register debugfs
+        (False, "off", "off"),
+        (False, None, "off"),
+        (True, "no-mount", "no-mount"),
+    ],
+)
+def test_debugfs_disallowed_reports_the_mode_the_kernel_was_given(registered, policy, actual):
+    debugfs = {"registered": registered, "mount_allowed": False, "policy": policy, "policy_source": "cmdline"}
+    policy = _audit.normalize_policy({"require_debugfs_disallowed": True})
+    check = _audit.check_debugfs_disallowed(facts(debugfs=debugfs), policy)
+    assert check["status"] == "pass"
+    assert check["actual"] == actual
