@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from . import image, paths, profiles, qemu
@@ -146,7 +146,14 @@ def load(name: str) -> VM | None:
         data = json.loads((vm_dir(name) / "vm.json").read_text())
     except (OSError, ValueError):
         return None
-    return VM(**data)
+    if not isinstance(data, dict):
+        return None
+    # Fields a newer tracelab wrote are left out, so an older checkout still sees the VM.
+    known = {field.name for field in fields(VM)}
+    try:
+        return VM(**{key: value for key, value in data.items() if key in known})
+    except TypeError:
+        return None
 
 
 def all_vms() -> list[VM]:

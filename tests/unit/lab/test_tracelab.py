@@ -274,3 +274,12 @@ def test_qemu_system_choice_and_cache(monkeypatch, tmp_path):
     (cached / "ready").write_text("1:10.0.2\n")
     found = qemu.ensure()
     assert found.binary == str(cached / "root/usr/bin/qemu-system-x86_64") and found.version == "1_10.0.2"
+
+
+def test_vm_state_from_a_newer_tracelab_still_loads():
+    machine = make_vm("newer")
+    record = dict(vm.asdict(machine), future_field=1)
+    (machine.dir / "vm.json").write_text(__import__("json").dumps(record))
+    assert vm.load("newer").name == "newer"
+    (machine.dir / "vm.json").write_text("[1, 2]")
+    assert vm.load("newer") is None
