@@ -41,7 +41,7 @@ export PY_COLORS := 0
 # A task that hangs (a wedged guest) fails after 10 minutes instead of stalling CI.
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
-.PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible \
+.PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy \
         format sanity sanity-all unit unit-all bench-configure bench-capture integration changelog docs clean \
         $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
         $(addprefix molecule-,$(SCENARIOS))
@@ -105,7 +105,7 @@ demo-down:
 test: lint sanity unit integration
 	@echo "make test: all tiers passed (lint, sanity and unit on ansible-core $(CORE_TESTED), integration)"
 
-lint: lint-ruff lint-mypy lint-py38 lint-ansible
+lint: lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy
 
 # Python: the linter and the formatter (configured in pyproject.toml).
 lint-ruff: venv
@@ -127,6 +127,45 @@ lint-ansible: venv collection
 	@# ansible-lint installs the collection it lints into ANSIBLE_HOME: keep that out of ~/.ansible
 	ANSIBLE_HOME=$(ROOT)/build/ansible-home ansible-lint --profile production $(wildcard roles/*/ playbooks/)
 	antsibull-changelog lint
+
+# What Galaxy does with an upload: the collection built as `ansible-galaxy collection
+# publish` would send it, then galaxy-importer over the tarball with its default
+# configuration (ansible-doc, ansible-lint --offline; no ansible-test, no network), in a
+# venv of its own. Any WARNING or ERROR line fails the target. The sanity ignore files
+# stay out of the artifact (build_ignore): every entry they may hold is for a file the
+# collection does not ship (lab/, bench/), which the first check enforces - an ignore
+# for a shipped file is one Galaxy would warn about.
+GALAXY_VENV := $(ROOT)/.venv-galaxy
+GALAXY_BUILD := $(ROOT)/build/galaxy
+
+$(GALAXY_VENV)/.installed: requirements/galaxy-importer.txt
+	@test -x $(@D)/bin/pip || { rm -rf $(@D); $(PYTHON) -m venv $(@D); }
+	$(@D)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+lint-galaxy: venv $(GALAXY_VENV)/.installed
+	@rm -rf $(GALAXY_BUILD) && mkdir -p $(GALAXY_BUILD)
+	ansible-galaxy collection build --output-path $(GALAXY_BUILD) $(ROOT)
+	@tarball=$$(ls $(GALAXY_BUILD)/*.tar.gz); \
+	tar -tzf $$tarball > $(GALAXY_BUILD)/files.txt; \
+	shipped=$$(awk '!/^[[:space:]]*(#|$$)/ {print $$1}' tests/sanity/ignore-*.txt | sort -u \
+		| grep -xF -f $(GALAXY_BUILD)/files.txt || true); \
+	if [ -n "$$shipped" ]; then \
+		echo "lint-galaxy: tests/sanity/ignore-*.txt skip sanity tests of files the collection ships:" $$shipped >&2; \
+		echo "lint-galaxy: Galaxy warns about every such entry; fix the finding instead of ignoring it" >&2; \
+		exit 1; \
+	fi; \
+	echo "galaxy-importer $$(basename $$tarball)"; \
+	status=0; \
+	( cd $(GALAXY_BUILD) && unset ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH $$(compgen -e | grep '^GALAXY_IMPORTER_' || true) \
+		&& GALAXY_IMPORTER_CONFIG=$(ROOT)/requirements/galaxy-importer.cfg PATH=$(GALAXY_VENV)/bin:$$PATH \
+		python -m galaxy_importer.main $$(basename $$tarball) ) > $(GALAXY_BUILD)/importer.log 2>&1 || status=$$?; \
+	grep -v '^Loading ' $(GALAXY_BUILD)/importer.log; \
+	if [ $$status -ne 0 ] || grep -qE '^(WARNING|ERROR)' $(GALAXY_BUILD)/importer.log \
+		|| ! grep -qx 'Importer processing completed successfully' $(GALAXY_BUILD)/importer.log; then \
+		echo "lint-galaxy: galaxy-importer found problems (exit status $$status; full log: $(GALAXY_BUILD)/importer.log)" >&2; \
+		exit 1; \
+	fi
 
 format: venv
 	ruff check --fix --silent --exit-zero .

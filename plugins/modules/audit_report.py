@@ -89,34 +89,38 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Audit every host against the default policy
-  hosts: all
+# On each host: read the state, judge it (see tracefleet.ftrace.audit_check).
+- name: Read the tracing state (read-only)
   become: true
-  tasks:
-    - name: Read the tracing state (read-only)
-      tracefleet.ftrace.tracefs_info:
-      register: tracing
+  tracefleet.ftrace.tracefs_info:
+  register: tracing
 
-    - name: Judge it
-      tracefleet.ftrace.audit_check:
-        facts: "{{ tracing }}"
-      register: audit
+- name: Judge it against the default policy
+  tracefleet.ftrace.audit_check:
+    facts: "{{ tracing }}"
+  register: audit
 
-    - name: Write the run's reports on the controller
-      tracefleet.ftrace.audit_report:
-        results: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'audit'))) }}"
-        dest: "{{ playbook_dir }}/audit"
-        formats: [json, junit, html]
-        run_id: nightly
-      run_once: true
-      delegate_to: localhost
-      become: false
-      register: report
+# Then once, on the controller. ansible_play_hosts_all keeps a host that became
+# unreachable or failed a task: it has no result (null), and the reports list it as an
+# error instead of leaving it out.
+- name: Write the run's reports on the controller
+  tracefleet.ftrace.audit_report:
+    results: >-
+      {{ dict(ansible_play_hosts_all
+              | zip(ansible_play_hosts_all | map('extract', hostvars)
+                    | map(attribute='audit', default=none))) }}
+    dest: "{{ playbook_dir }}/audit"
+    formats: [json, junit, html]
+    run_id: nightly
+  run_once: true
+  delegate_to: localhost
+  become: false
+  register: report
 
-    - name: Where they are
-      ansible.builtin.debug:
-        msg: "{{ report.files.junit }}"
-      run_once: true
+- name: Where the JUnit file is, and who violates the policy
+  ansible.builtin.debug:
+    msg: "{{ report.files.junit }}: {{ report.violating.keys() | join(', ') or 'no violations' }}"
+  run_once: true
 """
 
 RETURN = r"""

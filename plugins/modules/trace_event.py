@@ -86,6 +86,7 @@ EXAMPLES = r"""
 - name: Scheduler and open syscalls in our instance, and nothing else
   tracefleet.ftrace.trace_event:
     instance: tracefleet
+    session: incident-4711
     exclusive: true
     events:
       - name: sched/sched_switch
@@ -102,6 +103,17 @@ EXAMPLES = r"""
       - name: block
       - name: block/block_rq_insert
         state: disabled
+
+- name: Names as set_event spells them work too; results always say system/event
+  tracefleet.ftrace.trace_event:
+    instance: tracefleet
+    events:
+      - name: "irq:softirq_raise"
+  register: irq
+
+- name: Show the event's state after the task
+  ansible.builtin.debug:
+    msg: "{{ irq.events['irq/softirq_raise'].after }}"
 """
 
 RETURN = r"""

@@ -53,6 +53,12 @@ EXAMPLES = r"""
   tracefleet.ftrace.trace_instance:
     name: tracefleet
     state: absent
+
+- name: Remove an instance someone else left behind (not in the ledger, so force)
+  tracefleet.ftrace.trace_instance:
+    name: old-debug
+    state: absent
+    force: true
 """
 
 RETURN = r"""

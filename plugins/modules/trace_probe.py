@@ -108,11 +108,28 @@ EXAMPLES = r"""
     type: uprobe
     target: /usr/bin/bash:readline
 
-- name: Enable them in our instance
+- name: And what readline returned (the line typed), in a group of its own
+  tracefleet.ftrace.trace_probe:
+    name: readline_ret
+    group: bash
+    type: uretprobe
+    target: /usr/bin/bash:readline
+    fetchargs: ["line=+0($retval):string"]
+
+- name: A uprobe at a file offset, for a stripped binary (offset from objdump or perf probe)
+  tracefleet.ftrace.trace_probe:
+    name: handler
+    group: myapp
+    type: uprobe
+    target: /opt/myapp/bin/server:0x4a5c0
+    session: incident-4711
+
+- name: Enable them in our instance (a probe's event is GROUP/NAME)
   tracefleet.ftrace.trace_event:
     instance: tracefleet
     events:
       - name: tracefleet
+      - name: bash/readline_ret
 
 - name: Remove a probe even though it is enabled somewhere
   tracefleet.ftrace.trace_probe:

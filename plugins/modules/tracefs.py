@@ -90,6 +90,9 @@ options:
       - Also keep an entry for O(path) in O(fstab) that matches the policy
         (V(state=mounted)) or remove it (V(state=unmounted)).
       - When V(false), the fstab is not read or changed at all.
+      - The module changes only the running system unless asked; the
+        C(tracefleet.ftrace.tracefs) role, which applies a fleet's policy, sets
+        C(tracefs_persistent=true) by default so the policy survives a reboot.
     type: bool
     default: false
   fstab:
@@ -111,6 +114,11 @@ options:
     description:
       - Name under which a mount this task makes is recorded in the ledger, so that
         M(tracefleet.ftrace.teardown) can unmount it again (unless told to keep mounts).
+      - V(default) is the session every tracefleet module records under when it is given
+        none, so a plain M(tracefleet.ftrace.teardown) (no O(tracefleet.ftrace.teardown#module:session))
+        unmounts it along with the other changes made without a session name. Give the
+        mount policy a session of its own to keep it apart from tracing sessions, as the
+        C(tracefleet.ftrace.tracefs) role does (C(tracefs_session), default V(tracefs)).
     type: str
     default: default
   legacy_debugfs:
@@ -132,7 +140,10 @@ notes:
 seealso:
   - module: tracefleet.ftrace.tracefs_info
   - name: Mount policy and debugfs-disallowed hosts
-    description: The guide in the collection's docs directory.
+    description: The collection's guide to the mount policy, the fstab and hosts without debugfs.
+    link: https://github.com/tracefleet/tracefleet.ftrace/blob/main/docs/mount-policy.md
+  - name: The tracefs filesystem
+    description: The kernel's ftrace documentation.
     link: https://docs.kernel.org/trace/ftrace.html
 """
 
@@ -148,6 +159,7 @@ EXAMPLES = r"""
     mode: "0750"
     persistent: true
     backup: true
+    session: tracefs  # the mount policy's own ledger session, apart from tracing sessions
 
 - name: Reach the tracing files on an old kernel through debugfs if allowed
   tracefleet.ftrace.tracefs:
@@ -162,6 +174,12 @@ EXAMPLES = r"""
   tracefleet.ftrace.tracefs:
     state: unmounted
     persistent: true
+
+- name: Mount tracefs inside a chroot, and keep the chroot's own fstab in step
+  tracefleet.ftrace.tracefs:
+    path: /srv/container/sys/kernel/tracing
+    persistent: true
+    fstab: /srv/container/etc/fstab
 """
 
 RETURN = r"""

@@ -91,6 +91,21 @@ EXAMPLES = r"""
     trace_clock: mono
     tracing_on: true
 
+- name: The function tracer on the vfs layer, CPUs 0 and 1 only, without the noisy helpers
+  tracefleet.ftrace.tracer:
+    instance: tracefleet
+    session: incident-4711
+    tracer: function
+    cpumask: "3"
+    function_filter: ["vfs_*"]
+    function_notrace: ["vfs_getattr*"]
+    tracing_on: true
+
+- name: Only the processes of the service (events and functions), one pid dropped
+  tracefleet.ftrace.tracer:
+    instance: tracefleet
+    pids: ["{{ service_pid }}", "!4711"]
+
 - name: Stop recording in the instance
   tracefleet.ftrace.tracer:
     instance: tracefleet
