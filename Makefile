@@ -29,6 +29,12 @@ CORE_TESTED := $(firstword $(CORE_VERSIONS)) $(CORE_NEWEST)
 core_venv = $(if $(filter $(CORE_NEWEST),$(1)),$(VENV),$(ROOT)/.venv-$(1))
 # Target-side code: runs on the managed hosts, whose Python may be as old as 3.8.
 TARGET_CODE := plugins/modules plugins/module_utils
+# The lab's kernel series (lab/tracelab up --kernel; the first is the default). The
+# scenarios whose subject is kernel behaviour run on each of them (molecule-NAME@SERIES,
+# TRACELAB_KERNEL tells the scenario's create step); the others on the default.
+KERNELS := 6.1 6.12
+KERNEL_SCENARIOS := capture debugfs default probes state
+KERNEL_MATRIX := $(foreach k,$(wordlist 2,$(words $(KERNELS)),$(KERNELS)),$(addsuffix @$(k),$(addprefix molecule-,$(KERNEL_SCENARIOS))))
 # The demo's VMs, as NAME:PROFILE.
 DEMO_VMS ?= demo-plain:default demo-nodebugfs:debugfs-off
 DEMO_NAMES := $(foreach vm,$(DEMO_VMS),$(firstword $(subst :, ,$(vm))))
@@ -44,13 +50,13 @@ export ANSIBLE_TASK_TIMEOUT ?= 600
 .PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy \
         format sanity sanity-all unit unit-all bench-configure bench-capture integration changelog docs clean \
         $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
-        $(addprefix molecule-,$(SCENARIOS))
+        $(addprefix molecule-,$(SCENARIOS)) $(KERNEL_MATRIX)
 
 help:
 	@echo "make demo         boot lab VMs ($(DEMO_NAMES)): mount policy, a traced session"
 	@echo "                  captured to traces/<run_id>/, audit, teardown, run report"
 	@echo "make test         lint, sanity, unit and integration tests"
-	@echo "make lint | sanity | unit | integration | molecule-<scenario>"
+	@echo "make lint | sanity | unit | integration | molecule-<scenario> | molecule-<scenario>@<kernel>"
 	@echo "                  (sanity and unit: ansible-core $(CORE_TESTED); sanity-all, unit-all:"
 	@echo "                  $(CORE_VERSIONS); one version: sanity-2.X, unit-2.X)"
 	@echo "make format       ruff: fix what it can, then format"
@@ -186,10 +192,14 @@ $(addprefix unit-,$(CORE_VERSIONS)): unit-%: venv-% collection
 	@echo "unit: ansible-core $*"
 	PATH=$(call core_venv,$*)/bin:$$PATH python -m pytest -q tests/unit
 
-integration: deps venv collection lab-image $(addprefix molecule-,$(SCENARIOS))
+integration: deps venv collection lab-image $(addprefix molecule-,$(SCENARIOS)) $(KERNEL_MATRIX)
 
 $(addprefix molecule-,$(SCENARIOS)): molecule-%: deps venv collection lab-image
 	molecule test --scenario-name $*
+
+# molecule-state@6.12: a scenario on another kernel series.
+$(KERNEL_MATRIX): deps venv collection lab-image
+	TRACELAB_KERNEL=$(lastword $(subst @, ,$@)) molecule test --scenario-name $(patsubst molecule-%,%,$(firstword $(subst @, ,$@)))
 
 # Benchmarks: ratios within one run on one lab VM, never timed assertions.
 bench-configure: deps venv collection lab-image
