@@ -234,7 +234,7 @@ def test_buffer_reads(buffer):
     assert _capture.where(buffer.top()) == "the top level"
     assert _capture.stats(buffer, [0])[0]["overrun"] == 12
     events = _capture.enabled_events(buffer)
-    assert _capture.summarise_events(buffer, events) == ["sched:*", "syscalls:sys_enter_openat"]
+    assert _capture.summarise_events(buffer, events) == ["sched/*", "syscalls/sys_enter_openat"]
     assert _capture.event_format(buffer, "sched", "sched_wakeup") == WAKEUP_FORMAT.encode()
     assert _capture.event_format(buffer, "sched", "nope") == b""
     _capture.set_tracing_on(buffer, False)
