@@ -62,7 +62,7 @@ def capture(params: dict) -> tuple[dict, list[str]]:
     except OSError as exc:
         message = str(exc)
         if exc.errno in _compress.NO_SPACE:
-            message = str(_compress.no_space(exc.filename or params["_work_dir"] or "/", exc.strerror))
+            message = str(_compress.no_space(exc.filename or params["work_dir"] or "/", exc.strerror))
         raise CaptureError(_with_cleanup(message, run)) from exc
     except TracefleetError as exc:
         if run is not None and run.cleanup_problems:
@@ -149,7 +149,7 @@ class CaptureRun:
         """state=captured (open, wait, close) or collected (close what `started` opened):
         read the window out into <work_dir>/<name>.<dat|txt>[.zst|.gz]."""
         params, state = self.params, self.params["state"]
-        work_dir = params["_work_dir"] or tempfile.mkdtemp(prefix="tracefleet-capture-")
+        work_dir = params["work_dir"] or tempfile.mkdtemp(prefix="tracefleet-capture-")
         if not os.path.isdir(work_dir):
             raise CaptureError("work_dir=%s is not a directory" % work_dir)
         # What can be refused is refused before the buffer is touched.

@@ -59,8 +59,9 @@ def module_result(remote):
         "kernel": "6.1.0",
         "trace_clock": "local",
         "clock_anchor": {"wall": 1.0, "trace": 2.0, "clock": "local"},
-        "enabled_events": ["sched:*"],
+        "enabled_events": ["sched/*"],
         "timings": {},
+        "file_version": 6,
         "format": "dat",
         "instance": "cap",
     }
@@ -108,7 +109,8 @@ def make_action(remote, fetch_works=True, module=None):
 
 
 def run(action, task, args, host="web01"):
-    task.args = args
+    # A version 6 capture (it travels gzip-compressed) unless a test says otherwise.
+    task.args = dict({"file_version": 6}, **args)
     return action.run(task_vars={"inventory_hostname": host})
 
 
@@ -126,7 +128,7 @@ def test_fetch_lands_the_file_and_the_manifest(remote, tmp_path):
     assert capture["clock_anchor"] == {"wall": 1.0, "trace": 2.0, "clock": "local"}
     # The module was asked to work in the task's temporary directory, which is removed.
     module_args = action._execute_module.call_args.kwargs["module_args"]
-    assert module_args["_work_dir"] == str(remote.parent)
+    assert module_args["work_dir"] == str(remote.parent)
     assert not {"dest", "run_id", "transfer"} & set(module_args)
     action._remove_tmp_path.assert_called_once_with(str(remote.parent), force=True)
 
@@ -202,8 +204,8 @@ def test_the_action_imports_nothing_from_the_modules():
 
 def test_internal_options_are_not_the_task_s(remote, tmp_path):
     action, task = make_action(remote)
-    with pytest.raises(Exception, match="_work_dir"):
-        run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "_work_dir": "/tmp"})
+    with pytest.raises(Exception, match="work_dir"):
+        run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "work_dir": "/tmp"})
     action._execute_module.assert_not_called()
 
 
