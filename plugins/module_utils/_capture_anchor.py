@@ -63,7 +63,7 @@ def take_samples(buffer: TracingDir, cpus: list, samples: int = SAMPLES) -> tupl
     choices = [cpu for cpu in cpus if cpu in allowed]
     if not choices:
         return None, "this process may not run on any captured CPU"
-    cpu = here if here in choices else choices[0]
+    cpu: int = here if here is not None and here in choices else choices[0]
     try:
         fd = os.open(buffer.path("trace_marker"), os.O_WRONLY)
     except OSError as exc:

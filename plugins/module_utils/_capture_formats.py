@@ -228,6 +228,7 @@ class CaptureFormat(abc.ABC):
         self.budget = budget
         self.nofile_before: tuple | None = None  # the open-file limit, when check() raised it
         self.started: Callable[[int], None] | None = None
+        self.page_size = 0  # the ring buffer's pages, for the formats that read them
 
     def check(self) -> None:
         """Before the window opens: refuse what cannot work on this host."""

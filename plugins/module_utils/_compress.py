@@ -476,10 +476,11 @@ def compress_files(method: str, paths: list) -> tuple[list, float]:
     process = subprocess.Popen(
         ["zstd", "-q", "-1", "-f", "--rm", "--"] + list(paths), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    stderr: Any = process.stderr
+    errors = stderr.read().decode(errors="replace").strip()  # until zstd exits
+    stderr.close()
     _pid, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
-    errors = process.stderr.read().decode(errors="replace").strip()
-    process.stderr.close()
     if process.returncode != 0:
         if "No space left" in errors or "Disk quota" in errors:
             raise no_space(paths[0], errors)
@@ -548,7 +549,7 @@ def assemble(parts: list, target: str) -> int:
                 try:
                     view = memoryview(part)
                     while view:
-                        view = view[out.write(view) :]  # type: ignore[operator]
+                        view = view[out.write(view) :]
                 except OSError as exc:
                     if _is_no_space(exc):
                         raise no_space(target, exc.strerror) from None
