@@ -59,7 +59,8 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg="trace_capture: %s" % problem)
             return result
         module_args = _capture_spec.module_args(args)
-        if args["compress"] == "auto" and not _compress.available("zstd"):
+        inside = _inside(args)
+        if args["compress"] == "auto" and not inside and not _compress.available("zstd"):
             module_args["compress"] = "gzip"  # the controller could not unpack zstd
 
         if args["state"] == "started":  # nothing to fetch yet
@@ -90,7 +91,7 @@ class ActionModule(ActionBase):
         kept = False
         try:
             work_dir = self._make_tmp_path()
-            module_args["_work_dir"] = work_dir
+            module_args["work_dir"] = work_dir
             captured = self._execute_module(
                 "tracefleet.ftrace.trace_capture", module_args=module_args, task_vars=task_vars
             )
@@ -102,7 +103,7 @@ class ActionModule(ActionBase):
             except HostResultError as exc:
                 result.update(failed=True, msg=_refused(host, exc))
                 return result
-            need = checked["bytes"] + checked["raw_bytes"]
+            need = checked["bytes"] + (0 if inside else checked["raw_bytes"])
             free = _runs.free_bytes(dest)
             if need > free:
                 raise _runs.RunError(
@@ -119,8 +120,12 @@ class ActionModule(ActionBase):
                     raise _runs.RunError(
                         "the capture arrived damaged: sha256 %s on the target, %s here" % (checked["sha256"], received)
                     )
-            _runs.unpack(checked["compress"], packed, os.path.join(staging, file_name), checked["raw_bytes"])
-            os.unlink(packed)
+            if inside:
+                # A version 7 trace.dat is compressed inside: stored as it came.
+                os.rename(packed, os.path.join(staging, file_name))
+            else:
+                _runs.unpack(checked["compress"], packed, os.path.join(staging, file_name), checked["raw_bytes"])
+                os.unlink(packed)
             run_id = args["run_id"] or _runs.play_run_id(dest, self._play_key())
             run_dir = _runs.run_dir(dest, run_id)
             stored = _runs.file_capture(
@@ -158,20 +163,35 @@ class ActionModule(ActionBase):
         must be the one the controller asked for, in the task's temporary directory,
         and everything else of the expected type, range and form."""
         requested = module_args["compress"]
-        compress = ("zstd", "gzip") if requested == "auto" else (requested,)
-        remote = tuple(posixpath.join(work_dir, file_name + _compress.SUFFIX[method]) for method in compress)
+        inside = _inside(args)
+        if inside:
+            # The compression inside a version 7 trace.dat; the file keeps its name.
+            compress = {"auto": ("zstd", "zlib"), "gzip": ("zlib",)}.get(requested, (requested,))
+            remote: tuple = (posixpath.join(work_dir, file_name),)
+        else:
+            compress = {"auto": ("zstd", "gzip"), "zlib": ("gzip",)}.get(requested, (requested,))
+            remote = tuple(posixpath.join(work_dir, file_name + _compress.SUFFIX[method]) for method in compress)
         schema = _host_result.capture_collected(
-            remote, file_name, compress, args["format"], args["instance"], args["command"]
+            remote,
+            file_name,
+            compress,
+            args["format"],
+            args["instance"],
+            args["command"],
+            args["file_version"] if args["format"] == "dat" else None,
         )
         checked = _host_result.check(schema, captured)
-        if checked["file"] != posixpath.join(work_dir, file_name + _compress.SUFFIX[checked["compress"]]):
+        suffix = "" if inside else _compress.SUFFIX[checked["compress"]]
+        if checked["file"] != posixpath.join(work_dir, file_name + suffix):
             raise HostResultError("file", checked["file"], "not the file of compress=%s" % checked["compress"])
-        if checked["compress"] == "none":
+        if inside or checked["compress"] == "none":
             if checked.get("sha256") is None:
-                raise HostResultError("sha256", None, "an uncompressed capture comes with its sha256")
+                raise HostResultError("sha256", None, "a capture stored as it travels comes with its sha256")
             if checked["bytes"] != checked["raw_bytes"]:
                 raise HostResultError(
-                    "raw_bytes", checked["raw_bytes"], "not bytes=%d (compress=none)" % checked["bytes"]
+                    "raw_bytes",
+                    checked["raw_bytes"],
+                    "not bytes=%d (a file stored as it travels)" % checked["bytes"],
                 )
         per_cpu = checked.get("events_per_cpu")
         if per_cpu is not None and sum(per_cpu.values()) != checked["events"]:
@@ -238,6 +258,12 @@ class ActionModule(ActionBase):
                 index += 1
 
 
+def _inside(args: dict) -> bool:
+    """Whether the capture is a version 7 trace.dat: compressed inside, fetched and
+    stored as it is."""
+    return args["format"] == "dat" and args["file_version"] == 7
+
+
 def _refused(host: str, exc: HostResultError) -> str:
     return "trace_capture: the result %s returned was refused: %s; nothing was written on the controller" % (host, exc)
 
@@ -276,7 +302,7 @@ def _manifest_entry(args: dict, checked: dict, method: str) -> dict:
         transfer=method,
         timings=checked.get("timings"),
     )
-    for key in ("cpus_offline", "closed_by", "budget_reached"):
+    for key in ("cpus_offline", "closed_by", "budget_reached", "file_version", "excluded_pids"):
         if key in checked:
             entry[key] = checked[key]
     if "rc" in checked:

@@ -165,14 +165,15 @@ def enabled_events(buffer: TracingDir) -> list:
 
 
 def summarise_events(buffer: TracingDir, events: list) -> list:
-    """The enabled events, with a fully enabled system as 'system:*'."""
+    """The enabled events as 'system/event' (as tracefs_info and trace_event name
+    them), with a fully enabled system as 'system/*'."""
     systems: dict = {}
     for event in events:
-        systems.setdefault(event.partition(":")[0], []).append(event)
+        systems.setdefault(event.partition(":")[0], []).append(event.replace(":", "/", 1))
     summary: list = []
     for system, members in systems.items():
         whole = (buffer.read("events", system, "enable") or "").strip() == "1"
-        summary.extend([system + ":*"] if whole and len(members) > 1 else members)
+        summary.extend([system + "/*"] if whole and len(members) > 1 else members)
     return summary
 
 
@@ -197,15 +198,24 @@ class Drainer:
     drain, with recording off, takes everything, the last partial pages included.
 
     `limit` caps the bytes one drain moves (whole pages), for the capture's budget.
+    A sink with `room()` takes at most that many bytes (a version 7 chunk) and is
+    told to `roll()` to its next chunk when it has less than a page of room left.
     A CPU the kernel has no ring buffer for (ENODEV: it never came online) is
     dropped and listed in `no_buffer`.
+
+    `watch`: a CPU -> an object with `feed(data)` and `done` (the anchor's
+    MarkerFinder): that CPU's pages are read with read(2), through this process, and
+    fed to it until it is done.
     """
 
-    def __init__(self, buffer: TracingDir, cpu_list: list, sinks: list, page_size: int) -> None:
+    def __init__(
+        self, buffer: TracingDir, cpu_list: list, sinks: list, page_size: int, watch: dict | None = None
+    ) -> None:
         self.buffer = buffer
         self.cpus = list(cpu_list)
         self.sinks = list(sinks)
         self.page_size = page_size
+        self.watch = dict(watch or {})
         self.fds: list[int | None] = []
         self.no_buffer: list[int] = []
         self.busy = 0.0
@@ -273,7 +283,7 @@ class Drainer:
             return None
         return unread // (self.page_size - PAGE_HEADER)
 
-    def _read(self, fd: int, sink, cpu: int, final: bool, limit: int) -> int:
+    def _read(self, fd: int, sink, cpu: int, final: bool, limit: int, watcher=None) -> int:
         total = 0
         pages = None if final else self._full_pages(cpu)
         while self._pages(limit - total) and (pages is None or pages > 0):
@@ -287,6 +297,8 @@ class Drainer:
             if not data:
                 return total
             sink.write(data)
+            if watcher is not None and not watcher.done:
+                watcher.feed(data)
             total += len(data)
             if pages is not None:
                 pages -= max(1, len(data) // self.page_size)
@@ -302,11 +314,23 @@ class Drainer:
         for index, (cpu, fd, sink) in enumerate(zip(self.cpus, self.fds, self.sinks)):
             if fd is None:
                 continue
+            watcher = self.watch.get(cpu)
             try:
-                if self.splice:
-                    total += self._splice(fd, sink, budget - total)
-                if final or not self.splice:
-                    total += self._read(fd, sink, cpu, final, budget - total)
+                while True:
+                    cap = budget - total
+                    if hasattr(sink, "room"):
+                        cap = min(cap, sink.room())
+                    watching = watcher is not None and not watcher.done
+                    moved = 0
+                    if self.splice and not watching:
+                        moved += self._splice(fd, sink, cap)
+                    if final or not self.splice or watching:
+                        moved += self._read(fd, sink, cpu, final, cap - moved, watcher)
+                    total += moved
+                    if moved and hasattr(sink, "room") and sink.room() < self.page_size:
+                        sink.roll()
+                        continue
+                    break
             except OSError as exc:
                 if exc.errno != errno.ENODEV:
                     path = self.buffer.path("per_cpu", "cpu%d" % cpu, "trace_pipe_raw")

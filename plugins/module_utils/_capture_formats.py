@@ -21,15 +21,27 @@ A `Budget` caps what either writes on the target: at most `max_bytes` of
 ring-buffer data or text (before compression), and never the last RESERVE of the
 work directory's filesystem. When the budget is used up the window closes early.
 
-Both formats have the same steps, called in this order by `_capture_run`:
+`DatV7Capture` (format=dat, file_version=7, the default) reads the same way, but
+writes a trace-cmd file version 7 with the compression inside (zstd, zlib or none),
+which travels and is stored as it is: each CPU's pages go into chunks of at most
+CHUNK_LIMIT bytes, each its own zstd frame (a compressor process per chunk) or zlib
+stream (compressed in this process); the metadata sections are compressed when the
+window has closed, kallsyms (most of it) while the window is open.
+
+Every format has the same steps, called in this order by `_capture_run`:
   check()            before the window opens: refuse what cannot work here
-  start()            window open, before the workload starts
+  spawn()            before the window opens: start the helper processes; returns their pids
+  start(watch)       window open, before the workload starts: open the readers
+                     (`watch`: a CPU -> the anchor's MarkerFinder)
   prepare(events)    while the workload runs (counted as `during`)
   drain              a callable for `wait_window` (True: close the window early), or None
   window_closed()    recording off, before each CPU's stats are read
   close_reader()     with tracing_on restored, whatever happened
-  pack(stats, packed) the file the controller fetches; returns (bytes stored, compressor CPU seconds)
+  pack(stats, packed, date) the file the controller fetches (`date`: the DATE option, or b"");
+                     returns (bytes it unpacks to, compressor CPU seconds)
   abort()            on the way out, whatever happened
+`started` (a callable taking a pid) is told of each helper process started while
+the window is open.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -38,6 +50,7 @@ from __future__ import annotations
 import abc
 import os
 import resource
+import zlib
 from typing import Callable
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress, _tracedat_writer
@@ -47,6 +60,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir impo
 READ_SIZE = 1 << 20
 LIVE_COMPRESSORS = 32  # CPUs that stream into a compressor of their own during the window
 FD_SLACK = 64  # descriptors besides the per-CPU ones: ledger, pipes, the module's own
+CHUNK_LIMIT = 256 << 20  # pages per chunk of a version 7 file: what a reader decompresses at once
 RESERVE_MAX = 1 << 30  # free space a capture never uses: min(1 GiB, RESERVE_SHARE of the filesystem)
 RESERVE_SHARE = 0.05
 
@@ -213,11 +227,17 @@ class CaptureFormat(abc.ABC):
         self.kallsyms = kallsyms
         self.budget = budget
         self.nofile_before: tuple | None = None  # the open-file limit, when check() raised it
+        self.started: Callable[[int], None] | None = None
+        self.page_size = 0  # the ring buffer's pages, for the formats that read them
 
     def check(self) -> None:
         """Before the window opens: refuse what cannot work on this host."""
 
-    def start(self) -> None:
+    def spawn(self) -> list:
+        """Before the window opens: start the helper processes; returns their pids."""
+        return []
+
+    def start(self, watch: dict | None = None) -> None:
         """The window is open; the workload starts next."""
 
     def prepare(self, events: list) -> None:
@@ -246,9 +266,9 @@ class CaptureFormat(abc.ABC):
         """tracing_on is back as it was: release the buffer's files."""
 
     @abc.abstractmethod
-    def pack(self, cpu_stats: list, packed: str) -> tuple[int, float]:
-        """Write the file to fetch at `packed`, from the stats of every slot; returns
-        (bytes it unpacks to, compressor CPU seconds)."""
+    def pack(self, cpu_stats: list, packed: str, date: bytes = b"") -> tuple[int, float]:
+        """Write the file to fetch at `packed`, from the stats of every slot and the
+        DATE option (b"": none); returns (bytes it unpacks to, compressor CPU seconds)."""
 
     def abort(self) -> None:
         """On the way out, whatever happened: stop what is still running."""
@@ -295,23 +315,28 @@ class DatCapture(CaptureFormat):
         # Parts are named in the order they are concatenated.
         return _compress.Stream(self.method, os.path.join(self.parts_dir, name))
 
-    def start(self) -> None:
+    def spawn(self) -> list:
         for index, cpu in enumerate(self.captured):
             name = "%d-cpu%d" % (2 + cpu, cpu)
             if index < LIVE_COMPRESSORS:
                 self.cpu_sinks.append(self._part(name))
             else:
                 self.cpu_sinks.append(_compress.Spill(os.path.join(self.parts_dir, name + ".raw")))
-        self.drainer = _capture.Drainer(self.buffer, self.captured, self.cpu_sinks, self.page_size)
-        # Started now, fed when the window has closed: one process less to start then.
+        # Started now, fed later: no process starts while the window is open.
         self.closing = self._part("1-close")
+        self.opening = self._part("0-open")
+        return _pids([self.opening, self.closing] + self.cpu_sinks)
+
+    def start(self, watch: dict | None = None) -> None:
+        self.drainer = _capture.Drainer(self.buffer, self.captured, self.cpu_sinks, self.page_size, watch)
 
     def prepare(self, events: list) -> None:
         """The formats and kallsyms, prepared while the workload runs."""
+        if self.opening is None:
+            raise AssertionError("spawn() before prepare()")
         self.layout = opening_layout(self.buffer, events, self.kallsyms, self.page_size)
         data = _tracedat_writer.opening_bytes(self.layout)
         self.opening_size = len(data)
-        self.opening = self._part("0-open")
         self.opening.write(data)
         self.opening.finish()
 
@@ -340,13 +365,14 @@ class DatCapture(CaptureFormat):
         if self.drainer is not None:
             self.drainer.close()
 
-    def pack(self, cpu_stats: list, packed: str) -> tuple[int, float]:
+    def pack(self, cpu_stats: list, packed: str, date: bytes = b"") -> tuple[int, float]:
         if self.layout is None or self.opening is None or self.closing is None:
             raise AssertionError("self.layout is not None and self.opening is not None and self.closing is not None")
         live = [sink for sink in self.cpu_sinks if isinstance(sink, _compress.Stream)]
         spilled = [sink for sink in self.cpu_sinks if not isinstance(sink, _compress.Stream)]
         _compress.finish_all(live)
         closing(self.layout, self.buffer, cpu_stats)
+        self.layout.date = date
         read = {cpu: sink.raw_bytes for cpu, sink in zip(self.captured, self.cpu_sinks)}
         sizes = [read.get(cpu, 0) for cpu in self.slots]
         _tracedat_writer.check_pages(self.layout, sizes)
@@ -377,7 +403,7 @@ class TextCapture(CaptureFormat):
         # Copied while recording is off: our own reads are not traced.
         copy_text(self.buffer, self.plain, self.budget)
 
-    def pack(self, cpu_stats: list, packed: str) -> tuple[int, float]:
+    def pack(self, cpu_stats: list, packed: str, date: bytes = b"") -> tuple[int, float]:
         stored = os.path.getsize(self.plain)
         if packed != self.plain:
             _compress.compress(self.method, self.plain, packed)
@@ -385,4 +411,190 @@ class TextCapture(CaptureFormat):
         return stored, 0.0
 
 
+def _pids(sinks: list) -> list:
+    """The pids of the compressor processes behind `sinks`."""
+    pids = []
+    for sink in sinks:
+        for stream in getattr(sink, "streams", [sink]):
+            process = getattr(stream, "process", None)
+            if process is not None:
+                pids.append(process.pid)
+    return pids
+
+
+class DatV7Capture(DatCapture):
+    """format=dat, file_version=7: a trace-cmd file version 7, compressed inside."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.kallsyms_part: _compress.Stream | None = None
+        self.sections: dict = {}  # section id -> (Blob, unpacked size)
+        self.small: dict = {}  # section id -> its contents, compressed when the window has closed
+        self.compress_cpu = 0.0
+
+    def _sink(self, index: int, cpu: int):
+        path = os.path.join(self.parts_dir, "cpu%d" % cpu)
+        if index >= LIVE_COMPRESSORS:
+            return _compress.Spill(path + ".raw", CHUNK_LIMIT if self.method != "none" else None)
+        if self.method == "zstd":
+            return _compress.Chunked(path, CHUNK_LIMIT, self._started)
+        return _compress.Stream(self.method, path)
+
+    def _started(self, pid: int) -> None:
+        if self.started is not None:
+            self.started(pid)
+
+    def spawn(self) -> list:
+        self.cpu_sinks = [self._sink(index, cpu) for index, cpu in enumerate(self.captured)]
+        if self.method == "zstd":
+            self.kallsyms_part = _compress.Stream("zstd", os.path.join(self.parts_dir, "kallsyms"))
+        return _pids(self.cpu_sinks + [self.kallsyms_part])
+
+    def prepare(self, events: list) -> None:
+        """The formats and kallsyms, read while the workload runs; kallsyms (most of
+        the metadata) compressed as it goes."""
+        self.layout = opening_layout(self.buffer, events, self.kallsyms, self.page_size)
+        payloads = _tracedat_writer.metadata_payloads(self.layout)
+        kallsyms = payloads[_tracedat_writer.SECTION_KALLSYMS] + self.layout.kallsyms
+        self.layout.kallsyms = b""  # held once, in its section
+        for section in (
+            _tracedat_writer.SECTION_HEADERS,
+            _tracedat_writer.SECTION_FTRACE,
+            _tracedat_writer.SECTION_EVENTS,
+        ):
+            self.small[section] = payloads[section]
+        self.sections[_tracedat_writer.SECTION_KALLSYMS] = self._block("kallsyms", kallsyms, self.kallsyms_part)
+
+    def _block(self, name: str, data: bytes, stream: _compress.Stream | None = None) -> tuple:
+        """A section's contents as its one block: (Blob, unpacked size)."""
+        if self.method == "none":
+            return _tracedat_writer.Blob(data=data), len(data)
+        if self.method == "zlib":
+            packed, cpu = _compress.compress_block("zlib", data)
+            self.compress_cpu += cpu
+            return _tracedat_writer.Blob(data=packed), len(data)
+        if stream is None:
+            raise AssertionError("a zstd section is compressed by a stream or in the batch")
+        stream.write(data)
+        stream.finish()
+        self.compress_cpu += stream.cpu_seconds
+        return _tracedat_writer.Blob(path=stream.path, size=os.path.getsize(stream.path)), len(data)
+
+    def pack(self, cpu_stats: list, packed: str, date: bytes = b"") -> tuple[int, float]:
+        if self.layout is None:
+            raise AssertionError("prepare() before pack()")
+        writer = _tracedat_writer
+        streams = [stream for sink in self.cpu_sinks for stream in getattr(sink, "streams", [sink])]
+        _compress.finish_all([stream for stream in streams if isinstance(stream, _compress.Stream)])
+        closing(self.layout, self.buffer, cpu_stats)
+        self.layout.date = date
+        payloads = writer.metadata_payloads(self.layout)
+        self.small[writer.SECTION_PRINTK] = payloads[writer.SECTION_PRINTK]
+        self.small[writer.SECTION_CMDLINES] = payloads[writer.SECTION_CMDLINES]
+        self._pack_small()
+        cpus = self._cpu_pieces()
+        sizes = {cpu: sum(piece.raw_size for piece in pieces) for cpu, pieces in zip(self.captured, cpus)}
+        writer.check_pages(self.layout, [sizes.get(cpu, 0) for cpu in self.slots])
+        by_slot = dict(zip(self.captured, cpus))
+        version = _compress.zstd_version() if self.method == "zstd" else zlib_version() if self.method == "zlib" else ""
+        parts = writer.v7_parts(
+            self.layout, self.method, version, self.sections, [by_slot.get(cpu, []) for cpu in self.slots]
+        )
+        size = _compress.assemble(parts, packed)
+        cpu_seconds = self.compress_cpu + sum(getattr(stream, "cpu_seconds", 0.0) for stream in streams)
+        return size, cpu_seconds
+
+    def _pack_small(self) -> None:
+        """The small metadata sections, compressed now (one zstd process for all)."""
+        if self.method != "zstd":
+            for section, data in self.small.items():
+                self.sections[section] = self._block(str(section), data)
+            return
+        paths = []
+        for section, data in sorted(self.small.items()):
+            path = os.path.join(self.parts_dir, "section%d" % section)
+            with open(path, "wb") as out:
+                out.write(data)
+            paths.append(path)
+        packed, cpu = _compress.compress_files("zstd", paths)
+        self.compress_cpu += cpu
+        for (section, data), path in zip(sorted(self.small.items()), packed):
+            self.sections[section] = (_tracedat_writer.Blob(path=path, size=os.path.getsize(path)), len(data))
+
+    def _cpu_pieces(self) -> list:
+        """Each captured CPU's chunks, as `Piece`s."""
+        writer = _tracedat_writer
+        result = []
+        spill_files = [
+            (sink, path, size)
+            for sink in self.cpu_sinks
+            if isinstance(sink, _compress.Spill)
+            for path, size in zip(sink.paths, sink.sizes)
+            if size
+        ]
+        packed_spills: dict = {}
+        if spill_files and self.method == "zstd":
+            outputs, cpu = _compress.compress_files("zstd", [path for _sink, path, _size in spill_files])
+            self.compress_cpu += cpu
+            packed_spills = {path: out for (_sink, path, _size), out in zip(spill_files, outputs)}
+        for sink in self.cpu_sinks:
+            pieces = []
+            if isinstance(sink, _compress.Chunked):
+                for stream in sink.streams:
+                    if stream.raw_bytes:
+                        pieces.append(
+                            writer.Piece(
+                                writer.Blob(path=stream.path, size=os.path.getsize(stream.path)), stream.raw_bytes
+                            )
+                        )
+            elif isinstance(sink, _compress.Stream):
+                if sink.raw_bytes:
+                    pieces.append(self._stream_piece(sink))
+            else:
+                for path, size in zip(sink.paths, sink.sizes):
+                    if not size:
+                        continue
+                    if self.method == "zstd":
+                        out = packed_spills[path]
+                        pieces.append(writer.Piece(writer.Blob(path=out, size=os.path.getsize(out)), size))
+                    elif self.method == "zlib":
+                        stream = _compress.Stream("zlib", path + ".zz")
+                        stream.copy_from(path)
+                        stream.finish()
+                        os.unlink(path)
+                        self.compress_cpu += stream.cpu_seconds
+                        pieces.append(self._stream_piece(stream))
+                    else:
+                        pieces.append(writer.Piece(writer.Blob(path=path, size=size), size))
+            result.append(pieces)
+        return result
+
+    def _stream_piece(self, stream: _compress.Stream) -> _tracedat_writer.Piece:
+        """A finished zlib or uncompressed stream of a CPU's pages as one Piece (zlib:
+        its chunks, framed already)."""
+        size = os.path.getsize(stream.path)
+        if self.method == "zlib":
+            return _tracedat_writer.Piece(
+                _tracedat_writer.Blob(path=stream.path, size=size), stream.raw_bytes, chunks=stream.chunks
+            )
+        return _tracedat_writer.Piece(_tracedat_writer.Blob(path=stream.path, size=size), stream.raw_bytes)
+
+    def abort(self) -> None:
+        for sink in self.cpu_sinks + [self.kallsyms_part]:
+            for stream in getattr(sink, "streams", [sink]):
+                if isinstance(stream, _compress.Stream):
+                    stream.abort()
+
+
+def zlib_version() -> str:
+    return zlib.ZLIB_RUNTIME_VERSION
+
+
 FORMATS: dict[str, type[CaptureFormat]] = {"dat": DatCapture, "text": TextCapture}
+
+
+def format_class(fmt: str, file_version: int) -> type[CaptureFormat]:
+    """The class of a capture's `format` (and, for dat, its file version)."""
+    if fmt == "dat" and file_version == 7:
+        return DatV7Capture
+    return FORMATS[fmt]

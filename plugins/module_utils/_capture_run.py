@@ -9,6 +9,12 @@ into a file in the action's work directory (`_capture_formats`, one class per
 format), and return what the action needs to fetch and file it. A workload, when
 there is one, runs during the window (`_workload`).
 
+The capture keeps itself out of what it records (`_capture_self`): its helper
+processes and a held workload are started before the window, then its own pids go
+into the buffer's notrace lists, then the window opens, the anchor markers are
+written (`_capture_anchor`), and only then is the workload let go. When the window
+has closed the pids come out of the lists again.
+
 Whatever happens, tracing_on is put back, the workload and the compressors are
 stopped and the partial files removed; when the controller went away, the capture's
 own files go too, since nobody will fetch them.
@@ -23,9 +29,19 @@ import os
 import tempfile
 import time
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _compress
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import (
+    _capture,
+    _capture_anchor,
+    _compress,
+    _tracedat_writer,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture import CaptureError
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_formats import FORMATS, Budget, CaptureFormat
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_formats import (
+    Budget,
+    CaptureFormat,
+    format_class,
+)
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_self import QuietPids, own_processes
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_window import Window
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import open_instance
@@ -46,7 +62,7 @@ def capture(params: dict) -> tuple[dict, list[str]]:
     except OSError as exc:
         message = str(exc)
         if exc.errno in _compress.NO_SPACE:
-            message = str(_compress.no_space(exc.filename or params["_work_dir"] or "/", exc.strerror))
+            message = str(_compress.no_space(exc.filename or params["work_dir"] or "/", exc.strerror))
         raise CaptureError(_with_cleanup(message, run)) from exc
     except TracefleetError as exc:
         if run is not None and run.cleanup_problems:
@@ -72,9 +88,23 @@ class CaptureRun:
         self.buffer = open_instance(params["tracefs_path"], params["instance"])
         self.window = Window(self.buffer, params["ledger_path"], params["session"], params["clear"])
         self.result: dict = dict(changed=True, kernel=os.uname().release, trace_clock=_capture.clock(self.buffer))
+        self.quiet = (
+            None if params["include_self"] else QuietPids(self.buffer, params["ledger_path"], params["session"])
+        )
+        self.anchor_problem: str | None = None
 
-    def _anchor(self, facts: dict) -> dict:
-        return dict(wall=facts.get("wall"), trace=facts.get("trace_now"), clock=self.result["trace_clock"])
+    def _quiet(self, pids: list) -> None:
+        if self.quiet is not None:
+            self.quiet.add(pids)
+
+    def _unquiet(self) -> None:
+        if self.quiet is not None:
+            self.quiet.remove()
+
+    def _samples(self) -> dict | None:
+        """The anchor markers, written into the open window."""
+        samples, self.anchor_problem = _capture_anchor.take_samples(self.buffer, self.window.captured)
+        return samples
 
     @contextlib.contextmanager
     def _cleanup(self, *steps):
@@ -101,13 +131,17 @@ class CaptureRun:
                 self.cleanup_problems.append("%s: %s" % (label, exc))
 
     def start(self) -> dict:
-        """state=started: open a window that a later task collects."""
-        facts = self.window.open(record_capture=True)
-        self.window.remember_start(facts)
+        """state=started: open a window that a later task collects. The anchor's
+        markers are found when it is collected."""
+        with self._cleanup(("taking the capture's pids out of the notrace lists", self._unquiet)):
+            self._quiet(own_processes())
+            facts = self.window.open(record_capture=True)
+            facts["anchor"] = self._samples()
+            self.window.remember_start(facts)
         return dict(
             self.result,
             started=iso(facts["wall"]),
-            clock_anchor=self._anchor(facts),
+            clock_anchor=_capture_anchor.anchor(facts["anchor"], {}, self.result["trace_clock"]),
             cpus_offline=self.window.offline,
         )
 
@@ -115,20 +149,22 @@ class CaptureRun:
         """state=captured (open, wait, close) or collected (close what `started` opened):
         read the window out into <work_dir>/<name>.<dat|txt>[.zst|.gz]."""
         params, state = self.params, self.params["state"]
-        work_dir = params["_work_dir"] or tempfile.mkdtemp(prefix="tracefleet-capture-")
+        work_dir = params["work_dir"] or tempfile.mkdtemp(prefix="tracefleet-capture-")
         if not os.path.isdir(work_dir):
             raise CaptureError("work_dir=%s is not a directory" % work_dir)
         # What can be refused is refused before the buffer is touched.
-        method = _compress.choose(params["compress"])
+        inside = params["format"] == "dat" and params["file_version"] == 7
+        method = _compress.choose(params["compress"], inside=inside)
         budget = Budget(params["max_bytes"], work_dir)
         budget.check_start()
-        kind = FORMATS[params["format"]]
+        kind = format_class(params["format"], params["file_version"])
         plain = os.path.join(work_dir, params["name"] + kind.suffix)
-        packed = plain + _compress.SUFFIX[method]
+        packed = plain if inside else plain + _compress.SUFFIX[method]
         parts_dir = tempfile.mkdtemp(prefix="parts-", dir=work_dir)
         output = kind(
             self.buffer, self.window.cpus, self.window.captured, method, parts_dir, plain, params["kallsyms"], budget
         )
+        output.started = lambda pid: self._quiet([pid])
         timings = dict(before=0.0, window=0.0, during=0.0, after=0.0, compress_cpu=0.0)
         self.workload: Workload | None = None
         abandoned: list[bool] = []
@@ -156,23 +192,39 @@ class CaptureRun:
             ("closing the workload's output", close_workload),
             ("removing %s" % parts_dir, remove_parts),
             ("removing the capture's files", remove_abandoned),
+            ("taking the capture's pids out of the notrace lists", self._unquiet),
         ):
             try:
                 output.check()
                 began = time.monotonic()
-                facts = self.window.started_facts() if state == "collected" else self.window.open(record_capture=False)
+                if state == "collected":
+                    # The window ends as this task begins: nothing of its own work is recorded.
+                    facts = self.window.started_facts()
+                    self.window.stop()
+                pids = output.spawn()
+                if state == "captured":
+                    # Made before the pids are listed (see _capture_self), run once the window is open.
+                    self.workload = self._start_workload(work_dir, output)
+                    self._quiet(own_processes() + pids)
+                    facts = self.window.open(record_capture=False)
+                    facts["anchor"] = self._samples()
                 events = _capture.enabled_events(self.buffer)
                 timings["before"] = round(time.monotonic() - began, 6)
+                finder = None
+                if facts.get("anchor") and params["format"] == "dat":
+                    count = len(facts["anchor"]["samples"])
+                    finder = _capture_anchor.MarkerFinder(self.buffer, output.page_size, count)
                 with self._cleanup(
+                    ("taking the capture's pids out of the notrace lists", self._unquiet),
                     (
                         "putting tracing_on back",
                         lambda: self.window.restore(facts, forget_capture=state == "collected"),
                     ),
                     ("closing the ring buffer", output.close_reader),
                 ):
-                    output.start()
-                    if state == "captured":
-                        self.workload = self._start_workload(work_dir, output)
+                    output.start({facts["anchor"]["cpu"]: finder} if finder else None)
+                    if self.workload is not None:
+                        self.workload.release()
                     during = time.monotonic()
                     output.prepare(events)
                     timings["during"] = time.monotonic() - during
@@ -189,12 +241,16 @@ class CaptureRun:
                 if self.workload is not None:
                     self.result.update(self.workload.result())
                     self._check_rc(self.workload)
-                stored, compress_cpu = output.pack(after_text, packed)
+                anchor = self._anchor(facts.get("anchor"), finder, output)
+                date = b""
+                if anchor["trace_ns"] is not None:
+                    date = _tracedat_writer.date_option(anchor["wall_ns"] - anchor["trace_ns"])
+                stored, compress_cpu = output.pack(after_text, packed, date)
                 timings["compress_cpu"] = round(compress_cpu, 6)
                 timings["after"] = round(time.monotonic() - closed, 6)
                 # zstd frames and gzip members carry their own checksums, which the controller's
                 # decompression verifies; an uncompressed file gets a sha256.
-                digest = _compress.sha256(packed) if method == "none" else None
+                digest = _compress.sha256(packed) if method == "none" or inside else None
                 _hand_over(packed, work_dir)
             except Abandoned:
                 abandoned.append(True)
@@ -222,18 +278,33 @@ class CaptureRun:
             budget_reached=budget.reached is not None,
             seconds=timings["window"],
             started=iso(facts["wall"]) if facts.get("wall") else None,
-            clock_anchor=self._anchor(facts),
+            clock_anchor=anchor,
             enabled_events=_capture.summarise_events(self.buffer, events),
             timings=timings,
             format=params["format"],
             instance=params["instance"],
+            excluded_pids=self.quiet.pids if self.quiet is not None else [],
         )
+        if params["format"] == "dat":
+            self.result["file_version"] = params["file_version"]
         return self.result, self._warnings(output, events, lost)
+
+    def _anchor(self, samples: dict | None, finder, output: CaptureFormat) -> dict:
+        """The anchor from the markers found in the pages (dat) or the text."""
+        clock = self.result["trace_clock"]
+        if not samples:
+            return _capture_anchor.anchor(None, {}, clock)
+        if finder is not None:
+            return _capture_anchor.anchor(samples, finder.found, clock)
+        if os.path.exists(output.plain):
+            found = _capture_anchor.find_in_text(output.plain, len(samples["samples"]))
+            return _capture_anchor.anchor(samples, found, clock, extra_ns=1000)
+        return _capture_anchor.anchor(samples, {}, clock)
 
     def _start_workload(self, work_dir: str, output: CaptureFormat) -> Workload | None:
         if self.params["command"] is None:
             return None
-        return Workload(self.params["command"], work_dir, output.nofile_before)
+        return Workload(self.params["command"], work_dir, output.nofile_before, held=True)
 
     def _wait(self, output: CaptureFormat) -> str:
         """Wait out the duration, or the workload up to its timeout, draining the buffer
@@ -271,6 +342,17 @@ class CaptureRun:
     def _warnings(self, output: CaptureFormat, events: list, lost: dict) -> list[str]:
         where = self.window.where()
         warnings = [warning for warning in [output.budget.warning(where)] if warning]
+        anchor = self.result["clock_anchor"]
+        if anchor["uncertainty_ns"] is None:
+            warnings.append(
+                "%s: no wall-clock anchor: %s; the file cannot be put on one timeline with other hosts'"
+                % (where, self.anchor_problem or "its markers were not found in the capture (overwritten or lost)")
+            )
+        elif anchor["trace_ns"] is None:
+            warnings.append(
+                "%s: trace_clock=%s does not count nanoseconds: the anchor markers are in the capture, but "
+                "clock_anchor has no trace time and the trace.dat no DATE option" % (where, anchor["clock"])
+            )
         online_now = _capture.online_cpus() or set()
         for cpu in sorted((online_now & set(self.window.cpus)) - set(self.window.captured)):
             warnings.append("cpu%d came online during the window: its events are not in the capture" % cpu)

@@ -7,12 +7,13 @@
   TARGET_OPTIONS      what the module works with on the traced host
   CONTROLLER_OPTIONS  what only the action plugin uses: where and how the file lands
   ARGUMENT_SPEC       what a task may set (both of the above): the action validates it
-  MODULE_SPEC         what the module accepts: the target options and `_work_dir`, an
-                      internal option the action sets to the task's temporary directory
-                      (underscore-prefixed and undocumented)
+  MODULE_SPEC         what the module's argument spec declares: all of the above (the
+                      module ignores the controller options) and `work_dir`, which the
+                      action sets to the task's temporary directory (a task cannot set
+                      it: the action's own validation refuses it)
 
-The module's DOCUMENTATION describes the action and module as one task, so it
-documents the controller options too; the action strips them before the module runs.
+The module's DOCUMENTATION describes the action and module as one task: it
+documents every option of MODULE_SPEC, so documentation and argument spec agree.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -31,7 +32,9 @@ TARGET_OPTIONS = dict(
     timeout=dict(type="float", default=600),
     allowed_rc=dict(type="list", elements="int", default=[0]),
     format=dict(type="str", default="dat", choices=["dat", "text"]),
-    compress=dict(type="str", default="auto", choices=["auto", "zstd", "gzip", "none"]),
+    compress=dict(type="str", default="auto", choices=["auto", "zstd", "zlib", "gzip", "none"]),
+    file_version=dict(type="int", default=7, choices=[6, 7]),
+    include_self=dict(type="bool", default=False),
     clear=dict(type="bool", default=True),
     kallsyms=dict(type="bool", default=True),
     name=dict(type="str", default="trace"),
@@ -45,7 +48,7 @@ CONTROLLER_OPTIONS = dict(
     transfer=dict(type="str", default="auto", choices=["auto", "fetch", "chunks"]),
 )
 ARGUMENT_SPEC = dict(TARGET_OPTIONS, **CONTROLLER_OPTIONS)
-MODULE_SPEC = dict(TARGET_OPTIONS, _work_dir=dict(type="path"))
+MODULE_SPEC = dict(ARGUMENT_SPEC, work_dir=dict(type="path"))
 MUTUALLY_EXCLUSIVE = [("duration", "command")]
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")

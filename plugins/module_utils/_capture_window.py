@@ -9,7 +9,8 @@ turns it on; closing it turns recording off for the read-out, and restoring puts
 (a `knob` entry) before it is switched, so teardown restores it if the play dies
 with the window open. A window that spans tasks (`state=started`) also gets a
 `capture` entry holding the facts `state=collected` needs: the original
-`tracing_on`, the wall clock and trace clock at the start, and each CPU's stats.
+`tracing_on`, the wall clock and trace clock at the start, each CPU's stats, and
+the anchor's samples (the CPU its markers are on, and each marker's bracket).
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -85,6 +86,7 @@ class Window:
                     wall=facts["wall"],
                     trace_now=facts["trace_now"],
                     before={str(cpu): stats for cpu, stats in facts["before"].items()},
+                    anchor=facts.get("anchor"),
                 )
 
     def started_facts(self) -> dict:
@@ -104,6 +106,7 @@ class Window:
             wall=entry.get("wall"),
             trace_now=entry.get("trace_now"),
             before={int(cpu): stats for cpu, stats in entry.get("before", {}).items()},
+            anchor=_anchor_samples(entry.get("anchor")),
         )
 
     def stop(self) -> None:
@@ -123,6 +126,19 @@ class Window:
                 entry = ledger.find(kind="capture", instance=buffer.instance)
                 if entry is not None:
                     ledger.forget(entry)
+
+
+def _anchor_samples(value) -> dict | None:
+    """The anchor samples kept in a capture entry, if they are well-formed."""
+    if not isinstance(value, dict) or not isinstance(value.get("cpu"), int):
+        return None
+    samples = value.get("samples")
+    if not isinstance(samples, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(number, int) for number in pair)
+        for pair in samples
+    ):
+        return None
+    return dict(cpu=value["cpu"], samples=samples)
 
 
 def _when(stamp) -> str:

@@ -41,6 +41,8 @@ FUNCTION_LISTS = {
     "graph_functions": "set_graph_function",
 }
 PID_FILES = ("set_event_pid", "set_ftrace_pid")
+# Where trace_capture lists its own processes for a window (_capture_self).
+NOTRACE_PID_FILES = ("set_event_notrace_pid", "set_ftrace_notrace_pid")
 # A generous ceiling: more than a quarter of RAM in ring buffers is a mistake.
 MAX_BUFFER_SHARE = 4
 _FUNCTION = re.compile(r"[A-Za-z0-9_.*?\[\]]+")
@@ -390,7 +392,7 @@ def _undo_knob(top: TracingDir, ledger: Ledger, entry: dict) -> None:
 
 def _undo_list_add(top: TracingDir, ledger: Ledger, entry: dict) -> None:
     tracing = top.instance_dir(entry.get("instance"))
-    if os.path.basename(entry["file"]) in PID_FILES:
+    if os.path.basename(entry["file"]) in PID_FILES + NOTRACE_PID_FILES:
         # No removal syntax for pids: write back the others.
         remaining = [pid for pid in _entries(tracing, entry["file"]) if pid not in ("no pid", entry["value"])]
         tracing.replace_list(entry["file"], " ".join(remaining))

@@ -30,6 +30,9 @@ from typing import Callable
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture import CaptureError
 
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr returned
+# A held workload: wait for "go" on the pipe, then become `/bin/sh -c COMMAND` ($0).
+# Its standard input is the pipe; the command gets /dev/null, as an unheld one does.
+HOLD = 'IFS= read -r go && [ "$go" = go ] && exec /bin/sh -c "$0" </dev/null'
 
 
 class Abandoned(CaptureError):
@@ -39,15 +42,25 @@ class Abandoned(CaptureError):
 class Workload:
     """A command running during the window."""
 
-    def __init__(self, command: str, work_dir: str, nofile: tuple | None = None) -> None:
+    def __init__(self, command: str, work_dir: str, nofile: tuple | None = None, held: bool = False) -> None:
         """`nofile`: the open-file limits to run the command with, when this process
-        raised its own for a capture of many CPUs."""
+        raised its own for a capture of many CPUs. `held`: the process is made now but
+        runs the command only at `release()` (a shell waiting on a pipe, which then
+        execs `/bin/sh -c COMMAND` in the same process), so that it exists before the
+        capture lists its own pids (a child forked later would be listed with them
+        under options/event-fork); if this process dies first, it exits unrun."""
         self.command = command
+        self.gate: int | None = None
         self.outputs = {name: tempfile.TemporaryFile(dir=work_dir) for name in ("stdout", "stderr")}  # noqa: SIM115
+        argv = ["/bin/sh", "-c", command]
+        stdin: int = subprocess.DEVNULL
         try:
+            if held:
+                stdin, self.gate = os.pipe()
+                argv = ["/bin/sh", "-c", HOLD, command]
             self.process = subprocess.Popen(
-                ["/bin/sh", "-c", command],
-                stdin=subprocess.DEVNULL,
+                argv,
+                stdin=stdin,
                 stdout=self.outputs["stdout"],
                 stderr=self.outputs["stderr"],
                 start_new_session=True,
@@ -56,6 +69,18 @@ class Workload:
         except BaseException:
             self.close()
             raise
+        finally:
+            if stdin != subprocess.DEVNULL:
+                os.close(stdin)
+
+    def release(self) -> None:
+        """Let a held workload run its command."""
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            try:
+                os.write(gate, b"go\n")
+            finally:
+                os.close(gate)
 
     @property
     def returncode(self) -> int | None:
@@ -73,6 +98,9 @@ class Workload:
         return dict(cmd=self.command, rc=self.process.returncode, **texts)
 
     def close(self) -> None:
+        if self.gate is not None:
+            os.close(self.gate)  # a held workload that was never released exits unrun
+            self.gate = None
         for handle in self.outputs.values():
             handle.close()
 

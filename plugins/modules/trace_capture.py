@@ -17,15 +17,32 @@ description:
     tasks for long captures (O(state=started), later O(state=collected)).
   - With O(format=dat) the per-CPU ring buffers are read raw from
     C(per_cpu/cpuN/trace_pipe_raw) (consuming, whole pages, no text formatting in the
-    kernel) during the window and written as a trace-cmd C(trace.dat) (file version 6)
-    with the headers, the ftrace formats and the formats of the enabled events, kallsyms,
-    printk formats, saved cmdlines, per-CPU stats and the trace clock, which
-    C(trace-cmd report) and KernelShark open. With O(format=text) the buffer's C(trace)
-    file (formatted by the kernel) is copied at the end of the window.
-  - The file is compressed on the target, moved with the connection's own file transfer
-    and decompressed on the controller. When the connection cannot fetch the file (a
-    C(become) setup that keeps it unreadable to the login user), it is streamed in
-    chunks instead, never held whole in memory.
+    kernel) during the window and written as a trace-cmd C(trace.dat) with the headers,
+    the ftrace formats and the formats of the enabled events, kallsyms, printk formats,
+    saved cmdlines, per-CPU stats, the trace clock and the wall-clock offset (the DATE
+    option), which C(trace-cmd report) and KernelShark open. By default it is trace-cmd's
+    compressed file version 7 (O(file_version)), which travels and is stored as it is.
+    With O(format=text) the buffer's C(trace) file (formatted by the kernel) is copied at
+    the end of the window.
+  - A version 6 trace.dat or a text file is compressed on the target, moved with the
+    connection's own file transfer and decompressed on the controller. When the
+    connection cannot fetch the file (a C(become) setup that keeps it unreadable to the
+    login user), it is streamed in chunks instead, never held whole in memory.
+  - Each window is anchored to the wall clock. Right after it opens, the module writes
+    16 markers into the buffer's C(trace_marker), each between two reads of the target's
+    clock (CLOCK_REALTIME), and finds them in what it reads back; the narrowest bracket
+    gives RV(clock_anchor) and its uncertainty, and the trace.dat's DATE option, so
+    C(trace-cmd report -i host1/trace.dat -i host2/trace.dat) shows every host's events on
+    one wall-clock timeline. The markers stay in the capture
+    (C(tracefleet-anchor N wall_ns=...), the time of day read just before each).
+  - The capture keeps its own processes out of the events it records, as
+    C(trace-cmd record) does. The module's process, its compressors, and the processes
+    Ansible started it in (its parents in the same session, up to sshd) are listed in
+    the buffer's C(set_event_notrace_pid) (and C(set_ftrace_notrace_pid) while a function
+    tracer is set) for the window, and taken out afterwards (recorded in the ledger first,
+    so M(tracefleet.ftrace.teardown) takes them out if the play dies). The workload of
+    O(command) is started before that, so it and its children are traced, with
+    C(options/event-fork) too. O(include_self=true) records everything.
   - Loss is reported, never hidden. The overrun, commit overrun and dropped event counts
     of C(per_cpu/cpuN/stats) are read before and after the window, and a capture that
     lost events succeeds with a warning giving the numbers.
@@ -136,13 +153,37 @@ options:
     default: dat
   compress:
     description:
-      - How the file travels. V(auto) uses zstd when the target and the controller both
-        have the C(zstd) program, else gzip. The file is stored decompressed on the
-        controller. V(zstd) on a target without the C(zstd) program is refused before
-        anything is changed.
+      - With O(format=dat) and O(file_version=7), the compression inside the trace.dat,
+        which travels and is stored as it is. V(auto) uses zstd when the target has the
+        C(zstd) program, else zlib (Python's own, nothing to install). V(gzip) means
+        V(zlib) here. C(trace-cmd report) opens zstd and zlib files when it was built with
+        them (C(trace-cmd list -c)); Debian 12's trace-cmd 3.1.6 has zstd only.
+      - Otherwise, how the file travels. V(auto) uses zstd when the target and the
+        controller both have the C(zstd) program, else gzip (V(zlib) means V(gzip) here).
+        The file is stored decompressed on the controller.
+      - V(zstd) on a target without the C(zstd) program is refused before anything is
+        changed.
     type: str
-    choices: [auto, zstd, gzip, none]
+    choices: [auto, zstd, zlib, gzip, none]
     default: auto
+  file_version:
+    description:
+      - The trace.dat's file version, for O(format=dat). V(7) is trace-cmd's sectioned
+        file, compressed inside (see O(compress)); it is stored on the controller as it
+        travelled, and C(trace-cmd report) (3.0 and later) reads it as it is. V(6) is the
+        uncompressed file older readers take; it travels compressed and is stored
+        decompressed.
+    type: int
+    choices: [6, 7]
+    default: 7
+  include_self:
+    description:
+      - Record the capture's own processes too. By default the module, its compressors
+        and the processes Ansible ran it in are kept out of the recorded events (see the
+        description); the kernel still records a context switch or wakeup in which one of
+        them meets a traced task, and the anchor markers.
+    type: bool
+    default: false
   clear:
     description:
       - Empty the buffer when the window opens, so the capture holds only the window.
@@ -183,10 +224,21 @@ options:
     type: str
     choices: [auto, fetch, chunks]
     default: auto
+  work_dir:
+    description:
+      - Internal. The directory on the target where the capture's file is assembled.
+        The action plugin sets it to the task's temporary directory, and refuses it in a
+        task.
+      - O(dest), O(run_id) and O(transfer) are the action plugin's, on the controller.
+        The module accepts and ignores them.
+    type: path
 notes:
   - The window's timestamps are the buffer's C(trace_clock). The result's RV(clock_anchor)
     pairs the target's wall-clock time with the trace clock at the window's start, for
-    putting hosts on one timeline.
+    putting hosts on one timeline. With a clock that does not count nanoseconds
+    (C(counter), C(uptime), C(x86-tsc)) the markers are written, but the anchor has no
+    trace time and the trace.dat no DATE option (a warning says so). With O(state=started)
+    the markers are written when the window opens and found when it is collected.
   - Only the formats of the events enabled in the buffer when the window opens are
     written into a trace.dat (plus the C(ftrace) ones); events enabled only by a
     trigger during the window show as unknown in C(trace-cmd report).
@@ -207,6 +259,9 @@ notes:
 seealso:
   - module: tracefleet.ftrace.trace_event
   - module: tracefleet.ftrace.teardown
+  - name: trace-cmd.dat v7 file format
+    description: The man page trace-cmd.dat.v7(5), from the trace-cmd package.
+    link: https://www.trace-cmd.org/Documentation/trace-cmd/trace-cmd.dat.v7.5.html
   - name: trace-cmd.dat v6 file format
     description: The man page trace-cmd.dat.v6(5), from the trace-cmd package.
     link: https://www.trace-cmd.org/Documentation/trace-cmd/trace-cmd.dat.v6.5.html
@@ -237,6 +292,30 @@ EXAMPLES = r"""
     instance: tracefleet
     state: collected
     format: text
+
+- name: Capture a workload that may exit 1, with a named file, without kallsyms
+  tracefleet.ftrace.trace_capture:
+    instance: tracefleet
+    command: /usr/local/bin/flaky-test
+    allowed_rc: [0, 1]
+    name: flaky-run
+    kallsyms: false
+    clear: false
+
+- name: An uncompressed version 6 trace.dat for an old reader, streamed in chunks
+  tracefleet.ftrace.trace_capture:
+    instance: tracefleet
+    duration: 2
+    file_version: 6
+    compress: gzip
+    transfer: chunks
+
+- name: A version 7 trace.dat without compression, the capture's own processes included
+  tracefleet.ftrace.trace_capture:
+    instance: tracefleet
+    duration: 2
+    compress: none
+    include_self: true
 """
 
 RETURN = r"""
@@ -284,10 +363,40 @@ bytes:
   type: int
   sample: 1893422
 stored_bytes:
-  description: Bytes stored on the controller (decompressed).
+  description:
+    - Bytes stored on the controller. A version 7 trace.dat is stored as it travelled
+      (RV(bytes)); other files decompressed.
   returned: when a capture was fetched
   type: int
-  sample: 9127936
+  sample: 1893422
+transfer:
+  description: How the file reached the controller, V(fetch) or V(chunks) (see O(transfer)).
+  returned: when a capture was fetched
+  type: str
+  sample: fetch
+format:
+  description: The capture's format, as asked (O(format)).
+  returned: when a window was collected
+  type: str
+  sample: dat
+file_version:
+  description: The trace.dat's file version (O(file_version)).
+  returned: when a window was collected with O(format=dat)
+  type: int
+  sample: 7
+instance:
+  description: The buffer captured (O(instance)); null for the top level.
+  returned: when a window was collected
+  type: str
+  sample: tracefleet
+excluded_pids:
+  description:
+    - The processes kept out of the recorded events (see O(include_self)); empty with
+      O(include_self=true).
+  returned: when a window was collected
+  type: list
+  elements: int
+  sample: [4242, 4240, 4239, 4243, 4244]
 seconds:
   description: Length of the window in seconds.
   returned: when a window was collected
@@ -300,13 +409,26 @@ started:
   sample: "2026-11-27T03:15:02.123456Z"
 clock_anchor:
   description:
-    - The target's wall clock (seconds since the epoch) and the buffer's trace clock
-      (seconds) read together when the window opened.
+    - Which time of day was which trace-clock time when the window opened, from the
+      anchor markers (see the description). C(wall_ns) is the middle of the narrowest
+      bracket of CLOCK_REALTIME reads (nanoseconds since the epoch), C(trace_ns) the
+      trace-clock timestamp of its marker, C(uncertainty_ns) the bracket's width (the
+      marker was written within it). C(wall) and C(trace) are the same in seconds,
+      C(clock) the buffer's trace clock.
+    - C(trace_ns) and C(uncertainty_ns) are null when no marker was found (a warning says
+      why), C(trace_ns) also with a clock that does not count nanoseconds, and with
+      O(state=started), whose markers are found when the window is collected.
   returned: always, unless skipped
   type: dict
-  sample: {"wall": 1795750502.123456, "trace": 1234.567891, "clock": "local"}
+  sample:
+    wall: 1795750502.123456
+    trace: 1234.567891
+    clock: local
+    wall_ns: 1795750502123456789
+    trace_ns: 1234567891234
+    uncertainty_ns: 2050
 compress:
-  description: How the file travelled.
+  description: The compression inside a version 7 trace.dat, or how another file travelled.
   returned: when a window was collected
   type: str
   sample: zstd
@@ -345,11 +467,14 @@ budget_reached:
   type: bool
   sample: false
 enabled_events:
-  description: The events enabled in the buffer when the window closed.
+  description:
+    - The events enabled in the buffer when the window opened, as C(system/event) (the
+      form M(tracefleet.ftrace.tracefs_info) and M(tracefleet.ftrace.trace_event) use);
+      a system whose events are all enabled as C(system/*).
   returned: when a window was collected
   type: list
   elements: str
-  sample: ["sched:sched_switch", "sched:sched_wakeup"]
+  sample: ["sched/sched_switch", "sched/sched_wakeup"]
 timings:
   description:
     - Seconds on the target. C(before) is opening the window; C(window) the window
@@ -385,8 +510,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import T
 
 
 def main() -> None:
-    # The module's spec is the target's options: dest, run_id and transfer (documented
-    # above) are the action plugin's, which removes them and sets _work_dir.
+    # dest, run_id and transfer are the action plugin's: accepted here and ignored.
     module = AnsibleModule(
         argument_spec=_capture_spec.MODULE_SPEC,
         mutually_exclusive=_capture_spec.MUTUALLY_EXCLUSIVE,

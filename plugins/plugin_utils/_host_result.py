@@ -310,20 +310,29 @@ PER_CPU = Map(CPU, COUNT, max_items=MAX_CPUS)
 TRACE_CLOCK = Str(max_len=32, pattern=r"[a-z0-9][a-z0-9_-]*", describe="a trace clock name")
 KERNEL = Str(max_len=MAX_NAME, pattern=r"[!-~]+", describe="a kernel release (printable ASCII, no spaces)")
 _TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z"
-# system:event, or system:* for a whole system (_capture.summarise_events).
+# system/event, or system/* for a whole system (_capture.summarise_events).
 EVENT = Str(
     max_len=MAX_NAME,
-    pattern=r"[A-Za-z0-9_][A-Za-z0-9_.+-]*:(?:\*|[A-Za-z0-9_][A-Za-z0-9_.+-]*)",
-    describe="an event as system:name",
+    pattern=r"[A-Za-z0-9_][A-Za-z0-9_.+-]*/(?:\*|[A-Za-z0-9_][A-Za-z0-9_.+-]*)",
+    describe="an event as system/name",
 )
 SHA256 = Str(max_len=64, pattern=r"[0-9a-f]{64}", describe="a sha256 in lower-case hex", nullable=True)
+MAX_WALL_NS = 10**20  # nanoseconds since the epoch: beyond the year 5000
+MAX_TRACE_NS = 10**18  # a trace clock's nanoseconds: 31 years of uptime
+MAX_UNCERTAINTY_NS = 10**10  # a bracket of 10 s is no anchor
+# The window's anchor (_capture_anchor): the middle of the winning bracket, its
+# marker's trace time, and the bracket's width; None where there is none.
 CLOCK_ANCHOR = Record(
     dict(
         wall=Float(0.0, 1e11, nullable=True),
         trace=Float(-1e15, 1e15, nullable=True),
         clock=Str(max_len=32, pattern=r"[a-z0-9][a-z0-9_-]*", describe="a trace clock name", nullable=True),
+        wall_ns=Int(0, MAX_WALL_NS, nullable=True),
+        trace_ns=Int(0, MAX_TRACE_NS, nullable=True),
+        uncertainty_ns=Int(0, MAX_UNCERTAINTY_NS, nullable=True),
     )
 )
+PIDS = List(Int(1, 1 << 22), max_items=4096)
 TIMINGS = Record(dict.fromkeys(("before", "window", "during", "after", "compress_cpu"), SECONDS))
 TEXT = Str(max_len=OUTPUT_LIMIT, text=True)
 FREE = Str(max_len=MAX_LINE, text=True, nullable=True)
@@ -361,10 +370,12 @@ def capture_collected(
     fmt: str,
     instance: str | None,
     command: str | None,
+    file_version: int | None = None,
 ) -> Record:
     """trace_capture, state=captured or collected: what the module must return when
     the controller asked for a `fmt` capture of `instance` into the file `file_name`
-    (compressed with one of `compress`, to `remote` plus its suffix)."""
+    (compressed with one of `compress`, to one of `remote`); `file_version`: the
+    trace.dat version asked for (format=dat)."""
     fields = dict(
         WINDOW,
         file=Str(max_len=MAX_LINE, choices=remote),
@@ -383,9 +394,13 @@ def capture_collected(
         budget_reached=Bool(),
         format=Equal(fmt),
         instance=Equal(instance),
+        excluded_pids=PIDS,
         **ANSIBLE_KEYS,
     )
     required = ["file", "file_name", "compress", "bytes", "raw_bytes", "events", "kernel", "format"]
+    if file_version is not None:
+        fields.update(file_version=Equal(file_version))
+        required.append("file_version")
     if command is not None:
         fields.update(cmd=Equal(command), rc=Int(-255, 255), stdout=TEXT, stderr=TEXT)
         required += ["cmd", "rc"]
@@ -409,10 +424,15 @@ MANIFEST_CAPTURE = Record(
                 wall=Float(0.0, 1e11, nullable=True),
                 trace=Float(-1e15, 1e15, nullable=True),
                 clock=Str(max_len=32, text=True, nullable=True),
+                wall_ns=Int(0, MAX_WALL_NS, nullable=True),
+                trace_ns=Int(0, MAX_TRACE_NS, nullable=True),
+                uncertainty_ns=Int(0, MAX_UNCERTAINTY_NS, nullable=True),
             ),
             extra="ignore",
             nullable=True,
         ),
+        file_version=Int(6, 7, nullable=True),
+        excluded_pids=List(Int(0, 1 << 22), max_items=4096, nullable=True),
         seconds=Float(0.0, MAX_SECONDS, nullable=True),
         events=Int(0, MAX_COUNT, nullable=True),
         events_per_cpu=Map(Str(max_len=16, text=True), COUNT, max_items=MAX_CPUS, nullable=True),

@@ -52,7 +52,8 @@ def good_result(work_dir: str, remote_name: str, size: int) -> dict:
         "kernel": "6.1.0-56-cloud-amd64",
         "trace_clock": "local",
         "clock_anchor": {"wall": 1795750502.1, "trace": 1234.5, "clock": "local"},
-        "enabled_events": ["sched:*", "irq:irq_handler_entry"],
+        "enabled_events": ["sched/*", "irq/irq_handler_entry"],
+        "file_version": 6,
         "timings": {"before": 0.01, "window": 1.0, "during": 0.2, "after": 0.1, "compress_cpu": 0.1},
         "format": "dat",
         "instance": "cap",
@@ -266,15 +267,15 @@ CASES = [
     ("not a timestamp", _set(started="yesterday"), {}, r"started='yesterday': not a UTC time in ISO 8601"),
     (
         "event of the wrong type",
-        _set(enabled_events=["sched:*", 5]),
+        _set(enabled_events=["sched/*", 5]),
         {},
         r"enabled_events\[1\]=5: a string is expected, not int",
     ),
     (
         "newline in an event",
-        _set(enabled_events=["sched:a\nb"]),
+        _set(enabled_events=["sched/a\nb"]),
         {},
-        r"enabled_events\[0\]='sched:a\\nb': not an event as system:name",
+        r"enabled_events\[0\]='sched/a\\nb': not an event as system/name",
     ),
     (
         "offline CPU that is not a number",
@@ -317,7 +318,7 @@ CASES = [
         "uncompressed without a sha256",
         lambda r, t: (_uncompressed()(r, t), r.update(sha256=None)),
         {"compress": "none"},
-        r"sha256=None: an uncompressed capture comes with its sha256",
+        r"sha256=None: a capture stored as it travels comes with its sha256",
     ),
     (
         "more space than the controller has",
@@ -369,7 +370,8 @@ def _run(tmp_path, controller_tree, change, options, fetch_works=True, chunk=Non
     action, task = make_action(target, result, fetch_works=fetch_works, chunk=chunk)
     args = {"instance": "cap", "duration": 1, "dest": str(controller_tree / "traces"), "run_id": "r1"}
     args.update(options)
-    task.args = {key: value for key, value in args.items() if value is not None}
+    # These hosts lie about a version 6 capture, which travels compressed (gzip).
+    task.args = dict({"file_version": 6}, **{key: value for key, value in args.items() if value is not None})
     before = tree(controller_tree)
     out = action.run(task_vars={"inventory_hostname": "web01"})
     assert tree(controller_tree) == before
@@ -416,7 +418,7 @@ def test_a_refused_result_creates_no_dest_and_no_run_id(tmp_path):
     result = target.result()
     result["file_name"] = "../../x"
     action, task = make_action(target, result)
-    task.args = {"instance": "cap", "duration": 1, "dest": str(tmp_path / "new" / "traces")}
+    task.args = {"instance": "cap", "duration": 1, "dest": str(tmp_path / "new" / "traces"), "file_version": 6}
     out = action.run(task_vars={"inventory_hostname": "web01"})
     assert out["failed"] and not (tmp_path / "new").exists()
 
@@ -428,7 +430,13 @@ def test_the_host_s_values_are_not_passed_on_unchecked(tmp_path, controller_tree
     result["_ansible_parsed"] = True
     result["invocation"] = {"module_args": {"x": 1}}
     action, task = make_action(target, result)
-    task.args = {"instance": "cap", "duration": 1, "dest": str(controller_tree / "traces"), "run_id": "r1"}
+    task.args = {
+        "instance": "cap",
+        "duration": 1,
+        "dest": str(controller_tree / "traces"),
+        "run_id": "r1",
+        "file_version": 6,
+    }
     out = action.run(task_vars={"inventory_hostname": "web01"})
     assert not out.get("failed"), out
     assert "invocation" not in out and "file_name" not in out and "file" not in out

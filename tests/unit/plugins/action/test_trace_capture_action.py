@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import importlib
 import json
 import os
@@ -59,8 +60,9 @@ def module_result(remote):
         "kernel": "6.1.0",
         "trace_clock": "local",
         "clock_anchor": {"wall": 1.0, "trace": 2.0, "clock": "local"},
-        "enabled_events": ["sched:*"],
+        "enabled_events": ["sched/*"],
         "timings": {},
+        "file_version": 6,
         "format": "dat",
         "instance": "cap",
     }
@@ -108,7 +110,8 @@ def make_action(remote, fetch_works=True, module=None):
 
 
 def run(action, task, args, host="web01"):
-    task.args = args
+    # A version 6 capture (it travels gzip-compressed) unless a test says otherwise.
+    task.args = dict({"file_version": 6}, **args)
     return action.run(task_vars={"inventory_hostname": host})
 
 
@@ -126,7 +129,7 @@ def test_fetch_lands_the_file_and_the_manifest(remote, tmp_path):
     assert capture["clock_anchor"] == {"wall": 1.0, "trace": 2.0, "clock": "local"}
     # The module was asked to work in the task's temporary directory, which is removed.
     module_args = action._execute_module.call_args.kwargs["module_args"]
-    assert module_args["_work_dir"] == str(remote.parent)
+    assert module_args["work_dir"] == str(remote.parent)
     assert not {"dest", "run_id", "transfer"} & set(module_args)
     action._remove_tmp_path.assert_called_once_with(str(remote.parent), force=True)
 
@@ -202,8 +205,8 @@ def test_the_action_imports_nothing_from_the_modules():
 
 def test_internal_options_are_not_the_task_s(remote, tmp_path):
     action, task = make_action(remote)
-    with pytest.raises(Exception, match="_work_dir"):
-        run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "_work_dir": "/tmp"})
+    with pytest.raises(Exception, match="work_dir"):
+        run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "work_dir": "/tmp"})
     action._execute_module.assert_not_called()
 
 
@@ -246,4 +249,72 @@ def test_bad_input_cases_fail_before_the_module_runs(remote, tmp_path, case):
     assert result["failed"] and re.search(case["msg"], result["msg"]), result["msg"]
     action._execute_module.assert_not_called()
     action._make_tmp_path.assert_not_called()
+    assert not (tmp_path / "traces").exists()
+
+
+def v7_result(path, **changes):
+    data = path.read_bytes()
+    result = dict(
+        module_result(path),
+        compress="zstd",
+        bytes=len(data),
+        raw_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        file_version=7,
+        clock_anchor={
+            "wall": 1.5,
+            "trace": 2.0,
+            "clock": "local",
+            "wall_ns": 1_500_000_000,
+            "trace_ns": 2_000_000_000,
+            "uncertainty_ns": 2100,
+        },
+        excluded_pids=[4242, 4240],
+    )
+    result.update(changes)
+    return result
+
+
+def test_a_version_7_file_is_stored_as_it_travelled(tmp_path):
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    path = remote / "trace.dat"
+    path.write_bytes(b"\x17\x08\x44tracing7\0" + PAYLOAD[:100000])
+    action, task = make_action(path, module=v7_result(path))
+    result = run(
+        action,
+        task,
+        {"instance": "cap", "duration": 1, "dest": str(tmp_path / "traces"), "run_id": "r1", "file_version": 7},
+    )
+    assert not result.get("failed"), result
+    stored = tmp_path / "traces" / "r1" / "web01" / "trace.dat"
+    assert stored.read_bytes() == path.read_bytes()
+    assert result["stored_bytes"] == result["bytes"] == path.stat().st_size
+    # The module was asked for the compression inside the file, not how it travels.
+    assert action._execute_module.call_args.kwargs["module_args"]["compress"] == "auto"
+    manifest = json.loads((tmp_path / "traces" / "r1" / "manifest.json").read_text())
+    (capture,) = manifest["hosts"]["web01"]["captures"]
+    assert capture["clock_anchor"]["uncertainty_ns"] == 2100 and capture["file_version"] == 7
+    assert capture["excluded_pids"] == [4242, 4240]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(sha256=None), "sha256=None: a capture stored as it travels comes with its sha256"),
+        (dict(raw_bytes=5), "raw_bytes=5: not bytes="),
+        (dict(compress="gzip"), "compress='gzip': not one of zlib, zstd"),
+        (dict(file_version=6), "file_version=6: expected 7"),
+        (dict(clock_anchor={"wall_ns": -1}), r"clock_anchor.wall_ns=-1: out of range"),
+        (dict(enabled_events=["sched:sched_switch"]), "not an event as system/name"),
+    ],
+)
+def test_a_version_7_result_is_checked(tmp_path, changes, message):
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    path = remote / "trace.dat"
+    path.write_bytes(PAYLOAD[:1000])
+    action, task = make_action(path, module=v7_result(path, **changes))
+    result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "traces"), "file_version": 7})
+    assert result["failed"] and message in result["msg"], result["msg"]
     assert not (tmp_path / "traces").exists()

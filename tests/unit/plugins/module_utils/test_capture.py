@@ -234,7 +234,7 @@ def test_buffer_reads(buffer):
     assert _capture.where(buffer.top()) == "the top level"
     assert _capture.stats(buffer, [0])[0]["overrun"] == 12
     events = _capture.enabled_events(buffer)
-    assert _capture.summarise_events(buffer, events) == ["sched:*", "syscalls:sys_enter_openat"]
+    assert _capture.summarise_events(buffer, events) == ["sched/*", "syscalls/sys_enter_openat"]
     assert _capture.event_format(buffer, "sched", "sched_wakeup") == WAKEUP_FORMAT.encode()
     assert _capture.event_format(buffer, "sched", "nope") == b""
     _capture.set_tracing_on(buffer, False)
@@ -400,14 +400,25 @@ def params(host, tmp_path, **overrides):
         instance="cap",
         tracefs_path=str(host.tracing),
         ledger_path=str(tmp_path / "ledger.json"),
-        _work_dir=str(tmp_path / "work"),
+        work_dir=str(tmp_path / "work"),
         compress="gzip",
         kallsyms=False,
         duration=0.01,
         max_bytes=512 << 20,
+        file_version=6,
     )
     values.update(overrides)
     return values
+
+
+NO_ANCHOR = "no wall-clock anchor"
+
+
+def besides_anchor(warnings):
+    """The warnings but the one about the anchor: a fake tracefs has no trace_marker
+    that puts its markers into the pages."""
+    assert any(NO_ANCHOR in warning for warning in warnings), warnings
+    return [warning for warning in warnings if NO_ANCHOR not in warning]
 
 
 def ledger(tmp_path):
@@ -422,14 +433,14 @@ def tracing_on(host):
 @fake_pages
 def test_a_dat_window_reads_the_ring_buffer_into_a_trace_dat(host, tmp_path):
     result, warnings = _capture_run.capture(params(host, tmp_path))
-    assert warnings == []
+    assert besides_anchor(warnings) == []
     assert result["file"] == str(tmp_path / "work" / "trace.dat.gz") and result["file_name"] == "trace.dat"
     assert result["compress"] == "gzip" and result["sha256"] is None and result["format"] == "dat"
     # The kernel's count: no "read events" moved in the fake, so the entries left.
     assert result["events"] == 2 * 359 and result["events_per_cpu"] == {"0": 359, "1": 359}
     assert result["lost_events"] == {"0": 0, "1": 0}
-    assert result["enabled_events"] == ["sched:*", "syscalls:sys_enter_openat"]
-    assert result["clock_anchor"]["trace"] == pytest.approx(170.028821)
+    assert result["enabled_events"] == ["sched/*", "syscalls/sys_enter_openat"]
+    assert result["clock_anchor"]["trace"] is None and result["clock_anchor"]["uncertainty_ns"] is None
     assert result["clock_anchor"]["clock"] == "local" == result["trace_clock"]
     assert set(result["timings"]) == {"before", "window", "during", "after", "compress_cpu"}
     assert "rc" not in result
@@ -446,7 +457,7 @@ def test_a_text_window_runs_the_workload(host, tmp_path):
     result, warnings = _capture_run.capture(
         params(host, tmp_path, format="text", compress="none", duration=None, command="echo out; echo err >&2")
     )
-    assert warnings == []
+    assert besides_anchor(warnings) == []
     assert (result["cmd"], result["rc"], result["stdout"], result["stderr"]) == (
         "echo out; echo err >&2",
         0,
@@ -467,20 +478,20 @@ def test_loss_and_no_events_are_warnings(host, tmp_path):
     command = "sed -i 's/^overrun: 12/overrun: 20/' %s" % stats
     result, warnings = _capture_run.capture(params(host, tmp_path, duration=None, command=command))
     assert result["lost_events"] == {"0": 0, "1": 8}
-    assert warnings == [
+    assert besides_anchor(warnings) == [
         "no events are enabled in instance cap: the capture holds only what a tracer recorded",
         "instance cap lost 8 events during the window (per CPU: cpu0=0, cpu1=8): the reader or the "
         "buffer could not keep up; a bigger buffer_size_kb helps",
     ]
     text_result, text_warnings = _capture_run.capture(params(host, tmp_path, format="text"))
-    assert text_warnings == [] and text_result["enabled_events"] == []
+    assert besides_anchor(text_warnings) == [] and text_result["enabled_events"] == []
 
 
 def test_started_then_collected(host, tmp_path):
     (host.tracing / "instances/cap/tracing_on").write_text("0\n")
     started, warnings = _capture_run.capture(params(host, tmp_path, state="started", duration=None))
     assert warnings == [] and started["started"].endswith("Z")
-    assert started["clock_anchor"]["trace"] == pytest.approx(170.028821)
+    assert started["clock_anchor"]["trace"] is None  # its markers are found when it is collected
     assert "file" not in started and os.listdir(tmp_path / "work") == []
     assert tracing_on(host) == "1"
     assert sorted(entry["kind"] for entry in ledger(tmp_path)) == ["capture", "knob"]
@@ -528,13 +539,13 @@ def test_os_errors_become_capture_errors(host, tmp_path):
         _capture_run.capture(params(host, tmp_path, format="text", clear=False))
     assert tracing_on(host) == "1" and ledger(tmp_path) == []
     with pytest.raises(CaptureError, match="work_dir=.* is not a directory"):
-        _capture_run.capture(params(host, tmp_path, _work_dir=str(tmp_path / "nowhere")))
+        _capture_run.capture(params(host, tmp_path, work_dir=str(tmp_path / "nowhere")))
 
 
 def test_without_a_work_directory_one_is_made(host, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "work"))
     monkeypatch.setattr("tempfile.tempdir", None)
-    result, _warnings = _capture_run.capture(params(host, tmp_path, _work_dir=None, compress="none"))
+    result, _warnings = _capture_run.capture(params(host, tmp_path, work_dir=None, compress="none"))
     assert os.path.dirname(os.path.dirname(result["file"])) == str(tmp_path / "work")
 
 
@@ -576,7 +587,7 @@ def test_offline_cpus_keep_their_slots_and_are_reported(host, tmp_path, monkeypa
     real_open = os.open
     monkeypatch.setattr(os, "open", lambda path, *args: opened.append(str(path)) or real_open(path, *args))
     result, warnings = _capture_run.capture(params(host, tmp_path))
-    assert warnings == []
+    assert besides_anchor(warnings) == []
     assert result["cpus_offline"] == [2, 3]
     assert result["events_per_cpu"] == {"0": 359, "1": 359} and result["lost_events"] == {"0": 0, "1": 0}
     assert not [path for path in opened if "cpu2" in path or "cpu3" in path]
@@ -617,7 +628,7 @@ def test_the_budget_closes_the_window_early(host, tmp_path):
     # Three pages are waiting; the budget holds two.
     result, warnings = _capture_run.capture(params(host, tmp_path, max_bytes=2 * PAGE + 100))
     assert result["closed_by"] == "max_bytes" and result["budget_reached"] is True
-    assert warnings == [
+    assert besides_anchor(warnings) == [
         "instance cap: the capture reached max_bytes=8292 (0.0 MiB of trace data) and stopped there; what "
         "came later is not in it (raise max_bytes for a longer capture)"
     ]
@@ -632,7 +643,7 @@ def test_the_budget_cuts_a_text_capture(host, tmp_path):
         params(host, tmp_path, format="text", compress="none", clear=False, max_bytes=4096)
     )
     assert result["budget_reached"] is True and result["closed_by"] == "duration"
-    assert os.path.getsize(result["file"]) == 4096 and "max_bytes=4096" in warnings[0]
+    assert os.path.getsize(result["file"]) == 4096 and "max_bytes=4096" in besides_anchor(warnings)[0]
 
 
 class StatVfs:
@@ -653,7 +664,7 @@ def test_the_window_closes_when_the_filesystem_fills(host, tmp_path, monkeypatch
     monkeypatch.setattr(os, "statvfs", lambda _path: StatVfs(free=next(frees)))
     result, warnings = _capture_run.capture(params(host, tmp_path, duration=5))
     assert result["closed_by"] == "free_space" and result["seconds"] < 4
-    assert "to leave 1024.0 MiB free on /" in warnings[0]
+    assert "to leave 1024.0 MiB free on /" in besides_anchor(warnings)[0]
 
 
 def test_compress_zstd_without_zstd_is_refused_before_the_buffer_is_touched(host, tmp_path, monkeypatch):
@@ -742,8 +753,8 @@ def test_without_splice_a_capture_is_the_same(host, tmp_path, monkeypatch):
     reads = []
     real_read = _capture.Drainer._read
 
-    def spy(self, fd, sink, cpu, final, limit):
-        moved = real_read(self, fd, sink, cpu, final, limit)
+    def spy(self, fd, sink, cpu, final, limit, watcher=None):
+        moved = real_read(self, fd, sink, cpu, final, limit, watcher)
         reads.append((final, moved))
         return moved
 
