@@ -65,7 +65,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, NamedTuple, Union
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Union
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
@@ -125,6 +125,7 @@ TEXT = "str"  # a char array or a dynamic char string, up to its first NUL
 INTS = "ints"  # a fixed or dynamic array of integers
 BYTES = "bytes"  # anything else: the raw bytes
 Value = Union[int, str, list, bytes]
+ByteOrder = Literal["little", "big"]
 
 
 class TraceDatError(TracefleetError):
@@ -377,7 +378,7 @@ class FieldDecoder:
             if stop > end or start > end:
                 continue
             kind = plan.kind
-            if kind == INT or kind == UINT:
+            if kind in (INT, UINT):
                 values[plan.name] = plan.unpack(data, start)[0]
             elif kind == TEXT:
                 values[plan.name] = _text_of(bytes(data[start:stop]))
@@ -434,7 +435,9 @@ class _Cursor:
 
     __slots__ = ("data", "pos", "end", "path", "order", "where")
 
-    def __init__(self, path: str, data, order: str, pos: int = 0, end: int | None = None, where: str = "") -> None:
+    def __init__(
+        self, path: str, data, order: ByteOrder, pos: int = 0, end: int | None = None, where: str = ""
+    ) -> None:
         self.path, self.data, self.order, self.pos = path, data, order, pos
         self.end = len(data) if end is None else end
         self.where = where
@@ -670,7 +673,7 @@ class TraceDat:
         with_data = [buffer for buffer in buffers if any(size for _cpu, _offset, size in buffer[4])]
         if not buffers and latency:
             raise TraceDatError("%s: a latency-format trace.dat (text only, no ring-buffer data)" % self.path)
-        chosen = (with_data or buffers or [None])[0]
+        chosen = (with_data or buffers)[0] if buffers else None
         cpu_ids: list[int] = []
         if chosen is not None:
             section, _name, clock, page_size, cpus = chosen
@@ -752,7 +755,8 @@ class TraceDat:
             raise TraceDatError("%s: %s is marked compressed, but the file names no compression" % (self.path, what))
         if size > MAX_INFLATED:
             raise TraceDatError(
-                "%s: %s claims %d bytes uncompressed; this reader takes up to %d" % (self.path, what, size, MAX_INFLATED)
+                "%s: %s claims %d bytes uncompressed; this reader takes up to %d"
+                % (self.path, what, size, MAX_INFLATED)
             )
         try:
             out = self._inflate(data, size + 1)
@@ -825,7 +829,7 @@ class TraceDat:
             elif sections is not None and OPTION_HEADER_INFO <= option_id <= OPTION_CMDLINES and len(data) >= 8:
                 sections[option_id] = int.from_bytes(data[:8], cursor.order)
 
-    def _buffer_option(self, data: bytes, order: str) -> tuple:
+    def _buffer_option(self, data: bytes, order: ByteOrder) -> tuple:
         option = _Cursor(self.path, data, order, where=" (a BUFFER option)")
         offset, name, clock = option.number(8), option.cstring(), option.cstring()
         page_size, count = option.number(4), option.number(4)
@@ -1108,8 +1112,6 @@ class TraceDat:
                 "after_span": after,
             }
         return result
-
-
 
 
 def summary(path: str) -> dict:
