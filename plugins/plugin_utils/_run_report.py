@@ -21,7 +21,6 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -29,8 +28,7 @@ import urllib.parse
 from typing import Any
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _escape, _host_result, _paths, _runs
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _escape, _run_dir, _runs
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import (
     NS_CLOCKS,
     TraceDat,
@@ -39,7 +37,6 @@ from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader
 
 REPORT_NAME = _runs.REPORT
 MANIFEST = _runs.MANIFEST
-MANIFEST_FORMAT = 1
 DEFAULT_AUDIT = os.path.join(_runs.AUDIT_DIR, _runs.AUDIT_FILES["json"])
 BUCKETS = 60
 NS_PER_S = 1_000_000_000
@@ -75,8 +72,8 @@ svg .small{font-size:10px;fill:#556}svg .note{fill:#8a1c1c}
 """
 
 
-class RunReportError(TracefleetError):
-    """The run directory or its manifest cannot be reported on; nothing was written."""
+# The run directory or its manifest cannot be reported on; nothing was written.
+RunReportError = _run_dir.RunDirError
 
 
 def h(value) -> str:
@@ -129,58 +126,8 @@ def _cpu_order(item: tuple) -> tuple:
         return (1, 0, str(item[0]))
 
 
-def load_manifest(run_dir: str) -> dict:
-    path = os.path.join(run_dir, MANIFEST)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except FileNotFoundError:
-        raise RunReportError(
-            "run_dir=%r: no %s there (is it a <dest>/<run_id>/ directory written by "
-            "tracefleet.ftrace.trace_capture?)" % (run_dir, MANIFEST)
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise RunReportError("%s: cannot read it as JSON: %s" % (path, exc)) from None
-    if not isinstance(manifest, dict):
-        raise RunReportError("%s: a JSON object was expected, found %s" % (path, type(manifest).__name__))
-    return manifest
-
-
-def file_in_run(run_dir: str, relative) -> str | None:
-    """The file `relative` names under run_dir, or None if it is not a relative path
-    that stays inside run_dir (symlinks included)."""
-    if not isinstance(relative, str) or not relative or "\0" in relative or os.path.isabs(relative):
-        return None
-    if any(part == ".." for part in relative.replace("\\", "/").split("/")):
-        return None
-    try:
-        return _paths.inside(run_dir, relative)
-    except _paths.PathEscapeError:
-        return None
-
-
 def href(relative: str) -> str:
     return h(urllib.parse.quote(relative, safe="/"))
-
-
-def check_file(path: str | None, size, digest) -> tuple[str, str]:
-    """(css class, words) for a manifest file entry checked against the disk."""
-    if path is None:
-        return "bad", "not inside the run directory: not opened"
-    if not os.path.isfile(path):
-        return "bad", "missing"
-    actual_size = os.path.getsize(path)
-    if _int(size) is not None and actual_size != size:
-        return "bad", "size differs: %d bytes on disk" % actual_size
-    if not isinstance(digest, str) or not digest:
-        return "warn", "no sha256 in the manifest"
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    if sha.hexdigest() != digest.lower():
-        return "bad", "sha256 differs"
-    return "ok", "sha256 verified"
 
 
 # ---------------------------------------------------------------- the model
@@ -191,8 +138,8 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
     for entry in _list(capture.get("files")):
         entry = _dict(entry)
         relative = entry.get("path")
-        path = file_in_run(run_dir, relative)
-        status, words = check_file(path, entry.get("bytes"), entry.get("sha256"))
+        path = _run_dir.file_in_run(run_dir, relative)
+        status, words = _run_dir.check_file(path, entry.get("bytes"), entry.get("sha256"))
         files.append(
             dict(
                 path=relative if isinstance(relative, str) else repr(relative),
@@ -243,17 +190,9 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
                     model["range"] = dat.time_range()
                     model["dat_clock"] = dat.trace_clock
             except (TraceDatError, OSError) as exc:
-                model["dat_error"] = _relative_message(run_dir, exc)
+                model["dat_error"] = _run_dir.relative_message(run_dir, exc)
                 model["dat_path"] = None
     return model
-
-
-def _relative_message(run_dir: str, exc: Exception) -> str:
-    """The error without the run directory's own path in front of file names."""
-    message = str(exc)
-    for prefix in (os.path.realpath(run_dir), os.path.abspath(run_dir)):
-        message = message.replace(prefix.rstrip("/") + "/", "")
-    return message
 
 
 def _anchor(value) -> tuple | None:
@@ -312,7 +251,7 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
             with TraceDat(capture["dat_path"]) as dat:
                 capture["dat"] = dat.scan(origin=first, span=span, buckets=buckets) if first is not None else dat.scan()
         except (TraceDatError, OSError) as exc:
-            capture["dat_error"] = _relative_message(run_dir, exc)
+            capture["dat_error"] = _run_dir.relative_message(run_dir, exc)
             continue
         capture["histogram"] = capture["dat"].pop("histogram", None) or dict(
             origin=None, span=span, counts=[0] * buckets, before_origin=0, after_span=0
@@ -321,15 +260,7 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
 
 
 def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
-    problems = []
-    if manifest.get("format") != MANIFEST_FORMAT:
-        problems.append(
-            "manifest format %s, not %d: shown as far as it matches format %d"
-            % (_host_result.show(manifest.get("format")), MANIFEST_FORMAT, MANIFEST_FORMAT)
-        )
-    left_out: list = []
-    manifest = _host_result.sanitize(_host_result.MANIFEST, manifest, MANIFEST, left_out)
-    problems += ["%s (left out of the report)" % problem for problem in left_out]
+    manifest, problems = _run_dir.checked_manifest(manifest)
     hosts: list[dict[str, Any]] = []
     for name, record in sorted(_dict(manifest.get("hosts")).items(), key=lambda item: str(item[0])):
         record = _dict(record)
@@ -376,11 +307,11 @@ def audit_summary(run_dir: str, audit_path: str | None) -> dict | None:
     if not os.path.isfile(path):
         return dict(path=path, error="not found") if explicit else None
     relative = os.path.relpath(os.path.realpath(path), os.path.realpath(run_dir))
-    link = relative if file_in_run(run_dir, relative) else None
+    link = relative if _run_dir.file_in_run(run_dir, relative) else None
     result: dict[str, Any] = dict(path=path, link=link, error=None, html_link=None)
     if link:
         sibling = os.path.join(os.path.dirname(link), "compliance.html")
-        if file_in_run(run_dir, sibling) and os.path.isfile(os.path.join(run_dir, sibling)):
+        if _run_dir.file_in_run(run_dir, sibling) and os.path.isfile(os.path.join(run_dir, sibling)):
             result["html_link"] = sibling
     try:
         with open(path, encoding="utf-8") as handle:
@@ -778,7 +709,7 @@ def write_report(
         raise RunReportError("run_dir=%r is not a directory" % run_dir)
     if top < 1:
         raise RunReportError("top_events=%r: at least 1" % top)
-    manifest = load_manifest(run_dir)
+    manifest = _run_dir.load_manifest(run_dir)
     model = build_model(run_dir, manifest)
     data = render(model, title=title, audit=audit_summary(run_dir, audit), top=top).encode("utf-8", "backslashreplace")
     path = os.path.join(run_dir, REPORT_NAME)
