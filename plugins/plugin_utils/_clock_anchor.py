@@ -74,7 +74,7 @@ def from_manifest(clock_anchor) -> Anchor | None:
     wall, trace = _seconds(clock_anchor.get("wall")), _seconds(clock_anchor.get("trace"))
     if wall is None or trace is None or wall <= 0:
         return None
-    return Anchor(int(round(wall * NS_PER_S)), int(round(trace * NS_PER_S)), None, FROM_SECONDS)
+    return Anchor(seconds_to_ns(wall), seconds_to_ns(trace), None, FROM_SECONDS)
 
 
 def from_date_option(date: str | None, at_trace_ns: int) -> Anchor | None:
@@ -96,13 +96,21 @@ def placeable(trace_clock: str | None) -> bool:
 
 
 def describe_uncertainty(anchor: Anchor | None) -> str:
-    """`±12.5 µs`, `±850 ns`, or why there is no number."""
+    """`12.5 µs`, `850 ns`, `1.2 ms`, or why there is no number."""
     if anchor is None:
         return "no clock anchor"
     if anchor.uncertainty_ns is None:
         return "unknown (%s)" % anchor.source
-    if anchor.uncertainty_ns >= 10_000_000:
-        return "\u00b1%.1f ms" % (anchor.uncertainty_ns / 1e6)
-    if anchor.uncertainty_ns >= 10_000:
-        return "\u00b1%.1f \u00b5s" % (anchor.uncertainty_ns / 1e3)
-    return "\u00b1%d ns" % anchor.uncertainty_ns
+    if anchor.uncertainty_ns >= 1_000_000:
+        return "%.1f ms" % (anchor.uncertainty_ns / 1e6)
+    if anchor.uncertainty_ns >= 1_000:
+        return "%.1f \u00b5s" % (anchor.uncertainty_ns / 1e3)
+    return "%d ns" % anchor.uncertainty_ns
+
+
+def seconds_to_ns(seconds: float) -> int:
+    """Epoch (or trace-clock) seconds as integer nanoseconds, without the rounding
+    error of multiplying a large float by 1e9: the whole seconds and the fraction
+    (which a double subtracts exactly) are converted apart."""
+    whole = math.floor(seconds)
+    return int(whole) * NS_PER_S + int(round((seconds - whole) * NS_PER_S))

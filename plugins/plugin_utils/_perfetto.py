@@ -44,7 +44,7 @@ import hashlib
 from typing import Any, BinaryIO, NamedTuple
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._clock_anchor import Anchor
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._clock_anchor import Anchor, seconds_to_ns
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import (
     BYTES,
     INT,
@@ -85,7 +85,6 @@ FTRACE_STATS_END_OF_TRACE = 2
 # The packet sequence of the Ansible tasks' track (any id other writers of the file
 # do not use; this file has no other sequence).
 TASKS_SEQUENCE = 0x7ACEF1E7
-NS_PER_S = 1_000_000_000
 # per_cpu/cpuN/stats (as the reader names its lines) -> FtraceCpuStats.
 COUNTERS = (
     ("entries", "entries"),
@@ -371,8 +370,8 @@ def _write_tasks(out: BinaryIO, machine: str, tasks: list[Task]) -> int:
     written = 0
     previous_end = 0
     for task in sorted(tasks, key=lambda item: (item.start, item.end)):
-        start = int(round(task.start * NS_PER_S))
-        end = int(round(task.end * NS_PER_S))
+        start = seconds_to_ns(task.start)
+        end = seconds_to_ns(task.end)
         # Slices on one track must nest: a task that overlaps the one before without
         # ending inside it starts where that one ended.
         start = max(start, previous_end) if end > previous_end else start
