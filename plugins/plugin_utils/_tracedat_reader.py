@@ -44,7 +44,8 @@ event starts with a u32 (type_len: 5 bits, time_delta: 27 bits):
 A discarded event becomes padding but keeps its time_delta, and the next event's
 delta counts from it, so padding moves the clock too (as `trace-cmd report`
 reads it). Pages are read one at a time, from a read-only mmap or from one
-decompressed chunk; nothing holds more than one chunk.
+decompressed chunk; nothing holds more than one chunk, and the file's pages are let
+go (madvise) once read, so reading a large file keeps only a stretch of it resident.
 
 An event's fields are decoded from its format (`decoder`): integers of 1, 2, 4 or 8
 bytes as the format's `signed` says, `char` arrays and `__data_loc`/`__rel_loc`
@@ -94,6 +95,8 @@ SECTION_COMPRESSED = 1
 # What one section or chunk may claim to decompress to: far more than kallsyms or a
 # chunk of pages, far less than what would exhaust the controller's memory.
 MAX_INFLATED = 1 << 28
+# How much of an uncompressed file is read before its pages are let go (_release).
+RELEASE_EVERY = 1 << 20
 # The zstandard package version the collection is tested with (requirements.txt).
 ZSTANDARD = "zstandard==0.25.0"
 
@@ -885,8 +888,24 @@ class TraceDat:
         end = start + block.size
         # A trailing part shorter than a page header holds nothing.
         bases = range(start, end - self._data_offset, self.page_size)
+        released = start
         for base in reversed(bases) if reverse else bases:
             yield self._page_header(cpu, data, base, end, chunk)
+            if chunk is None and not reverse and base - released >= RELEASE_EVERY:
+                self._release(released, base)
+                released = base
+
+    def _release(self, start: int, end: int) -> None:
+        """Let the kernel drop the file's pages in [start, end) from this process (they
+        were read; reading them again faults them back in), so that reading a file
+        from start to end keeps no more of it resident than a stretch at a time."""
+        advise = getattr(self._map, "madvise", None)
+        if advise is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        first = start - start % mmap.PAGESIZE
+        last = end - end % mmap.PAGESIZE
+        if last > first:
+            advise(mmap.MADV_DONTNEED, first, last - first)
 
     def _page_header(self, cpu: int, data, base: int, end_of_data: int, chunk: int | None) -> Page:
         timestamp = struct.unpack_from(self.endian + "Q", data, base)[0]
@@ -912,8 +931,14 @@ class TraceDat:
         return "" if chunk is None else " of the compressed chunk at file offset %d" % chunk
 
     def pages(self, cpu: int) -> Iterator[Page]:
+        released = None
         for block in self._blocks.get(cpu, ()):
             yield from self._block_pages(cpu, block)
+            if block.compressed:
+                # From where the last chunk's release stopped (a file page may hold the
+                # ends of two chunks) to the end of this one.
+                self._release(block.offset if released is None else released, block.offset + block.stored)
+                released = block.offset + block.stored
 
     def _pages_backwards(self, cpu: int) -> Iterator[Page]:
         for block in reversed(self._blocks.get(cpu, ())):
