@@ -21,13 +21,21 @@ description:
     name (the top O(top_events)) and a timeline, a histogram of events over the capture window
     with one row per C(format=dat) capture.
   - Event counts by name, the timeline, and the pages the kernel flagged as having missed events
-    are read from each C(trace.dat) itself, by a reader of the trace-cmd file format (version 6)
-    independent of the writer on the targets. A count that differs from the manifest's, a missing
+    are read from each C(trace.dat) itself, by a reader of the trace-cmd file format (version 6, and
+    version 7 compressed with zstd or zlib or not at all) independent of the writer on the targets. A count that differs from the manifest's, a missing
     file, or a file whose size or sha256 differs from the manifest's is listed under the page's
     problems and in RV(problems). A C(format=text) capture has no C(trace.dat); its row shows the
     manifest's counts and has no timeline.
-  - Each host's trace timestamps come from its own clock, so timeline rows are not aligned in
-    absolute time; each row starts at its host's first event, and the page says so.
+  - Each host's trace timestamps come from its own clock. When every capture on the timeline has a
+    clock anchor (its host's wall clock and trace clock read together when the window opened; in
+    nanoseconds with its uncertainty where the manifest has them, else in seconds, else the
+    trace.dat's DATE option) and a trace clock counting nanoseconds, the rows are aligned on the
+    hosts' wall clocks, time 0 being the earliest window start. Otherwise each row starts at its
+    host's first event. The page says which, and shows each capture's anchor and its uncertainty.
+  - The page links the run's Perfetto archive, C(perfetto.tar), when
+    M(tracefleet.ftrace.perfetto_export) wrote one, says how to open it, and gives the
+    C(trace-cmd report -i HOST1/trace.dat -i HOST2/trace.dat) command that merges the run's
+    trace.dat files by timestamp.
   - The page has inline CSS and inline SVG, no script, no fonts or images to fetch, and a
     content security policy that loads nothing. Host names and everything else from the
     manifest are escaped, and a file is only linked when its path stays inside O(run_dir).
@@ -89,15 +97,19 @@ options:
 notes:
   - Reading the traces takes about a second per million events on the controller; each
     C(trace.dat) is read one page at a time, never whole into memory.
-  - Only trace.dat version 6 is read (what M(tracefleet.ftrace.trace_capture) and
-    C(trace-cmd record) write by default). C(trace-cmd convert --file-version 6 --compression none)
-    turns a version 7 file into one.
+  - trace.dat versions 6 and 7 are read. A zstd-compressed version 7 file needs the Python package
+    C(zstandard) on the controller (the collection's C(requirements.txt)); without it the page names
+    the file as not read, and why.
 seealso:
   - module: tracefleet.ftrace.trace_capture
   - module: tracefleet.ftrace.audit_report
+  - module: tracefleet.ftrace.perfetto_export
   - name: trace-cmd.dat.v6(5)
     description: The trace.dat file format, version 6.
     link: https://git.kernel.org/pub/scm/utils/trace-cmd/trace-cmd.git/tree/Documentation/trace-cmd/trace-cmd.dat.v6.5.txt
+  - name: trace-cmd.dat.v7(5)
+    description: The trace.dat file format, version 7.
+    link: https://git.kernel.org/pub/scm/utils/trace-cmd/trace-cmd.git/tree/Documentation/trace-cmd/trace-cmd.dat.v7.5.txt
 """
 
 EXAMPLES = r"""

@@ -7,8 +7,11 @@ Input is a run directory `<dest>/<run_id>/` as trace_capture leaves it: manifest
 and one directory per host. Output is `<run_dir>/report.html`: inline CSS and SVG, no
 script, a content security policy that loads nothing. Per host and capture: kernel,
 trace clock, instance, window, events, loss per CPU, bytes, files (checked against
-their sha256); the event counts by name and a histogram of events over time, both
-read from each trace.dat by the independent reader in _tracedat_reader.
+their sha256), the clock anchor and its uncertainty; the event counts by name and a
+histogram of events over time, both read from each trace.dat by the independent
+reader in _tracedat_reader, with rows aligned on the hosts' wall clocks when every
+row has an anchor (_clock_anchor); a link to the run's Perfetto archive and the
+trace-cmd command that merges the run's trace.dat files.
 
 Everything from the manifest and the hosts is untrusted: the manifest goes through
 _host_result's schema first (a field that fails it is left out and named among the
@@ -21,16 +24,22 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
-import hashlib
+import datetime
 import json
 import math
 import os
+import shlex
 import urllib.parse
 from typing import Any
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _escape, _host_result, _paths, _runs
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import (
+    _clock_anchor,
+    _escape,
+    _perfetto_archive,
+    _run_dir,
+    _runs,
+)
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import (
     NS_CLOCKS,
     TraceDat,
@@ -39,7 +48,6 @@ from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader
 
 REPORT_NAME = _runs.REPORT
 MANIFEST = _runs.MANIFEST
-MANIFEST_FORMAT = 1
 DEFAULT_AUDIT = os.path.join(_runs.AUDIT_DIR, _runs.AUDIT_FILES["json"])
 BUCKETS = 60
 NS_PER_S = 1_000_000_000
@@ -75,8 +83,8 @@ svg .small{font-size:10px;fill:#556}svg .note{fill:#8a1c1c}
 """
 
 
-class RunReportError(TracefleetError):
-    """The run directory or its manifest cannot be reported on; nothing was written."""
+# The run directory or its manifest cannot be reported on; nothing was written.
+RunReportError = _run_dir.RunDirError
 
 
 def h(value) -> str:
@@ -129,58 +137,8 @@ def _cpu_order(item: tuple) -> tuple:
         return (1, 0, str(item[0]))
 
 
-def load_manifest(run_dir: str) -> dict:
-    path = os.path.join(run_dir, MANIFEST)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except FileNotFoundError:
-        raise RunReportError(
-            "run_dir=%r: no %s there (is it a <dest>/<run_id>/ directory written by "
-            "tracefleet.ftrace.trace_capture?)" % (run_dir, MANIFEST)
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise RunReportError("%s: cannot read it as JSON: %s" % (path, exc)) from None
-    if not isinstance(manifest, dict):
-        raise RunReportError("%s: a JSON object was expected, found %s" % (path, type(manifest).__name__))
-    return manifest
-
-
-def file_in_run(run_dir: str, relative) -> str | None:
-    """The file `relative` names under run_dir, or None if it is not a relative path
-    that stays inside run_dir (symlinks included)."""
-    if not isinstance(relative, str) or not relative or "\0" in relative or os.path.isabs(relative):
-        return None
-    if any(part == ".." for part in relative.replace("\\", "/").split("/")):
-        return None
-    try:
-        return _paths.inside(run_dir, relative)
-    except _paths.PathEscapeError:
-        return None
-
-
 def href(relative: str) -> str:
     return h(urllib.parse.quote(relative, safe="/"))
-
-
-def check_file(path: str | None, size, digest) -> tuple[str, str]:
-    """(css class, words) for a manifest file entry checked against the disk."""
-    if path is None:
-        return "bad", "not inside the run directory: not opened"
-    if not os.path.isfile(path):
-        return "bad", "missing"
-    actual_size = os.path.getsize(path)
-    if _int(size) is not None and actual_size != size:
-        return "bad", "size differs: %d bytes on disk" % actual_size
-    if not isinstance(digest, str) or not digest:
-        return "warn", "no sha256 in the manifest"
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    if sha.hexdigest() != digest.lower():
-        return "bad", "sha256 differs"
-    return "ok", "sha256 verified"
 
 
 # ---------------------------------------------------------------- the model
@@ -191,8 +149,8 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
     for entry in _list(capture.get("files")):
         entry = _dict(entry)
         relative = entry.get("path")
-        path = file_in_run(run_dir, relative)
-        status, words = check_file(path, entry.get("bytes"), entry.get("sha256"))
+        path = _run_dir.file_in_run(run_dir, relative)
+        status, words = _run_dir.check_file(path, entry.get("bytes"), entry.get("sha256"))
         files.append(
             dict(
                 path=relative if isinstance(relative, str) else repr(relative),
@@ -225,9 +183,10 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
         dat_path=None,
         dat_error=None,
         dat_clock=None,
+        dat_date=False,
         histogram=None,
         range=(None, None),
-        anchor=_anchor(capture.get("clock_anchor")),
+        anchor=_clock_anchor.from_manifest(capture.get("clock_anchor")),
     )
     if fmt == "dat":
         readable = [entry for entry in files if entry["path"].endswith(".dat")]
@@ -238,42 +197,31 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
             model["dat_error"] = "%s: %s" % (readable[0]["path"], readable[0]["check"])
         else:
             model["dat_path"] = readable[0]["local"]
+            model["files_dat"] = readable[0]["path"]
             try:
                 with TraceDat(model["dat_path"]) as dat:
                     model["range"] = dat.time_range()
                     model["dat_clock"] = dat.trace_clock
+                    model["dat_date"] = bool(dat.date)
+                    if model["anchor"] is None:
+                        model["anchor"] = _clock_anchor.from_date_option(dat.date, model["range"][0] or 0)
             except (TraceDatError, OSError) as exc:
-                model["dat_error"] = _relative_message(run_dir, exc)
+                model["dat_error"] = _run_dir.relative_message(run_dir, exc)
                 model["dat_path"] = None
     return model
-
-
-def _relative_message(run_dir: str, exc: Exception) -> str:
-    """The error without the run directory's own path in front of file names."""
-    message = str(exc)
-    for prefix in (os.path.realpath(run_dir), os.path.abspath(run_dir)):
-        message = message.replace(prefix.rstrip("/") + "/", "")
-    return message
-
-
-def _anchor(value) -> tuple | None:
-    """(wall seconds, trace-clock seconds) read together when the window opened."""
-    value = _dict(value)
-    wall, trace = _number(value.get("wall")), _number(value.get("trace"))
-    if wall is None or trace is None:
-        return None
-    return wall, trace
 
 
 def _origins(models: list[dict]) -> dict:
     """Where each row starts, in its own trace clock (ns), so that rows line up on the
     hosts' wall clocks: possible when every row is on a nanosecond clock and has a
-    clock anchor. Returns {} otherwise (rows then start at their first event)."""
+    clock anchor (_clock_anchor: the manifest's, in nanoseconds or seconds, or the
+    trace.dat's DATE option). Time 0 is the earliest window start. Returns {}
+    otherwise (rows then start at their first event)."""
     rows = [capture for capture in models if capture["dat_path"]]
     if not rows or not all(_clock_in_ns(row) and row["anchor"] for row in rows):
         return {}
-    wall0 = min(row["anchor"][0] for row in rows)
-    return {id(row): int(round((row["anchor"][1] - (row["anchor"][0] - wall0)) * NS_PER_S)) for row in rows}
+    wall0 = min(row["anchor"].wall_ns for row in rows)
+    return {id(row): row["anchor"].trace_ns - (row["anchor"].wall_ns - wall0) for row in rows}
 
 
 def _clock_in_ns(capture: dict) -> bool:
@@ -312,7 +260,7 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
             with TraceDat(capture["dat_path"]) as dat:
                 capture["dat"] = dat.scan(origin=first, span=span, buckets=buckets) if first is not None else dat.scan()
         except (TraceDatError, OSError) as exc:
-            capture["dat_error"] = _relative_message(run_dir, exc)
+            capture["dat_error"] = _run_dir.relative_message(run_dir, exc)
             continue
         capture["histogram"] = capture["dat"].pop("histogram", None) or dict(
             origin=None, span=span, counts=[0] * buckets, before_origin=0, after_span=0
@@ -321,15 +269,7 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
 
 
 def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
-    problems = []
-    if manifest.get("format") != MANIFEST_FORMAT:
-        problems.append(
-            "manifest format %s, not %d: shown as far as it matches format %d"
-            % (_host_result.show(manifest.get("format")), MANIFEST_FORMAT, MANIFEST_FORMAT)
-        )
-    left_out: list = []
-    manifest = _host_result.sanitize(_host_result.MANIFEST, manifest, MANIFEST, left_out)
-    problems += ["%s (left out of the report)" % problem for problem in left_out]
+    manifest, problems = _run_dir.checked_manifest(manifest)
     hosts: list[dict[str, Any]] = []
     for name, record in sorted(_dict(manifest.get("hosts")).items(), key=lambda item: str(item[0])):
         record = _dict(record)
@@ -355,17 +295,35 @@ def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
             count = capture["events"] if capture["events"] is not None else (dat or {}).get("events")
             events += count or 0
             lost += sum(_int(value) or 0 for value in _dict(capture["lost_events"]).values())
+    archive = _run_dir.file_in_run(run_dir, _perfetto_archive.ARCHIVE)
     return dict(
         run_id=manifest.get("run_id"),
         created=manifest.get("created"),
         updated=manifest.get("updated"),
         hosts=hosts,
         axis=axis,
+        perfetto=_perfetto_archive.ARCHIVE if archive and os.path.isfile(archive) else None,
+        merge=merge_command(every),
         buckets=buckets,
         problems=problems,
         events=events,
         lost=lost,
         captures=len(every),
+    )
+
+
+def merge_command(captures: list[dict]) -> dict | None:
+    """`trace-cmd report -i A -i B ...` over the run's readable trace.dat files (paths
+    relative to the run directory), which trace-cmd merges by timestamp, and whether
+    every one of them carries a DATE option (which trace-cmd applies, putting them on
+    the wall clock; without it each file keeps its host's trace clock)."""
+    paths = [capture["files_dat"] for capture in captures if capture.get("files_dat") and capture["dat"] is not None]
+    if not paths:
+        return None
+    return dict(
+        command="trace-cmd report " + " ".join("-i " + shlex.quote(path) for path in paths),
+        dated=all(capture["dat_date"] for capture in captures if capture.get("files_dat") and capture["dat"]),
+        files=len(paths),
     )
 
 
@@ -376,11 +334,11 @@ def audit_summary(run_dir: str, audit_path: str | None) -> dict | None:
     if not os.path.isfile(path):
         return dict(path=path, error="not found") if explicit else None
     relative = os.path.relpath(os.path.realpath(path), os.path.realpath(run_dir))
-    link = relative if file_in_run(run_dir, relative) else None
+    link = relative if _run_dir.file_in_run(run_dir, relative) else None
     result: dict[str, Any] = dict(path=path, link=link, error=None, html_link=None)
     if link:
         sibling = os.path.join(os.path.dirname(link), "compliance.html")
-        if file_in_run(run_dir, sibling) and os.path.isfile(os.path.join(run_dir, sibling)):
+        if _run_dir.file_in_run(run_dir, sibling) and os.path.isfile(os.path.join(run_dir, sibling)):
             result["html_link"] = sibling
     try:
         with open(path, encoding="utf-8") as handle:
@@ -450,13 +408,33 @@ def _command_cell(capture: dict) -> str:
     return '<code>%s</code><br><span class="%s">rc %s</span>' % (h(command.get("cmd")), css, h(rc))
 
 
+def _wall_text(wall_ns: int) -> str:
+    seconds, nanoseconds = divmod(wall_ns, NS_PER_S)
+    try:
+        stamp = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return "%d ns since the epoch" % wall_ns
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S") + ".%09dZ" % nanoseconds
+
+
+def _anchor_cell(capture: dict) -> str:
+    """Where the capture sits on its host's wall clock, and how well that is known."""
+    anchor = capture["anchor"]
+    if anchor is None:
+        return '<span class="muted">none</span>'
+    return '%s<br><span class="small muted">uncertainty %s</span>' % (
+        h(_wall_text(anchor.wall_ns)),
+        h(_clock_anchor.describe_uncertainty(anchor)),
+    )
+
+
 def _hosts_table(model: dict) -> str:
     rows = []
     for number, host in enumerate(model["hosts"], 1):
         anchor = ' id="host-%d"' % number
         if not host["captures"]:
             rows.append(
-                '<tr%s><th scope="row">%s</th><td>%s</td><td colspan="11" class="muted">no captures</td></tr>'
+                '<tr%s><th scope="row">%s</th><td>%s</td><td colspan="12" class="muted">no captures</td></tr>'
                 % (anchor, h(host["name"]), h(host["kernel"]))
             )
             continue
@@ -465,8 +443,8 @@ def _hosts_table(model: dict) -> str:
             fmt_text = "trace.dat" if fmt == "dat" else "text capture" if fmt == "text" else str(fmt)
             compress = capture["compress"]
             rows.append(
-                '<tr%s><th scope="row">%s</th><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td><td>%s</td>'
-                '<td class="mono">%s</td><td class="num">%s</td><td class="num">%s</td><td>%s</td>'
+                '<tr%s><th scope="row">%s</th><td>%s</td><td>%s</td><td>%s%s</td><td>%s</td><td class="mono">%s</td>'
+                '<td>%s</td><td class="mono">%s</td><td class="num">%s</td><td class="num">%s</td><td>%s</td>'
                 '<td class="num">%s</td><td class="num">%s</td><td>%s</td></tr>'
                 % (
                     anchor,
@@ -476,6 +454,7 @@ def _hosts_table(model: dict) -> str:
                     h(fmt_text),
                     ('<br><span class="muted">%s</span>' % h(compress)) if compress else "",
                     h(capture["trace_clock"]),
+                    _anchor_cell(capture),
                     h(capture["instance"]) if capture["instance"] else '<span class="muted">top level</span>',
                     h(capture["started"]),
                     "%.2f" % capture["seconds"] if capture["seconds"] is not None else "-",
@@ -489,7 +468,8 @@ def _hosts_table(model: dict) -> str:
             anchor = ""
     return (
         "<table><thead><tr><th>Host</th><th>Kernel</th><th>Capture</th><th>Format</th><th>Trace clock</th>"
-        '<th>Instance</th><th>Started (host clock)</th><th class="num">Window s</th><th class="num">Events</th>'
+        "<th>Wall-clock anchor</th><th>Instance</th>"
+        '<th>Started (host clock)</th><th class="num">Window s</th><th class="num">Events</th>'
         '<th>Lost per CPU</th><th class="num">Transferred</th><th class="num">Stored</th><th>Command</th>'
         "</tr></thead><tbody>%s</tbody></table>" % "".join(rows)
     )
@@ -626,7 +606,7 @@ def _timeline(model: dict) -> str:
             "row's peak. Each host's trace clock is its own, so the rows are lined up through the clock "
             "anchor each capture recorded when its window opened (the host's wall clock and its trace "
             "clock, read together): time 0 is the earliest window start, and rows are as well aligned as "
-            "the hosts' wall clocks are synchronised." % ("1/%d" % model["buckets"])
+            "the hosts' wall clocks are synchronised%s." % ("1/%d" % model["buckets"], _alignment_words(rows))
         )
     else:
         caption = (
@@ -642,6 +622,50 @@ def _timeline(model: dict) -> str:
     if not rows:
         return note + ('<p class="muted">%s</p>' % h(caption) if text_captures else "")
     return "<figure>%s<figcaption>%s</figcaption></figure>" % (svg, h(caption))
+
+
+def _alignment_words(rows: list) -> str:
+    """How well the anchors themselves are known, over the timeline's rows."""
+    anchors = [capture["anchor"] for _host, capture in rows if capture["anchor"] is not None]
+    known = [anchor.uncertainty_ns for anchor in anchors if anchor.uncertainty_ns is not None]
+    if anchors and len(known) == len(anchors):
+        worst = max(anchors, key=lambda anchor: anchor.uncertainty_ns or 0)
+        return ", plus each anchor's own uncertainty (at most %s here)" % _clock_anchor.describe_uncertainty(worst)
+    return ", plus each anchor's own uncertainty (not known for %d of the %d rows)" % (
+        len(anchors) - len(known),
+        len(anchors),
+    )
+
+
+def _open_section(model: dict) -> str:
+    """The Perfetto archive of the run, and the trace-cmd command merging its trace.dat files."""
+    parts = []
+    if model["perfetto"]:
+        parts.append(
+            '<p><a href="%s">%s</a>: every host on one timeline in Perfetto, with each host&#39;s Ansible tasks '
+            'beside its trace. Open <a href="https://ui.perfetto.dev">ui.perfetto.dev</a>, choose <em>Open trace '
+            "file</em> and pick this file (as it is, not unpacked).</p>"
+            % (href(model["perfetto"]), h(model["perfetto"]))
+        )
+    else:
+        parts.append(
+            '<p class="muted">No Perfetto archive in the run directory (tracefleet.ftrace.perfetto_export writes '
+            "%s).</p>" % h(_perfetto_archive.ARCHIVE)
+        )
+    merge = model["merge"]
+    if merge:
+        if merge["dated"]:
+            note = "every file carries a DATE option, which trace-cmd applies: events line up on the hosts' wall clocks"
+        else:
+            note = (
+                "not every file carries a DATE option, so trace-cmd orders events by each host's own trace clock; "
+                "the timeline above and the Perfetto archive line hosts up through their clock anchors"
+            )
+        parts.append(
+            "<p>All trace.dat files merged by timestamp, from the run directory (%s):</p><pre><code>%s</code></pre>"
+            % (h(note), h(merge["command"]))
+        )
+    return "".join(parts)
 
 
 def _event_tables(model: dict, top: int) -> str:
@@ -755,6 +779,7 @@ def render(model: dict, title: str | None = None, audit: dict | None = None, top
             else "",
             '<section id="hosts"><h2>Hosts</h2>%s</section>\n' % _hosts_table(model),
             '<section id="timeline"><h2>Events over time</h2>%s</section>\n' % _timeline(model),
+            '<section id="open"><h2>Open the run</h2>%s</section>\n' % _open_section(model),
             '<section id="events"><h2>Events by name (top %d)</h2>%s</section>\n' % (top, _event_tables(model, top)),
             '<section id="files"><h2>Files</h2>%s</section>\n' % _files_table(model),
             _audit_section(audit),
@@ -778,7 +803,7 @@ def write_report(
         raise RunReportError("run_dir=%r is not a directory" % run_dir)
     if top < 1:
         raise RunReportError("top_events=%r: at least 1" % top)
-    manifest = load_manifest(run_dir)
+    manifest = _run_dir.load_manifest(run_dir)
     model = build_model(run_dir, manifest)
     data = render(model, title=title, audit=audit_summary(run_dir, audit), top=top).encode("utf-8", "backslashreplace")
     path = os.path.join(run_dir, REPORT_NAME)

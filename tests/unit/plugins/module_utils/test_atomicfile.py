@@ -88,3 +88,29 @@ def test_interrupted_write_leaves_no_temp_file(tmp_path, monkeypatch):
         _atomicfile.replace_text(str(target), "new\n")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fstab"]
+
+
+def test_a_streamed_replacement_can_seek_back_and_lands_whole(tmp_path):
+    target = tmp_path / "perfetto.tar"
+    target.write_bytes(b"old")
+    with _atomicfile.replacing(str(target), mode=0o600) as pending:
+        pending.stream.write(b"header??body")
+        assert target.read_bytes() == b"old"
+        pending.stream.seek(6)
+        pending.stream.write(b"!!")
+    assert target.read_bytes() == b"header!!body"
+    assert target.stat().st_mode & 0o7777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["perfetto.tar"]
+
+
+def test_a_cancelled_or_failed_stream_leaves_the_target_alone(tmp_path):
+    target = tmp_path / "perfetto.tar"
+    target.write_bytes(b"old")
+    with _atomicfile.replacing(str(target)) as pending:
+        pending.stream.write(b"same as before")
+        pending.cancel()
+    with pytest.raises(ValueError), _atomicfile.replacing(str(target)) as pending:
+        pending.stream.write(b"half")
+        raise ValueError("the writer failed")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["perfetto.tar"]

@@ -392,3 +392,96 @@ def test_a_hostile_manifest_renders_safely(run_dir, field, value, problem):
     else:
         assert result["problems"] == []
     assert result["hosts"] == 4
+
+
+# ---------------------------------------------------------------- wall-clock anchors, Perfetto, trace-cmd (issue 13)
+
+
+@pytest.fixture
+def ns_anchor_schema(monkeypatch):
+    """The manifest schema with the integer anchor fields the capture records (wall_ns,
+    trace_ns, uncertainty_ns), as _host_result declares them for the target's newer
+    results; without them the report falls back to the float seconds."""
+    from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _host_result
+
+    fields = _host_result.MANIFEST_CAPTURE.fields["clock_anchor"].fields
+    for name in ("wall_ns", "trace_ns", "uncertainty_ns"):
+        if name not in fields:
+            monkeypatch.setitem(fields, name, _host_result.Int(-(1 << 62), 1 << 62, nullable=True))
+
+
+def test_nanosecond_anchors_align_rows_and_show_their_uncertainty(tmp_path, tracedat, ns_anchor_schema):
+    run = tmp_path / "run"
+    run.mkdir()
+    early = dat_capture(tracedat(), run, "early")
+    late = dat_capture(tracedat(), run, "late")
+    # The floats alone would say the windows opened together; the integers, 2 s apart.
+    early["clock_anchor"] = {
+        "wall": 1000.0,
+        "trace": 6999.5,
+        "wall_ns": 1_796_000_000_000_000_000,
+        "trace_ns": 6_999_500_000_000,
+        "uncertainty_ns": 8_400,
+    }
+    late["clock_anchor"] = {
+        "wall": 1000.0,
+        "trace": 6999.5,
+        "wall_ns": 1_796_000_002_000_000_123,
+        "trace_ns": 6_999_500_000_000,
+        "uncertainty_ns": 2_500_000,
+    }
+    write_manifest(run, {"early": {"dir": "early", "captures": [early]}, "late": {"dir": "late", "captures": [late]}})
+    model = _run_report.build_model(str(run), json.loads((run / "manifest.json").read_text()))
+    rows = {host["name"]: host["captures"][0]["histogram"] for host in model["hosts"]}
+    assert rows["early"]["origin"] == 6_999_500_000_000
+    assert rows["late"]["origin"] == 6_997_499_999_877
+    write_report(str(run))
+    text = Page((run / "report.html").read_text()).all_text
+    assert "2026-11-30T" in text  # 1796000000 s: the wall-clock time of each anchor
+    assert "uncertainty 8.4 \u00b5s" in text and "uncertainty 2.5 ms" in text
+    assert "each anchor's own uncertainty (at most 2.5 ms here)" in text
+
+
+def test_float_anchors_say_their_uncertainty_is_unknown(tmp_path, tracedat):
+    run = tmp_path / "run"
+    run.mkdir()
+    capture = dat_capture(tracedat(), run, "web01")
+    capture["clock_anchor"] = {"wall": 1796000000.25, "trace": 6999.5, "clock": "local"}
+    write_manifest(run, {"web01": {"dir": "web01", "captures": [capture]}})
+    write_report(str(run))
+    text = Page((run / "report.html").read_text()).all_text
+    assert "2026-11-30T00:53:20.250000000Z" in text
+    assert "uncertainty unknown (the capture's clock anchor (in seconds))" in text
+    assert "not known for 1 of the 1 rows" in text
+
+
+def test_the_report_links_the_perfetto_archive_and_gives_the_merge_command(run_dir):
+    write_report(str(run_dir))
+    page = Page((run_dir / "report.html").read_text())
+    assert "No Perfetto archive in the run directory" in page.all_text
+    assert not page.having("a", href="perfetto.tar")
+    (run_dir / "perfetto.tar").write_bytes(b"\0" * 10240)
+    result = write_report(str(run_dir))
+    assert result["changed"] is True
+    page = Page((run_dir / "report.html").read_text())
+    assert page.having("a", href="perfetto.tar")
+    assert "choose Open trace file and pick this file" in page.all_text
+    # Both readable trace.dat files, paths relative to the run directory (quoted for a
+    # shell where they need it: host directories never do).
+    command = "trace-cmd report -i _script_alert_1___script_-0a1b2c3d/trace.dat -i web01/trace.dat"
+    assert command in page.all_text
+    assert "not every file carries a DATE option" in page.all_text
+
+
+def test_the_merge_command_says_when_every_file_is_dated(tmp_path, tracedat):
+    run = tmp_path / "run"
+    run.mkdir()
+    capture = dat_capture(tracedat(), run, "web01")
+    write_manifest(run, {"web01": {"dir": "web01", "captures": [capture]}})
+    model = _run_report.build_model(str(run), json.loads((run / "manifest.json").read_text()))
+    assert model["merge"] == {"command": "trace-cmd report -i web01/trace.dat", "dated": False, "files": 1}
+    model["hosts"][0]["captures"][0]["dat_date"] = True
+    assert _run_report.merge_command(model["hosts"][0]["captures"])["dated"] is True
+    assert "every file carries a DATE option" in _run_report._open_section(
+        dict(model, merge=_run_report.merge_command(model["hosts"][0]["captures"]))
+    )

@@ -285,7 +285,7 @@ def test_cpustat_text():
     "mangle,message",
     [
         (lambda data: b"\x17\x08\x45" + data[3:], "magic"),
-        (lambda data: data[:10] + b"7" + data[11:], "version 7"),
+        (lambda data: data[:10] + b"8" + data[11:], "version 8"),
         (lambda data: data[:400], "truncated"),
         (lambda data: data[:12] + b"\x02" + data[13:], "endianness"),
     ],
