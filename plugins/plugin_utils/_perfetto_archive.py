@@ -45,7 +45,7 @@ from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import Pa
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._perfetto import PerfettoError, Task
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._tracedat_reader import TraceDat, TraceDatError
 
-ARCHIVE = "perfetto.tar"
+ARCHIVE = _runs.PERFETTO
 MANIFEST_MEMBER = "perfetto_manifest.json"
 MANIFEST_VERSION = 1
 MAX_MEMBER_NAME = 99

@@ -38,6 +38,7 @@ from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import Pa
 
 MANIFEST = "manifest.json"
 REPORT = "report.html"  # run_report
+PERFETTO = "perfetto.tar"  # perfetto_export
 AUDIT_DIR = "audit"  # where run_report looks for audit_report's files
 AUDIT_FILES = {
     "json": "compliance.json",
@@ -56,7 +57,7 @@ _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _KEPT = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 # The run directory's own names, and names some file systems treat as devices.
 RESERVED = frozenset(
-    [MANIFEST, REPORT, AUDIT_DIR]
+    [MANIFEST, REPORT, PERFETTO, AUDIT_DIR]
     + list(AUDIT_FILES.values())
     + ["con", "prn", "aux", "nul"]
     + ["com%d" % number for number in range(10)]
@@ -95,7 +96,7 @@ def host_dir_name(host: str) -> str:
 
     A name of lower-case letters, digits, '.', '_' and '-' (starting with a letter or
     digit, at most 100 characters, not ending with '.') that is none of the run's own
-    names (RESERVED: manifest.json, report.html, audit, the audit's files, and device
+    names (RESERVED: manifest.json, report.html, perfetto.tar, audit, the audit's files, and device
     names such as nul) is the directory's name as it is. Any other name (upper case,
     other characters, reserved, hidden, too long) becomes its lower-cased, sanitised
     stem, '+', and 12 hex digits of the name's sha256: `Web01` -> `web01+3f0c...`.
