@@ -48,7 +48,7 @@ export PY_COLORS := 0
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
 .PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy \
-        format sanity sanity-all unit unit-all bench-configure bench-capture integration changelog docs clean \
+        format sanity sanity-all unit unit-all bench-configure bench-capture bench-perfetto integration changelog docs clean \
         $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
         $(addprefix molecule-,$(SCENARIOS)) $(KERNEL_MATRIX)
 
@@ -60,7 +60,7 @@ help:
 	@echo "                  (sanity and unit: ansible-core $(CORE_TESTED); sanity-all, unit-all:"
 	@echo "                  $(CORE_VERSIONS); one version: sanity-2.X, unit-2.X)"
 	@echo "make format       ruff: fix what it can, then format"
-	@echo "make bench-configure, make bench-capture (benchmarks under bench/)"
+	@echo "make bench-configure, bench-capture, bench-perfetto (benchmarks under bench/)"
 	@echo "make deps | venv | venv-2.X | lab-image | changelog | docs | clean"
 
 deps:
@@ -207,6 +207,10 @@ bench-configure: deps venv collection lab-image
 
 bench-capture: deps venv collection lab-image
 	$(ROOT)/bench/capture
+
+# Controller only: the Perfetto export's CPU time and peak memory per million events.
+bench-perfetto: deps venv collection
+	$(ROOT)/bench/perfetto
 
 changelog: venv
 	antsibull-changelog release
