@@ -26,6 +26,7 @@ KNOB_KEYS = (
     "tracing_on",
     "buffer_size_kb",
     "buffer_size_raw",
+    "buffer_subbuf_size_kb",
     "trace_clock",
     "trace_clocks",
     "options",

@@ -6,9 +6,10 @@ write side; `_knob_state` reads and parses them).
 
 `plan_knobs` validates everything against what the kernel offers before a single
 write; `apply_knobs` then writes only what differs, in an order that respects the
-kernel: buffer size and clock, then cpumask, function and pid filters, so that a
-tracer starts already narrowed down (the function tracer on every function brings a
-small VM to a crawl), then the tracer, its options, and tracing_on last.
+kernel: sub-buffer size (the buffer size is then allocated in those pages), buffer
+size and clock, then cpumask, function and pid filters, so that a tracer starts
+already narrowed down (the function tracer on every function brings a small VM to a
+crawl), then the tracer, its options, and tracing_on last.
 
 The ledger kinds `knob`, `list_add` and `list_remove` are recorded and undone here,
 and `configure` is the tracer task.
@@ -101,11 +102,39 @@ def _cpu_count(tracing: TracingDir) -> int:
         return os.cpu_count() or 1
 
 
-def _buffer_matches(wanted: int, parsed: dict) -> bool:
+def _buffer_matches(wanted: int, parsed: dict, page_bytes: int) -> bool:
     """Whether a buffer_size_kb reading means `wanted` KiB per CPU (the kernel rounds
-    to ring-buffer pages, and shows an unallocated buffer as `7 (expanded: N)`)."""
+    to ring-buffer pages of `page_bytes`, and shows an unallocated buffer as
+    `7 (expanded: N)`)."""
     readings = {parsed["kb"], parsed["expanded_kb"]} - {None}
-    return bool(readings & {wanted, _knob_state.allocated_kb(wanted * 1024)})
+    return bool(readings & {wanted, _knob_state.allocated_kb(wanted * 1024, page_bytes)})
+
+
+def _plan_subbuf(tracing: TracingDir, wanted: int) -> tuple[Change | None, int]:
+    """The write for buffer_subbuf_size_kb (None when it already reads the size the
+    kernel would round `wanted` to), and that size in KiB."""
+    option = "buffer_subbuf_size_kb=%r" % wanted
+    if not tracing.has(_knob_state.SUBBUF_FILE):
+        raise KnobError(
+            "%s: this kernel has no buffer_subbuf_size_kb (ring-buffer sub-buffer sizes came with Linux 6.8)" % option
+        )
+    page = _knob_state.system_page_size()
+    settled = _knob_state.subbuf_size_kb(wanted, page)
+    if settled is None:
+        raise KnobError(
+            "%s: the kernel takes 1 to %d KiB (1 to %d pages of %d bytes, rounded up to a power of two)"
+            % (option, (page << _knob_state.MAX_SUBBUF_ORDER) // 1024, 1 << _knob_state.MAX_SUBBUF_ORDER, page)
+        )
+    text = tracing.read(_knob_state.SUBBUF_FILE)
+    current = _knob_state.parse_subbuf_size(text)
+    if current is None:
+        raise KnobError("%s: %s reads %r, not a number of KiB" % (option, tracing.rel(_knob_state.SUBBUF_FILE), text))
+    if settled == current:
+        return None, settled
+    # Written as the rounded size: the same to the kernel, and the change shows it.
+    return Change(
+        "buffer_subbuf_size_kb", tracing.rel(_knob_state.SUBBUF_FILE), str(settled), current, settled, str(current)
+    ), settled
 
 
 def available_functions(tracing: TracingDir) -> set[str]:
@@ -142,6 +171,18 @@ def plan_knobs(tracing: TracingDir, params: dict) -> list[Change]:
     rel = tracing.rel
     top = tracing.top()
 
+    # The sub-buffer size the ring buffer has after this task, in bytes: buffer_size_kb
+    # is allocated (and reads back rounded) in pages of this size.
+    page_bytes = _knob_state.system_page_size()
+    current_subbuf = _knob_state.parse_subbuf_size(tracing.read(_knob_state.SUBBUF_FILE))
+    if current_subbuf is not None:
+        page_bytes = current_subbuf * 1024
+    if params.get("buffer_subbuf_size_kb") is not None:
+        subbuf_change, subbuf_kb = _plan_subbuf(tracing, params["buffer_subbuf_size_kb"])
+        if subbuf_change is not None:
+            changes.append(subbuf_change)
+        page_bytes = subbuf_kb * 1024
+
     if params.get("buffer_size_kb") is not None:
         wanted = params["buffer_size_kb"]
         if wanted < 1:
@@ -154,7 +195,7 @@ def plan_knobs(tracing: TracingDir, params: dict) -> list[Change]:
                 "%d KiB of memory" % (wanted, cpus, wanted, memory)
             )
         parsed = _knob_state.parse_buffer_size(tracing.read("buffer_size_kb"))
-        if not _buffer_matches(wanted, parsed):
+        if not _buffer_matches(wanted, parsed, page_bytes):
             original = _knob_state.effective_buffer_kb(parsed)
             if tracing.instance is not None:
                 # Any resize sets the kernel's global "buffers expanded" flag (6.1), after
@@ -333,9 +374,13 @@ def apply_knobs(
     `record`), with one save for the whole batch; an option of a tracer the task sets
     is recorded once that tracer is current (its original is read then)."""
     control = tracing.control
+    # Teardown undoes the newest entry first: the sub-buffer size is recorded after the
+    # buffer size (though written before it), so the original sub-buffers come back
+    # first and the buffer size is then restored in them, reading back as it was.
+    in_ledger_order = sorted(changes, key=lambda change: change.knob == "buffer_subbuf_size_kb")
     batch = [
         fields
-        for change in changes
+        for change in in_ledger_order
         if record or change.ledger_kind == "top_buffer"
         for fields in _ledger_fields(tracing, change)
     ]

@@ -20,10 +20,18 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir impo
 # TRACE_BUF_SIZE_DEFAULT (kernel/trace/trace.c): 1441792 bytes per CPU.
 DEFAULT_BUFFER_BYTES = 1441792
 DEFAULT_BUFFER_KB = DEFAULT_BUFFER_BYTES // 1024
-# A ring-buffer page carries a 16-byte header, so a buffer is allocated in pages of
-# PAGE_SIZE - 16 bytes and reads back slightly larger once allocated (1408 -> 1410).
+# A ring-buffer page (sub-buffer) carries a 16-byte header, so a buffer is allocated
+# in pages of PAGE_SIZE - 16 bytes of data and reads back slightly larger once
+# allocated (1408 -> 1410).
 PAGE_SIZE = 4096
-BUFFER_PAGE_DATA = PAGE_SIZE - 16
+BUFFER_PAGE_HEADER = 16
+
+# 6.8+: the size of the ring buffer's pages (sub-buffers) per tracing directory, in KiB.
+# The kernel (buffer_subbuf_size_write, kernel/trace/trace.c) takes KiB, rounds up to
+# a power-of-two number of memory pages, and refuses anything past 2**7 = 128 pages
+# (and 0). Changing it clears that ring buffer.
+SUBBUF_FILE = "buffer_subbuf_size_kb"
+MAX_SUBBUF_ORDER = 7
 
 # Default state of the generic trace options (kernel/trace/trace.h TRACE_ITER_*
 # and TRACE_DEFAULT_FLAGS), as the lab's 6.1 kernel shows them on a fresh boot.
@@ -136,10 +144,41 @@ def parse_cpumask(text: str) -> int:
     return int(text.strip().replace(",", "") or "0", 16)
 
 
-def allocated_kb(size_bytes: int) -> int:
-    """What buffer_size_kb reads after the kernel allocated `size_bytes` per CPU."""
-    pages = -(-size_bytes // BUFFER_PAGE_DATA)
-    return pages * BUFFER_PAGE_DATA // 1024
+def allocated_kb(size_bytes: int, page_bytes: int = PAGE_SIZE) -> int:
+    """What buffer_size_kb reads after the kernel allocated `size_bytes` per CPU in
+    ring-buffer pages of `page_bytes` (the sub-buffer size where the kernel has one)."""
+    page_data = page_bytes - BUFFER_PAGE_HEADER
+    pages = -(-size_bytes // page_data)
+    return pages * page_data // 1024
+
+
+def system_page_size() -> int:
+    """The memory page size of this host: a sub-buffer is a power of two of these."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return PAGE_SIZE
+
+
+def subbuf_size_kb(wanted_kb: int, page_bytes: int) -> int | None:
+    """The sub-buffer size in KiB that buffer_subbuf_size_kb reads after `wanted_kb` is
+    written (rounded up to a power-of-two number of pages), or None when the kernel
+    refuses it (0, or more than 128 pages)."""
+    if wanted_kb < 1:
+        return None
+    pages = -(-wanted_kb * 1024 // page_bytes)
+    order = (pages - 1).bit_length()
+    if order > MAX_SUBBUF_ORDER:
+        return None
+    return (page_bytes << order) // 1024
+
+
+def parse_subbuf_size(text: str | None) -> int | None:
+    """buffer_subbuf_size_kb's reading (`4`), or None where it is missing or unreadable."""
+    try:
+        return int((text or "").strip())
+    except ValueError:
+        return None
 
 
 def parse_size(value: str) -> int | None:
@@ -154,11 +193,20 @@ def parse_size(value: str) -> int | None:
 class Defaults:
     """The kernel's defaults on this host, where boot parameters can change them."""
 
-    def __init__(self, cmdline: dict, possible_cpus: set[int], clocksource: str | None, top_level: bool) -> None:
+    def __init__(
+        self,
+        cmdline: dict,
+        possible_cpus: set[int],
+        clocksource: str | None,
+        top_level: bool,
+        page_bytes: int = PAGE_SIZE,
+    ) -> None:
         size = parse_size(cmdline.get("trace_buf_size") or "") or DEFAULT_BUFFER_BYTES
         self.buffer_kb = size // 1024
         # Either reading is the default: before and after the buffer is allocated.
         self.buffer_kb_readings = (self.buffer_kb, allocated_kb(size))
+        # A new buffer's sub-buffers are one memory page (6.8+).
+        self.subbuf_kb = page_bytes // 1024
         self.cpumask = sum(1 << cpu for cpu in possible_cpus)
         clock = cmdline.get("trace_clock")
         if clock:
@@ -183,7 +231,7 @@ def host_defaults(cmdline: dict, top_level: bool, sysfs: str = "/sys") -> Defaul
 
     possible = parse_cpulist(read("devices/system/cpu/possible") or "0")
     clocksource = read("devices/system/clocksource/clocksource0/current_clocksource")
-    return Defaults(cmdline, possible, clocksource, top_level)
+    return Defaults(cmdline, possible, clocksource, top_level, system_page_size())
 
 
 def snapshot(tracing: TracingDir) -> dict:
@@ -199,6 +247,7 @@ def snapshot(tracing: TracingDir) -> dict:
         "tracing_on": (tracing.read("tracing_on") or "").strip() == "1",
         "buffer_size_kb": effective_buffer_kb(buffer),
         "buffer_size_raw": buffer["raw"],
+        "buffer_subbuf_size_kb": parse_subbuf_size(tracing.read(SUBBUF_FILE)),
         "trace_clock": current_clock,
         "trace_clocks": clocks,
         "options": parse_trace_options(tracing.read("trace_options")),
@@ -244,6 +293,8 @@ def drift(state: dict, defaults: Defaults) -> list[dict]:
         add("buffer_size_kb", state["buffer_size_raw"], defaults.buffer_kb)
     elif state["buffer_size_kb"] not in (None,) + defaults.buffer_kb_readings:
         add("buffer_size_kb", state["buffer_size_kb"], defaults.buffer_kb)
+    if state.get("buffer_subbuf_size_kb") not in (None, defaults.subbuf_kb):
+        add("buffer_subbuf_size_kb", state["buffer_subbuf_size_kb"], defaults.subbuf_kb)
     if state["trace_clock"] not in (None, defaults.clock):
         add("trace_clock", state["trace_clock"], defaults.clock)
     for option, value in sorted(state["options"].items()):

@@ -36,8 +36,8 @@ options:
   gather:
     description:
       - Which parts to gather. The mount, debugfs and lockdown facts are always gathered.
-      - V(knobs) covers tracers, current tracer, tracing_on, buffer size, clock, options,
-        cpumask, function and pid lists; V(events) the enabled events with their filters
+      - V(knobs) covers tracers, current tracer, tracing_on, buffer and sub-buffer sizes,
+        clock, options, cpumask, function and pid lists; V(events) the enabled events with their filters
         and triggers; V(instances), V(dynamic_events) and V(error_log) what they say;
         V(instance_events) the enabled events of every instance (top level only);
         V(drift) needs the tracing parts and gathers them.
@@ -250,6 +250,13 @@ buffer_size_raw:
   returned: when RV(usable) and O(gather) includes knobs
   type: str
   sample: "7 (expanded: 1408)"
+buffer_subbuf_size_kb:
+  description:
+    - Size of the ring buffer's sub-buffers in KiB (C(buffer_subbuf_size_kb), Linux 6.8+);
+      V(null) on a kernel without the file.
+  returned: when RV(usable) and O(gather) includes knobs
+  type: int
+  sample: 4
 trace_clock:
   description: The selected trace clock.
   returned: when RV(usable) and O(gather) includes knobs

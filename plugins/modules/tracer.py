@@ -20,7 +20,8 @@ description:
     get single entries appended or removed (C(!name)), never a truncating write.
   - On the top level, or in an instance tracefleet did not create, each change is recorded
     in the ledger with the original value, for M(tracefleet.ftrace.teardown).
-  - Changing O(tracer) or O(trace_clock) clears that ring buffer (the kernel does this).
+  - Changing O(tracer), O(trace_clock) or O(buffer_subbuf_size_kb) clears that ring buffer
+    (the kernel does this).
 author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
@@ -38,8 +39,22 @@ options:
   buffer_size_kb:
     description:
       - Ring buffer size per CPU in KiB. A reading that the kernel rounded to whole
-        ring-buffer pages counts as the same size.
+        ring-buffer pages (sub-buffers, see O(buffer_subbuf_size_kb)) counts as the same size.
       - More than a quarter of the host's memory across all CPUs is refused.
+    type: int
+  buffer_subbuf_size_kb:
+    description:
+      - Size of the ring buffer's sub-buffers (the pages C(trace_pipe_raw) hands out and a
+        trace.dat declares) in KiB, C(buffer_subbuf_size_kb). Linux 6.8 and later; on an
+        older kernel the task fails naming the option and changes nothing.
+      - The kernel rounds the size up to a power-of-two number of memory pages, from 1 to
+        128 pages. Where pages are 4 KiB that is V(1) to V(512), V(5) reading back as V(8) and
+        V(1) as V(4); V(0) and sizes past 128 pages are refused before any write. A reading of
+        the rounded size counts as the same size (idempotence).
+      - An event must fit in one sub-buffer, so larger sub-buffers hold larger events (long
+        stack traces, big C(trace_marker) writes).
+      - Changing it clears that ring buffer. It is written before O(buffer_size_kb), which
+        the kernel then allocates, and rounds, in sub-buffers of the new size.
     type: int
   trace_clock:
     description: The trace clock; must be one the kernel offers (C(trace_clock)).
@@ -106,6 +121,12 @@ EXAMPLES = r"""
     instance: tracefleet
     pids: ["{{ service_pid }}", "!4711"]
 
+- name: Sub-buffers of 8 KiB in our instance (Linux 6.8+), so events up to about 8 KiB fit
+  tracefleet.ftrace.tracer:
+    instance: tracefleet
+    buffer_subbuf_size_kb: 8
+    buffer_size_kb: 4096
+
 - name: Stop recording in the instance
   tracefleet.ftrace.tracer:
     instance: tracefleet
@@ -151,6 +172,7 @@ def main() -> None:
             tracer=dict(type="str"),
             tracing_on=dict(type="bool"),
             buffer_size_kb=dict(type="int"),
+            buffer_subbuf_size_kb=dict(type="int"),
             trace_clock=dict(type="str"),
             options=dict(type="dict"),
             cpumask=dict(type="str"),

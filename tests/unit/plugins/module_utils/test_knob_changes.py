@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knob_changes
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knob_changes, _knob_state
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import Transaction
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
@@ -191,3 +191,97 @@ def test_instance_resize_records_the_top_level_buffer_it_freezes(tree, fake_host
     assert (tree / "buffer_size_kb").read_text() == "7 (expanded: 1408)\n"  # not written
     (tree / "buffer_size_kb").write_text("7\n")
     assert [c.ledger_kind for c in _knob_changes.plan_knobs(tracing, {"buffer_size_kb": 256})] == ["knob"]
+
+
+# buffer_subbuf_size_kb (6.8+): the kernel rounds KiB up to a power-of-two number of
+# memory pages, 1 to 128 of them (buffer_subbuf_size_write in kernel/trace/trace.c).
+@pytest.mark.parametrize(
+    "wanted, page, settled",
+    [
+        (1, 4096, 4),
+        (4, 4096, 4),
+        (5, 4096, 8),
+        (8, 4096, 8),
+        (9, 4096, 16),
+        (300, 4096, 512),
+        (512, 4096, 512),
+        (513, 4096, None),
+        (0, 4096, None),
+        (-8, 4096, None),
+        (8, 65536, 64),
+        (8192, 65536, 8192),
+        (8193, 65536, None),
+    ],
+)
+def test_subbuf_rounding(wanted, page, settled):
+    assert _knob_state.subbuf_size_kb(wanted, page) == settled
+
+
+def test_buffer_pages_of_a_larger_subbuf():
+    # 8 KiB sub-buffers carry 8176 bytes of data (events/header_page on the lab's 6.12)
+    assert _knob_state.allocated_kb(1024 * 1024, 8192) == 1029
+    assert _knob_state.allocated_kb(1024 * 1024) == 1027
+
+
+@pytest.fixture
+def subbuf_tree(tree, monkeypatch):
+    (tree / "buffer_subbuf_size_kb").write_text("4\n")
+    monkeypatch.setattr(_knob_state, "system_page_size", lambda: 4096)
+    return tree
+
+
+@pytest.mark.parametrize("reading, wanted", [("4\n", 1), ("4\n", 4), ("8\n", 5), ("8\n", 8), ("512\n", 300)])
+def test_subbuf_reading_of_the_rounded_size_is_the_same(subbuf_tree, reading, wanted):
+    (subbuf_tree / "buffer_subbuf_size_kb").write_text(reading)
+    assert plan(subbuf_tree, buffer_subbuf_size_kb=wanted) == []
+
+
+def test_subbuf_change_writes_the_rounded_size(subbuf_tree):
+    [change] = plan(subbuf_tree, buffer_subbuf_size_kb=5)
+    assert (change.knob, change.file, change.value) == ("buffer_subbuf_size_kb", "buffer_subbuf_size_kb", "8")
+    assert (change.before, change.after, change.original, change.ledger_kind) == (4, 8, "4", "knob")
+
+
+@pytest.mark.parametrize(
+    "reading, wanted, message",
+    [
+        (None, 8, "buffer_subbuf_size_kb=8: this kernel has no buffer_subbuf_size_kb (ring-buffer sub-buffer"),
+        ("4\n", 0, "buffer_subbuf_size_kb=0: the kernel takes 1 to 512 KiB (1 to 128 pages of 4096 bytes"),
+        ("4\n", 513, "buffer_subbuf_size_kb=513: the kernel takes 1 to 512 KiB"),
+        ("4\n", -4, "buffer_subbuf_size_kb=-4: the kernel takes"),
+        ("four\n", 8, "buffer_subbuf_size_kb=8: buffer_subbuf_size_kb reads 'four\\n', not a number of KiB"),
+    ],
+)
+def test_subbuf_bad_input(subbuf_tree, reading, wanted, message):
+    if reading is None:
+        (subbuf_tree / "buffer_subbuf_size_kb").unlink()
+    else:
+        (subbuf_tree / "buffer_subbuf_size_kb").write_text(reading)
+    with pytest.raises(_knob_changes.KnobError) as failure:
+        plan(subbuf_tree, buffer_subbuf_size_kb=wanted)
+    assert message in str(failure.value)
+
+
+def test_subbuf_before_buffer_size_which_rounds_in_the_new_pages(subbuf_tree):
+    (subbuf_tree / "buffer_size_kb").write_text("1027\n")  # 1024 in 4 KiB pages
+    assert plan(subbuf_tree, buffer_size_kb=1024) == []
+    changes = plan(subbuf_tree, buffer_subbuf_size_kb=8, buffer_size_kb=1024)
+    assert [(c.knob, c.value) for c in changes] == [("buffer_subbuf_size_kb", "8"), ("buffer_size_kb", "1024")]
+    # after both writes: 1024 KiB in 8 KiB sub-buffers reads back as 1029
+    (subbuf_tree / "buffer_subbuf_size_kb").write_text("8\n")
+    (subbuf_tree / "buffer_size_kb").write_text("1029\n")
+    assert plan(subbuf_tree, buffer_subbuf_size_kb=8, buffer_size_kb=1024) == []
+    assert plan(subbuf_tree, buffer_size_kb=1024) == []
+
+
+def test_subbuf_written_first_recorded_last(subbuf_tree, tracing):
+    # Teardown undoes newest first: the sub-buffers go back before the buffer size.
+    (subbuf_tree / "buffer_size_kb").write_text("1410\n")
+    changes = plan(subbuf_tree, buffer_subbuf_size_kb=8, buffer_size_kb=1024)
+    transaction = Transaction(tracing.control)
+    with Ledger(str(subbuf_tree / "ledger.json")) as ledger:
+        _knob_changes.apply_knobs(tracing, changes, transaction, ledger, "s", True)
+        entries = [(e["kind"], e["file"], e["original"]) for e in ledger.entries]
+    assert transaction.done == ["buffer_subbuf_size_kb <- 8", "buffer_size_kb <- 1024"]
+    assert entries == [("knob", "buffer_size_kb", "1410"), ("knob", "buffer_subbuf_size_kb", "4")]
+    assert (subbuf_tree / "buffer_subbuf_size_kb").read_text().strip() == "8"

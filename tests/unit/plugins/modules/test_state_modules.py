@@ -202,3 +202,38 @@ def test_teardown_session_and_all_sessions_exclude_each_other(run, tree, tmp_pat
     result = run(teardown, {"session": "a", "all_sessions": True})
     assert result["failed"] and "mutually exclusive" in result["msg"]
     assert (tree / "current_tracer").read_text() == "nop\n"
+
+
+def test_subbuf_size_check_apply_again_teardown(run, tree, tmp_path, monkeypatch):
+    from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knob_state
+
+    monkeypatch.setattr(_knob_state, "system_page_size", lambda: 4096)
+    (tree / "buffer_subbuf_size_kb").write_text("4\n")
+    before = snapshot(tree)
+
+    checked = run(tracer, {"buffer_subbuf_size_kb": 5, "_ansible_check_mode": True, "_ansible_diff": True})
+    assert checked["changed"] and checked["diff"] == {
+        "before": {"buffer_subbuf_size_kb": 4},
+        "after": {"buffer_subbuf_size_kb": 8},
+    }
+    assert snapshot(tree) == before and not (tmp_path / "ledger.json").exists()
+
+    applied = run(tracer, {"buffer_subbuf_size_kb": 5})
+    assert applied["changed"] and applied["changes"] == ["buffer_subbuf_size_kb <- 8"]
+    assert (tree / "buffer_subbuf_size_kb").read_text().strip() == "8"
+    for args in ({"buffer_subbuf_size_kb": 8}, {"buffer_subbuf_size_kb": 5, "_ansible_check_mode": True}):
+        assert not run(tracer, args)["changed"]
+
+    undone = run(teardown, {})
+    assert undone["undone"] == ["restore buffer_subbuf_size_kb of top level to '4'"]
+    assert (tree / "buffer_subbuf_size_kb").read_text().strip() == "4"
+
+
+def test_subbuf_size_on_a_kernel_without_it(run, tree):
+    before = snapshot(tree)
+    result = run(tracer, {"buffer_subbuf_size_kb": 8, "tracer": "function"})
+    assert result["failed"] and result["msg"] == (
+        "buffer_subbuf_size_kb=8: this kernel has no buffer_subbuf_size_kb (ring-buffer sub-buffer sizes "
+        "came with Linux 6.8) (in the top level); nothing was changed"
+    )
+    assert snapshot(tree) == before

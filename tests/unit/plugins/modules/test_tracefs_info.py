@@ -174,3 +174,20 @@ def test_missing_instance_result_carries_the_facts(run, fake_host):
     result = run({"instance": "missing"})
     assert result["msg"] == "instance='missing' does not exist (no %s)" % (fake_host.tracing / "instances" / "missing")
     assert result["usable"] is True and result["tracefs"]["mounted"] is True
+
+
+@pytest.mark.parametrize("reading, fact, drift", [(None, None, None), ("4\n", 4, None), ("8\n", 8, 8)])
+def test_subbuf_size_fact_and_drift(run, fake_host, monkeypatch, reading, fact, drift):
+    from ansible_collections.tracefleet.ftrace.plugins.module_utils import _knob_state
+
+    monkeypatch.setattr(_knob_state, "system_page_size", lambda: 4096)
+    fake_host.mount_tracefs()
+    if reading is not None:
+        fake_host.tracefs_write("buffer_subbuf_size_kb", reading)
+    result = run()
+    assert result["buffer_subbuf_size_kb"] == fact
+    knobs = {item["knob"]: item for item in result["drift"]}
+    if drift is None:
+        assert "buffer_subbuf_size_kb" not in knobs
+    else:
+        assert knobs["buffer_subbuf_size_kb"] == {"knob": "buffer_subbuf_size_kb", "value": drift, "default": 4}
