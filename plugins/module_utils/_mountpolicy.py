@@ -136,7 +136,8 @@ class FstabChange:
 
     def refresh(self) -> None:
         text = _fstab.read(self.file)
-        self.text, self.entry_changed, self.commented = text, False, []
+        self.text, self.entry_changed = text, False
+        self.commented: list[str] = []
         try:
             if self.manage_entry:
                 self.text, self.entry_changed = _fstab.update(text, self.mount_point, self.wanted, self.fstype)
@@ -310,53 +311,55 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
     warnings = _refuse_busy_debugfs(request, host, result) if managing_debugfs else []
     mask = _debugfs_boot.Mask(host.root) if managing_debugfs else None
     fstab = FstabChange(request, request.policy, result) if request.persistent or managing_debugfs else None
-    fstab_changed = fstab is not None and fstab.changed
-    mask_changed = mask is not None and mask.changed
+    # The edits that are needed, None when not.
+    fstab_edit = fstab if fstab is not None and fstab.changed else None
+    mask_edit = mask if mask is not None and mask.changed else None
     extra = {}
     if managing_debugfs:
         result.before["debugfs"] = _debugfs_view(host, fstab.commented if fstab else [], mask.before if mask else None)
         result.after["debugfs"] = dict(result.after["debugfs"], fstab=[], systemd_unit=mask.after if mask else None)
-    if (result.changed or fstab_changed or mask_changed) and not check_mode:
-        if mask_changed:
-            mask.check_writable()
-        if fstab_changed:
+    changed = result.changed or fstab_edit is not None or mask_edit is not None
+    if changed and not check_mode:
+        if mask_edit is not None:
+            mask_edit.check_writable()
+        if fstab_edit is not None:
             _fstab.check_writable(request.fstab_file)
             with _fstab.locked(request.fstab_file):
-                fstab.refresh()
+                fstab_edit.refresh()
                 done = _apply(request, result, [action.describe() for action in result.actions], host)
-                if fstab.changed:
+                if fstab_edit.changed:
                     if request.backup and os.path.exists(request.fstab_file):
                         extra["backup_file"] = backup(request.fstab_file)
                     try:
-                        _fstab.write(request.fstab_file, fstab.text)
+                        _fstab.write(request.fstab_file, fstab_edit.text)
                     except _fstab.FstabError as exc:
                         if not done:
                             raise
                         # The mount stands (and is in the ledger for teardown): say so.
                         raise MountPolicyError("%s; done: %s" % (exc, "; ".join(done)), actions=done) from None
-                    done.extend(fstab.describe())
+                    done.extend(fstab_edit.describe())
         else:
             done = _apply(request, result, [action.describe() for action in result.actions], host)
-        if mask_changed:
+        if mask_edit is not None:
             try:
-                mask.apply()
+                mask_edit.apply()
             except _debugfs_boot.DebugfsBootError as exc:
                 raise MountPolicyError("%s; done: %s" % (exc, "; ".join(done) or "nothing"), actions=done) from None
-            done.append(mask.describe())
+            done.append(mask_edit.describe())
     else:
         done = [action.describe() for action in result.actions]
-        if fstab_changed:
-            done.extend(fstab.describe())
-        if mask_changed:
-            done.append(mask.describe())
-    if request.persistent:
+        if fstab_edit is not None:
+            done.extend(fstab_edit.describe())
+        if mask_edit is not None:
+            done.append(mask_edit.describe())
+    if request.persistent and fstab is not None:
         result.before["fstab"] = fstab.before
         result.after["fstab"] = fstab.line
     after_host = host if check_mode else read_host()
     after, report_warnings = _report(after_host, result, check_mode)
     warnings += report_warnings
-    output = dict(changed=result.changed or fstab_changed or mask_changed, **after, actions=done, **extra)
-    if request.persistent:
+    output = dict(changed=changed, **after, actions=done, **extra)
+    if request.persistent and fstab is not None:
         output["fstab"] = fstab.line
         if not check_mode:
             result.after["fstab"] = fstab.line
