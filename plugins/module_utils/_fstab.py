@@ -193,6 +193,32 @@ def update(text: str, mount_point: str, wanted: FstabEntry | None, fstype: str |
     return "".join(result), changed
 
 
+# The mark put before a debugfs line that `debugfs: unmounted` comments out; removing
+# it gives the original line back byte for byte.
+DEBUGFS_COMMENT = "# tracefleet: debugfs: unmounted: "
+
+
+def entries_of_type(text: str, fstype: str) -> list[FstabEntry]:
+    """The active (not commented out) entries of filesystem type `fstype`."""
+    return [entry for entry in map(parse_line, lines_of(text)) if entry is not None and entry.fstype == fstype]
+
+
+def comment_out(text: str, fstype: str, mark: str) -> tuple[str, list[str]]:
+    """Comment out every active entry of `fstype`, each line kept whole after `mark`
+    (its own bytes, its own line end); return (text, the lines commented out, without
+    their line end). Every other line stays as it was."""
+    result = []
+    commented = []
+    for line in lines_of(text):
+        entry = parse_line(line)
+        if entry is not None and entry.fstype == fstype:
+            result.append(mark + line)
+            commented.append(line.rstrip("\n"))
+        else:
+            result.append(line)
+    return "".join(result), commented
+
+
 def printable(text: str) -> str:
     """`text` safe to put in a message: bytes that were not UTF-8, and control
     characters, as escapes."""

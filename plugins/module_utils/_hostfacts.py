@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _instance, _knob_state
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _debugfs_boot, _instance, _knob_state
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, read_host, usable
@@ -119,12 +119,14 @@ def gather(instance: str | None, wanted: list[str], ledger_path: str) -> dict:
     parts = _parts(wanted)
     host = read_host("mount table")
     tracefs = host.tracefs()
+    debugfs = host.debugfs()
+    debugfs["boot"] = _debugfs_boot.boot_facts(host.root, debugfs["policy"])
     result = dict(
         changed=False,
         kernel_release=host.release,
         kernel_config=host.kconfig_source,
         tracefs=tracefs,
-        debugfs=host.debugfs(),
+        debugfs=debugfs,
         tracing_automount=tracing_automount(host),
         lockdown=host.lockdown,
         lockdown_source=host.lockdown_source,

@@ -27,6 +27,8 @@ MS_NOATIME = 1024
 MS_NODIRATIME = 2048
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
+# umount2(2): detach now, finish the unmount when the last user lets go ("lazy").
+MNT_DETACH = 2
 
 # Per-mount options tracefleet manages, and their flag bits.
 FLAG_OPTIONS = {
@@ -135,6 +137,6 @@ def remount(target: str, flags: int, data: str) -> None:
         raise MountError("remount", target, ctypes.get_errno())
 
 
-def umount(target: str) -> None:
-    if _libc().umount2(_bytes(target), 0) != 0:
-        raise MountError("umount", target, ctypes.get_errno())
+def umount(target: str, detach: bool = False) -> None:
+    if _libc().umount2(_bytes(target), MNT_DETACH if detach else 0) != 0:
+        raise MountError("umount -l" if detach else "umount", target, ctypes.get_errno())

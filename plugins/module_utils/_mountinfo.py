@@ -8,12 +8,18 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import os
 import re
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
 MOUNTINFO = "/proc/self/mountinfo"
 FILESYSTEMS = "/proc/filesystems"
+PROC = "/proc"
+# What readlink(2) appends to a /proc link whose file was removed.
+_DELETED = " (deleted)"
+# How many uses of one process a message names.
+MAX_USES = 4
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
@@ -148,3 +154,81 @@ def parse_filesystems(text: str) -> dict[str, bool]:
 def read_filesystems(path: str = FILESYSTEMS) -> dict[str, bool]:
     with open(path, encoding="utf-8") as handle:
         return parse_filesystems(handle.read())
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # the process ended, or the link is not ours to read
+        return None
+
+
+def _inside(target: str | None, mount_point: str) -> bool:
+    if not target:
+        return False
+    if target.endswith(_DELETED):
+        target = target[: -len(_DELETED)]
+    return target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+
+
+def _mapped(maps: str) -> list[str]:
+    """The file names in a /proc/PID/maps text (the sixth field, when there is one)."""
+    names = []
+    for line in maps.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5] not in names:
+            names.append(fields[5])
+    return names
+
+
+def _shown(text: str) -> str:
+    """A process's name or file name, safe in a message (control characters as '?')."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def users_of(mount_point: str, proc: str = PROC) -> list[dict]:
+    """The processes that keep `mount_point` (or a mount inside it) busy, the way fuser -m
+    finds them: a working directory, root directory, executable, open file or mapped
+    file under it, read from /proc/PID/{cwd,root,exe,fd/*,maps}. Each is a dict with
+    `pid`, `command` (/proc/PID/comm) and `uses` (at most MAX_USES, e.g. "fd 3 <path>").
+    Only processes this one may inspect and that see the mount point under the same
+    name (this mount namespace) are found; a process that ends meanwhile is skipped."""
+    try:
+        pids = sorted((name for name in os.listdir(proc) if name.isdigit()), key=int)
+    except OSError:
+        return []
+    found = []
+    for pid in pids:
+        base = os.path.join(proc, pid)
+        uses = []
+        for link in ("cwd", "root", "exe"):
+            target = _readlink(os.path.join(base, link))
+            if _inside(target, mount_point):
+                uses.append("%s %s" % (link, _shown(target or "")))
+        try:
+            fds = sorted(os.listdir(os.path.join(base, "fd")), key=lambda fd: int(fd) if fd.isdigit() else -1)
+        except OSError:
+            fds = []
+        for fd in fds:
+            target = _readlink(os.path.join(base, "fd", fd))
+            if _inside(target, mount_point):
+                uses.append("fd %s %s" % (fd, _shown(target or "")))
+        maps = _mapped(_read_text(os.path.join(base, "maps")))
+        uses += ["mapped %s" % _shown(name) for name in maps if _inside(name, mount_point)]
+        if uses:
+            command = _shown(_read_text(os.path.join(base, "comm")).strip()) or "?"
+            found.append({"pid": int(pid), "command": command, "uses": uses[:MAX_USES]})
+    return found
+
+
+def describe_users(users: list[dict]) -> str:
+    """`users_of`'s result in words: "pid 812 (cat: fd 3 /sys/kernel/debug/x), ..."."""
+    return ", ".join("pid %d (%s: %s)" % (user["pid"], user["command"], "; ".join(user["uses"])) for user in users)

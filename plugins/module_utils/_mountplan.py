@@ -3,6 +3,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The tracefs mount policy: compare what is mounted with what is asked for, and
 plan the smallest set of actions (mkdir, mount, remount, umount) that closes the gap.
+With `debugfs: unmounted` the plan first unmounts every debugfs mount, the mounts
+inside it (the tracing automount) before it.
 
 Planning is pure: it takes the facts (mount table, registered filesystems, debugfs
 policy, ownership of mount points) and returns a plan; `apply_plan` carries it out.
@@ -12,6 +14,7 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _mount_syscalls
@@ -40,7 +43,15 @@ class Policy:
     """What the user asked for (already validated)."""
 
     def __init__(
-        self, state: str, path: str, options: list[str], gid: int | None, mode: int | None, legacy_debugfs: bool
+        self,
+        state: str,
+        path: str,
+        options: list[str],
+        gid: int | None,
+        mode: int | None,
+        legacy_debugfs: bool,
+        debugfs: str = "unmanaged",
+        debugfs_force: bool = False,
     ) -> None:
         self.state = state
         self.path = path
@@ -48,6 +59,8 @@ class Policy:
         self.gid = gid
         self.mode = mode
         self.legacy_debugfs = legacy_debugfs
+        self.debugfs = debugfs
+        self.debugfs_force = debugfs_force
 
 
 class Facts:
@@ -65,6 +78,7 @@ class Facts:
         listdir=os.listdir,
     ) -> None:
         self.mounts = visible_mounts(mounts)
+        self.all_mounts = list(mounts)  # with the mounts hidden under others, for debugfs's subtree
         self.filesystems = filesystems
         self.debugfs_allowed = debugfs_allowed
         self.debugfs_reason = debugfs_reason
@@ -89,10 +103,18 @@ def _owner(path: str) -> tuple[int, int]:
 
 
 class Action:
-    """One step of a plan: mkdir, mount, remount or umount."""
+    """One step of a plan: mkdir, mount, remount or umount. An umount with
+    `detach_if_busy` falls back to a lazy unmount (MNT_DETACH) when the mount is busy."""
 
     def __init__(
-        self, kind: str, target: str, fstype: str = "", flags: int = 0, data: str = "", reason: str = ""
+        self,
+        kind: str,
+        target: str,
+        fstype: str = "",
+        flags: int = 0,
+        data: str = "",
+        reason: str = "",
+        detach_if_busy: bool = False,
     ) -> None:
         self.kind = kind
         self.target = target
@@ -100,13 +122,15 @@ class Action:
         self.flags = flags
         self.data = data
         self.reason = reason
+        self.detach_if_busy = detach_if_busy
+        self.detached = False
 
     def describe(self) -> str:
         words = {
             "mkdir": "create directory %s" % self.target,
             "mount": "mount %s on %s" % (self.fstype, self.target),
             "remount": "remount %s" % self.target,
-            "umount": "unmount %s" % self.target,
+            "umount": ("detach %s lazily, it is busy" if self.detached else "unmount %s") % self.target,
         }[self.kind]
         if self.data:
             words += " (%s)" % self.data
@@ -124,6 +148,8 @@ class Plan:
         self.actions: list[Action] = []
         self.before: dict = {}
         self.after: dict = {}
+        # With debugfs: unmounted, the debugfs mounts the plan unmounts (outermost ones).
+        self.debugfs_mount_points: list[str] = []
 
     @property
     def via(self) -> str:
@@ -239,9 +265,90 @@ def _require_empty(mount_point: str, fstype: str, facts: Facts) -> None:
         )
 
 
+def _debugfs_subtrees(facts: Facts) -> list[tuple[MountEntry, list[MountEntry]]]:
+    """Each outermost debugfs mount with the mounts inside it (the tracing automount,
+    a debugfs mounted over it), innermost first: the order they can be unmounted in.
+    Inside means below it in the mount tree (parent ids), which also finds a mount
+    stacked on the same mount point."""
+    by_id = {entry.mount_id: entry for entry in facts.all_mounts}
+    children: dict[int, list[MountEntry]] = {}
+    for entry in facts.all_mounts:
+        if entry.parent_id != entry.mount_id:
+            children.setdefault(entry.parent_id, []).append(entry)
+
+    def under_debugfs(entry: MountEntry) -> bool:
+        seen = {entry.mount_id}
+        parent = by_id.get(entry.parent_id)
+        while parent is not None and parent.mount_id not in seen:
+            if parent.fstype == "debugfs":
+                return True
+            seen.add(parent.mount_id)
+            parent = by_id.get(parent.parent_id)
+        return False
+
+    def innermost_first(entry: MountEntry, out: list[MountEntry], seen: set[int]) -> None:
+        seen.add(entry.mount_id)
+        for child in reversed(children.get(entry.mount_id, [])):  # the last mounted on top
+            if child.mount_id not in seen:
+                innermost_first(child, out, seen)
+        out.append(entry)
+
+    subtrees = []
+    for entry in facts.all_mounts:
+        if entry.fstype == "debugfs" and not under_debugfs(entry):
+            ordered: list[MountEntry] = []
+            innermost_first(entry, ordered, set())
+            subtrees.append((entry, ordered))
+    return subtrees
+
+
+def _inside(path: str, mount_point: str) -> bool:
+    return path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+
+
+def _plan_debugfs(policy: Policy, facts: Facts, result: Plan) -> list[Action]:
+    """debugfs: unmounted - one umount per debugfs mount and per mount inside one,
+    innermost first (the outermost ones noted in `result`). Refuses a policy that
+    needs debugfs itself."""
+    if result.fstype == "debugfs":
+        raise PolicyError(
+            "debugfs=unmounted contradicts legacy_debugfs=true here: this kernel has no usable tracefs "
+            "mount point, so the tracing files are reached through debugfs at %s" % result.mount_point
+        )
+    subtrees = _debugfs_subtrees(facts)
+    inside = [entry.mount_point for _root, ordered in subtrees for entry in ordered] + [DEBUGFS_MOUNT_POINT]
+    for mount_point in inside:
+        if _inside(policy.path, mount_point):
+            raise PolicyError(
+                "path=%s lies inside debugfs (%s), which debugfs=unmounted unmounts; "
+                "use a tracefs mount point outside it, such as %s" % (policy.path, mount_point, TRACEFS_MOUNT_POINT)
+            )
+    actions = []
+    for root, ordered in subtrees:
+        result.debugfs_mount_points.append(root.mount_point)
+        for entry in ordered:
+            reason = "debugfs=unmounted" if entry.fstype == "debugfs" else "inside debugfs at %s" % root.mount_point
+            actions.append(
+                Action("umount", entry.mount_point, entry.fstype, reason=reason, detach_if_busy=policy.debugfs_force)
+            )
+    return actions
+
+
 def plan(policy: Policy, facts: Facts) -> Plan:
     fstype, mount_point, tracing_path = _target(policy, facts)
     result = Plan(fstype, mount_point, tracing_path)
+    debugfs = _plan_debugfs(policy, facts, result) if policy.debugfs == "unmounted" else None
+    _plan_tracefs(policy, facts, result)
+    if debugfs is not None:
+        # debugfs first: a debugfs that cannot be unmounted stops the task before tracefs is touched.
+        result.actions[:0] = debugfs
+        result.before["debugfs"] = {"mounted": list(result.debugfs_mount_points)}
+        result.after["debugfs"] = {"mounted": []}
+    return result
+
+
+def _plan_tracefs(policy: Policy, facts: Facts, result: Plan) -> None:
+    fstype, mount_point = result.fstype, result.mount_point
     entry = facts.mount_at(mount_point)
     if entry is not None and entry.fstype != fstype:
         if policy.state == "unmounted":
@@ -263,7 +370,7 @@ def plan(policy: Policy, facts: Facts) -> Plan:
         if entry is not None:
             result.actions.append(Action("umount", mount_point, fstype))
         result.after = {"mounted": False}
-        return result
+        return
 
     flags = _mount_syscalls.flags_for(policy.options)
     if entry is None:
@@ -299,7 +406,6 @@ def plan(policy: Policy, facts: Facts) -> Plan:
         "gid": after_gid,
         "mode": _mode_text(after_mode),
     }
-    return result
 
 
 def _make_dirs(path: str) -> list[str]:
@@ -331,6 +437,16 @@ def _remove_dirs(created: list[str]) -> None:
             os.rmdir(directory)
 
 
+def _umount(action: Action) -> None:
+    try:
+        _mount_syscalls.umount(action.target)
+    except _mount_syscalls.MountError as exc:
+        if exc.errno != errno.EBUSY or not action.detach_if_busy:
+            raise
+        _mount_syscalls.umount(action.target, detach=True)
+        action.detached = True
+
+
 def apply_plan(result: Plan) -> list[str]:
     """Carry out the plan; return what was done. Raises MountError / OSError; the
     directories it created for a mount that then failed are removed again."""
@@ -346,7 +462,7 @@ def apply_plan(result: Plan) -> list[str]:
             elif action.kind == "remount":
                 _mount_syscalls.remount(action.target, action.flags, action.data)
             elif action.kind == "umount":
-                _mount_syscalls.umount(action.target)
+                _umount(action)
             done.append(action.describe())
     except BaseException:
         _remove_dirs(created)

@@ -6,7 +6,9 @@
 `Request` validates the parameters; `ensure` reads the host, plans the mount
 (`_mountplan`), works out the fstab line (`_fstab`), records a mount in the ledger
 before making it, applies the plan, writes the fstab, and reads the host again for
-the result.
+the result. With `debugfs: unmounted` it also refuses a debugfs that processes hold
+(naming them), unmounts debugfs, comments out the fstab's debugfs lines and masks
+systemd's unit (`_debugfs_boot`); none of that is recorded for teardown to undo.
 
 The ledger's `mount` entry kind belongs here too: recorded by `record_mounts`,
 dropped by `forget_unmounts` when the module unmounts it itself, and undone for
@@ -17,14 +19,20 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from typing import Callable
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _mount_syscalls
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _debugfs_boot, _fstab, _mount_syscalls
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError, LedgerKind
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, read_host, usable
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import MOUNTINFO, read_mountinfo
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountinfo import (
+    MOUNTINFO,
+    describe_users,
+    read_mountinfo,
+    users_of,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._mountplan import (
     Facts,
     Plan,
@@ -85,7 +93,16 @@ class Request:
             raise MountPolicyError("options=%r: %s" % (params["options"], exc)) from None
         gid = parse_gid(params["gid"])
         mode = parse_octal_mode(params["mode"])
-        self.policy = Policy(params["state"], path, options, gid, mode, params["legacy_debugfs"])
+        self.policy = Policy(
+            params["state"],
+            path,
+            options,
+            gid,
+            mode,
+            params["legacy_debugfs"],
+            debugfs=params["debugfs"],
+            debugfs_force=params["debugfs_force"],
+        )
         self.persistent: bool = params["persistent"]
         # A symlinked fstab keeps its link: its target is the file edited.
         self.fstab: str = params["fstab"]
@@ -96,13 +113,17 @@ class Request:
 
 
 class FstabChange:
-    """The edit of the fstab a persistent policy asks for, worked out before anything
-    is applied (the file is read, not yet written); `refresh` works it out again from
-    the file as it is under the lock, just before writing."""
+    """The edit of the fstab the request asks for, worked out before anything is
+    applied (the file is read, not yet written): the policy's own line with
+    O(persistent), the debugfs lines commented out with O(debugfs=unmounted).
+    `refresh` works it out again from the file as it is under the lock, just before
+    writing."""
 
     def __init__(self, request: Request, policy: Policy, result: Plan) -> None:
+        self.manage_entry = request.persistent
+        self.comment_debugfs = policy.debugfs == "unmounted"
         self.wanted = None
-        if policy.state == "mounted":
+        if self.manage_entry and policy.state == "mounted":
             self.wanted = _fstab.policy_entry(
                 result.fstype, result.mount_point, policy.options, policy.gid, policy.mode
             )
@@ -115,17 +136,29 @@ class FstabChange:
 
     def refresh(self) -> None:
         text = _fstab.read(self.file)
+        self.text, self.entry_changed = text, False
+        self.commented: list[str] = []
         try:
-            self.text, self.changed = _fstab.update(text, self.mount_point, self.wanted, self.fstype)
+            if self.manage_entry:
+                self.text, self.entry_changed = _fstab.update(text, self.mount_point, self.wanted, self.fstype)
         except _fstab.FstabError as exc:
             raise _fstab.FstabError("fstab=%s: %s" % (self.path, exc)) from None
-        old = _fstab.entries_for(text, self.mount_point, self.fstype)
+        if self.comment_debugfs:
+            self.text, self.commented = _fstab.comment_out(self.text, "debugfs", _fstab.DEBUGFS_COMMENT)
+        self.changed = self.entry_changed or bool(self.commented)
+        old = _fstab.entries_for(text, self.mount_point, self.fstype) if self.manage_entry else []
         self.before = _fstab.printable(old[0].render()) if old else None
 
-    def describe(self) -> str:
-        if self.line:
-            return "write %s in %s" % (self.line, self.path)
-        return "remove the entry for %s in %s" % (self.mount_point, self.path)
+    def describe(self) -> list[str]:
+        words = []
+        if self.entry_changed:
+            if self.line:
+                words.append("write %s in %s" % (self.line, self.path))
+            else:
+                words.append("remove the entry for %s in %s" % (self.mount_point, self.path))
+        for line in self.commented:
+            words.append("comment out %s in %s" % (_fstab.printable(line), self.path))
+        return words
 
 
 def facts_of(host: Host) -> Facts:
@@ -148,7 +181,7 @@ def _needs_ledger(result: Plan) -> bool:
     return any(action.kind in ("mount", "umount") for action in result.actions)
 
 
-def _apply(request: Request, result: Plan, planned: list[str]) -> list[str]:
+def _apply(request: Request, result: Plan, planned: list[str], host: Host) -> list[str]:
     """Carry out the plan with its mounts in the ledger; return what was done.
 
     A mount is recorded before it is made: when the ledger cannot be written
@@ -156,7 +189,7 @@ def _apply(request: Request, result: Plan, planned: list[str]) -> list[str]:
     before touching anything. When the kernel then refuses, the entry just recorded
     is taken back, so a refused mount leaves the ledger as it was."""
     if not _needs_ledger(result):
-        return _apply_plan(request, result, planned)
+        return _apply_plan(request, result, planned, host)
     with contextlib.ExitStack() as stack:
         try:
             ledger = Ledger(request.ledger_path).__enter__()
@@ -166,7 +199,7 @@ def _apply(request: Request, result: Plan, planned: list[str]) -> list[str]:
         except (LedgerError, OSError) as exc:
             raise _ledger_error(request, exc, "nothing was changed") from None
         try:
-            done = _apply_plan(request, result, planned)
+            done = _apply_plan(request, result, planned, host)
         except MountPolicyError:
             with contextlib.suppress(LedgerError, OSError):  # never hides the kernel's refusal
                 ledger.restore(checkpoint)
@@ -191,11 +224,75 @@ def _ledger_error(request: Request, exc: Exception, outcome: str) -> MountPolicy
     )
 
 
-def _apply_plan(request: Request, result: Plan, planned: list[str]) -> list[str]:
+def _apply_plan(request: Request, result: Plan, planned: list[str], host: Host) -> list[str]:
     try:
         return apply_plan(result)
-    except OSError as exc:  # MountError, or mkdir
+    except _mount_syscalls.MountError as exc:
+        if exc.errno == errno.EBUSY and any(_under(exc.target, point) for point in result.debugfs_mount_points):
+            raise _busy_debugfs(exc, planned, host) from None
         raise MountPolicyError("path=%s: %s" % (request.policy.path, exc), actions=planned) from None
+    except OSError as exc:  # mkdir
+        raise MountPolicyError("path=%s: %s" % (request.policy.path, exc), actions=planned) from None
+
+
+def _under(path: str, mount_point: str) -> bool:
+    return path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+
+
+def _busy_debugfs(exc: _mount_syscalls.MountError, planned: list[str], host: Host) -> MountPolicyError:
+    """A debugfs unmount the kernel found busy after all (a process that started
+    meanwhile, a mount made inside it, a kernel user): say who, as far as /proc tells."""
+    users = users_of(exc.target, host.path("/proc"))
+    try:
+        mounts = read_mountinfo(host.path(MOUNTINFO))
+    except OSError:
+        mounts = []
+    inside = [entry.mount_point for entry in mounts if _under(entry.mount_point, exc.target)]
+    inside = [point for point in inside if point != exc.target]
+    if users:
+        who = "in use by %s" % describe_users(users)
+    elif inside:
+        who = "mounts inside it: %s" % ", ".join(inside)
+    else:
+        who = "no process on this host holds it (a kernel user, or a process in another mount namespace)"
+    return MountPolicyError(
+        "debugfs=unmounted: %s; %s. Set debugfs_force=true to detach it lazily" % (exc, who),
+        actions=planned,
+        users=users,
+    )
+
+
+def _refuse_busy_debugfs(request: Request, host: Host, result: Plan) -> list[str]:
+    """Before any change: the processes that hold a debugfs the plan unmounts. Without
+    O(debugfs_force) they make the task fail, by pid and command; with it, they are
+    warned about (the lazy unmount leaves debugfs alive for them)."""
+    warnings = []
+    for mount_point in result.debugfs_mount_points:
+        users = users_of(mount_point, host.path("/proc"))
+        if not users:
+            continue
+        if not request.policy.debugfs_force:
+            raise MountPolicyError(
+                "debugfs=unmounted: debugfs at %s is in use by %s; nothing was changed. Stop them, "
+                "or set debugfs_force=true to detach it lazily (it goes from the mount table now, "
+                "and the kernel frees it when they let go)" % (mount_point, describe_users(users)),
+                users=users,
+            )
+        warnings.append(
+            "debugfs at %s is in use by %s: it is detached lazily, and stays reachable for them "
+            "until they let go" % (mount_point, describe_users(users))
+        )
+    return warnings
+
+
+def _debugfs_view(host: Host, fstab_lines: list[str], unit: str | None) -> dict:
+    """The debugfs side of the diff: where it is mounted, the fstab's active debugfs
+    lines and the systemd unit's state."""
+    return {
+        "mounted": [entry.mount_point for entry in host.mounts if entry.fstype == "debugfs"],
+        "fstab": [_fstab.printable(line) for line in fstab_lines],
+        "systemd_unit": unit,
+    }
 
 
 def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str], str]) -> tuple[dict, list[str]]:
@@ -203,47 +300,74 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
     its warnings. `backup(path)` copies the fstab aside and returns the copy's name.
 
     Everything that can refuse does so before the first change: the plan (path,
-    mount point, debugfs policy), the fstab (readable regular file, no other
-    filesystem's entry for the mount point, a writable directory), then the ledger.
-    The fstab is edited under its lock, read again under it, so a concurrent editor's
-    change is neither lost nor duplicated."""
+    mount point, debugfs policy), processes holding a debugfs to unmount, the systemd
+    unit to mask, the fstab (readable regular file, no other filesystem's entry for
+    the mount point, a writable directory), then the ledger. The fstab is edited under
+    its lock, read again under it, so a concurrent editor's change is neither lost nor
+    duplicated."""
     host = read_host()
     result = _plan(request.policy, host)
-    fstab = FstabChange(request, request.policy, result) if request.persistent else None
-    changed = result.changed or (fstab is not None and fstab.changed)
+    managing_debugfs = request.policy.debugfs == "unmounted"
+    warnings = _refuse_busy_debugfs(request, host, result) if managing_debugfs else []
+    mask = _debugfs_boot.Mask(host.root) if managing_debugfs else None
+    fstab = FstabChange(request, request.policy, result) if request.persistent or managing_debugfs else None
+    # The edits that are needed, None when not.
+    fstab_edit = fstab if fstab is not None and fstab.changed else None
+    mask_edit = mask if mask is not None and mask.changed else None
     extra = {}
+    if managing_debugfs:
+        result.before["debugfs"] = _debugfs_view(host, fstab.commented if fstab else [], mask.before if mask else None)
+        result.after["debugfs"] = dict(result.after["debugfs"], fstab=[], systemd_unit=mask.after if mask else None)
+    changed = result.changed or fstab_edit is not None or mask_edit is not None
     if changed and not check_mode:
-        if fstab is not None and fstab.changed:
+        if mask_edit is not None:
+            mask_edit.check_writable()
+        if fstab_edit is not None:
             _fstab.check_writable(request.fstab_file)
             with _fstab.locked(request.fstab_file):
-                fstab.refresh()
-                done = _apply(request, result, [action.describe() for action in result.actions])
-                if fstab.changed:
+                fstab_edit.refresh()
+                done = _apply(request, result, [action.describe() for action in result.actions], host)
+                if fstab_edit.changed:
                     if request.backup and os.path.exists(request.fstab_file):
                         extra["backup_file"] = backup(request.fstab_file)
                     try:
-                        _fstab.write(request.fstab_file, fstab.text)
+                        _fstab.write(request.fstab_file, fstab_edit.text)
                     except _fstab.FstabError as exc:
                         if not done:
                             raise
                         # The mount stands (and is in the ledger for teardown): say so.
                         raise MountPolicyError("%s; done: %s" % (exc, "; ".join(done)), actions=done) from None
-                    done.append(fstab.describe())
+                    done.extend(fstab_edit.describe())
         else:
-            done = _apply(request, result, [action.describe() for action in result.actions])
+            done = _apply(request, result, [action.describe() for action in result.actions], host)
+        if mask_edit is not None:
+            try:
+                mask_edit.apply()
+            except _debugfs_boot.DebugfsBootError as exc:
+                raise MountPolicyError("%s; done: %s" % (exc, "; ".join(done) or "nothing"), actions=done) from None
+            done.append(mask_edit.describe())
     else:
         done = [action.describe() for action in result.actions]
-        if fstab is not None and fstab.changed:
-            done.append(fstab.describe())
-    if fstab is not None:
+        if fstab_edit is not None:
+            done.extend(fstab_edit.describe())
+        if mask_edit is not None:
+            done.append(mask_edit.describe())
+    if request.persistent and fstab is not None:
         result.before["fstab"] = fstab.before
         result.after["fstab"] = fstab.line
-    after, warnings = _report(host if check_mode else read_host(), result, check_mode)
-    output = dict(changed=result.changed or bool(fstab is not None and fstab.changed), **after, actions=done, **extra)
-    if fstab is not None:
+    after_host = host if check_mode else read_host()
+    after, report_warnings = _report(after_host, result, check_mode)
+    warnings += report_warnings
+    output = dict(changed=changed, **after, actions=done, **extra)
+    if request.persistent and fstab is not None:
         output["fstab"] = fstab.line
         if not check_mode:
             result.after["fstab"] = fstab.line
+    if managing_debugfs and not check_mode:
+        left = _fstab.entries_of_type(_fstab.read(request.fstab_file), "debugfs")
+        result.after["debugfs"] = _debugfs_view(
+            after_host, [entry.render() for entry in left], _debugfs_boot.unit_state(host.root)
+        )
     if diff:
         output["diff"] = {"before": result.before, "after": result.after}
     return output, warnings
@@ -274,9 +398,12 @@ def _report(after_host: Host, result: Plan, check_mode: bool) -> tuple[dict, lis
             "restricts tracefs, so tracing is not usable on this host" % (result.tracing_path, lockdown)
         )
     if not check_mode:
+        debugfs = result.after.get("debugfs")
         result.after = observe(
             Facts(after_host.mounts, after_host.filesystems, False, ""), result.fstype, result.mount_point
         )
+        if debugfs is not None:
+            result.after["debugfs"] = debugfs
     output = dict(
         path=result.tracing_path,
         mounted=mounted,

@@ -24,6 +24,9 @@ description:
     the module mounts it, returns RV(usable=false) and warns, naming lockdown.
   - With O(persistent=true), the matching C(/etc/fstab) line is written (atomically,
     optionally with a backup) so the policy survives a reboot.
+  - With O(debugfs=unmounted), debugfs is unmounted and kept unmounted across reboots
+    (systemd's C(sys-kernel-debug.mount) masked, debugfs lines in O(fstab) commented out),
+    so that a host passes the audit check C(debugfs_not_mounted). Teardown leaves all of it in place.
 author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
@@ -34,10 +37,13 @@ attributes:
     support: full
     details:
       - Nothing is mounted, remounted, unmounted or written; RV(ignore:changed) is predicted.
+      - With O(debugfs=unmounted), a debugfs that processes hold fails the task in check mode too.
   diff_mode:
     support: full
     details:
       - Shows the mount (mounted, options, gid, mode) and the fstab line before and after.
+      - With O(debugfs=unmounted), also C(debugfs) - where it is mounted, the fstab's active
+        debugfs lines, and the state of systemd's C(sys-kernel-debug.mount).
   idempotent:
     support: full
 options:
@@ -89,7 +95,8 @@ options:
     description:
       - Also keep an entry for O(path) in O(fstab) that matches the policy
         (V(state=mounted)) or remove it (V(state=unmounted)).
-      - When V(false), the fstab is not read or changed at all.
+      - When V(false), the fstab is not read or changed for the tracefs entry (O(debugfs=unmounted)
+        still comments out debugfs lines).
       - The module changes only the running system unless asked; the
         C(tracefleet.ftrace.tracefs) role, which applies a fleet's policy, sets
         C(tracefs_persistent=true) by default so the policy survives a reboot.
@@ -107,7 +114,33 @@ options:
     type: path
     default: /etc/fstab
   backup:
-    description: Keep a timestamped copy of O(fstab) before changing it.
+    description: Keep a timestamped copy of O(fstab) before changing it (for the tracefs entry or the debugfs lines).
+    type: bool
+    default: false
+  debugfs:
+    description:
+      - V(unmanaged) leaves debugfs as it is.
+      - V(unmounted) unmounts every debugfs mount (the mounts inside it, such as the
+        C(<debugfs>/tracing) automount, first) and keeps debugfs from coming back at boot,
+        whatever O(persistent) says - masks systemd's C(sys-kernel-debug.mount) (the symlink
+        C(/etc/systemd/system/sys-kernel-debug.mount -> /dev/null) that C(systemctl mask)
+        makes; only where systemd is PID 1 or ships the unit), and comments out every active
+        debugfs line of O(fstab), keeping the line whole after the mark C(# tracefleet) (see RV(actions)).
+      - A debugfs that processes hold (working directory, open or mapped file under it) is
+        refused before anything changes, naming their pids and commands, unless O(debugfs_force=true).
+      - Refused together with a O(path) inside debugfs, and where O(legacy_debugfs=true)
+        reaches the tracing files through debugfs.
+      - Nothing of it is recorded in the ledger; M(tracefleet.ftrace.teardown) neither
+        remounts debugfs nor unmasks the unit. To undo it by hand, run
+        C(systemctl unmask sys-kernel-debug.mount) and remove the comment mark from the fstab lines.
+    type: str
+    choices: [unmanaged, unmounted]
+    default: unmanaged
+  debugfs_force:
+    description:
+      - With O(debugfs=unmounted), detach a busy debugfs lazily (C(umount2) with C(MNT_DETACH))
+        instead of failing. It leaves the mount table at once; the processes that hold it keep
+        what they have open until they close it. The task warns, naming them.
     type: bool
     default: false
   session:
@@ -174,6 +207,16 @@ EXAMPLES = r"""
   tracefleet.ftrace.tracefs:
     state: unmounted
     persistent: true
+
+- name: Unmount debugfs and keep it unmounted at boot (the audit's debugfs_not_mounted)
+  tracefleet.ftrace.tracefs:
+    debugfs: unmounted
+    backup: true
+
+- name: The same where a process may hold debugfs open - detach it lazily, with a warning naming it
+  tracefleet.ftrace.tracefs:
+    debugfs: unmounted
+    debugfs_force: true
 
 - name: Mount tracefs inside a chroot, and keep the chroot's own fstab in step
   tracefleet.ftrace.tracefs:
@@ -263,12 +306,34 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["remount /sys/kernel/tracing (gid=1001,mode=750): gid 0 -> 1001, mode 0700 -> 0750"]
+  sample:
+    - "unmount /sys/kernel/debug: debugfs=unmounted"
+    - "remount /sys/kernel/tracing (gid=1001,mode=750): gid 0 -> 1001, mode 0700 -> 0750"
+    - "comment out debugfs /sys/kernel/debug debugfs defaults 0 0 in /etc/fstab"
+    - "mask sys-kernel-debug.mount (/etc/systemd/system/sys-kernel-debug.mount -> /dev/null)"
 fstab:
   description: The O(fstab) entry for O(path) after the task, when O(persistent=true).
   returned: when O(persistent=true)
   type: str
   sample: tracefs /sys/kernel/tracing tracefs nosuid,nodev,noexec,gid=1001,mode=0750 0 0
+users:
+  description:
+    - The processes that hold a debugfs O(debugfs=unmounted) would unmount (found in
+      C(/proc/PID/cwd), C(root), C(exe), C(fd/*) and C(maps)), on the failed result.
+  returned: when the task fails because debugfs is in use
+  type: list
+  elements: dict
+  contains:
+    pid:
+      description: Process id.
+      type: int
+    command:
+      description: Its command name (C(/proc/PID/comm)).
+      type: str
+    uses:
+      description: How it holds debugfs, such as C(fd 3 /sys/kernel/debug/tracing/trace_pipe) or C(cwd /sys/kernel/debug).
+      type: list
+      elements: str
 backup_file:
   description: The backup of O(fstab), when one was made.
   returned: when O(backup=true) and O(fstab) changed
@@ -291,6 +356,8 @@ ARGUMENT_SPEC = dict(
     fstab=dict(type="path", default="/etc/fstab"),
     backup=dict(type="bool", default=False),
     legacy_debugfs=dict(type="bool", default=False),
+    debugfs=dict(type="str", default="unmanaged", choices=["unmanaged", "unmounted"]),
+    debugfs_force=dict(type="bool", default=False),
     session=dict(type="str", default="default"),
     ledger_path=LEDGER_PATH_ARG,
 )

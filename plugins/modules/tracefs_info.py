@@ -193,6 +193,30 @@ debugfs:
       description: Every visible debugfs mount, in the same shape as RV(tracefs.mountpoints).
       type: list
       elements: dict
+    boot:
+      description:
+        - Whether debugfs comes back at boot, as far as systemd and C(/etc/fstab) go (an
+          initramfs or a script of the host's own may mount it too). M(tracefleet.ftrace.tracefs)
+          with O(tracefleet.ftrace.tracefs#module:debugfs=unmounted) makes RV(debugfs.boot.kept_unmounted) true.
+      type: dict
+      contains:
+        systemd_unit:
+          description:
+            - State of systemd's C(sys-kernel-debug.mount) - V(masked) (a symlink to C(/dev/null)
+              or an empty file in C(/etc/systemd/system)), V(unmasked), V(overridden) (a unit
+              file of the admin's own there), or V(null) where systemd is not PID 1 and does
+              not ship the unit.
+          type: str
+        fstab_mount_points:
+          description: Mount points of the active (not commented out) debugfs lines in C(/etc/fstab); V(null) when it cannot be read.
+          type: list
+          elements: str
+        kept_unmounted:
+          description:
+            - V(true) when the kernel does not let debugfs be mounted (RV(debugfs.policy) V(off) or
+              V(no-mount)), or neither systemd nor an fstab line without C(noauto) would mount it at
+              boot; V(false) when one would; V(null) when that cannot be told.
+          type: bool
 tracing_automount:
   description:
     - Whether the deprecated C(<debugfs>/tracing) automount is there. V(null) when it

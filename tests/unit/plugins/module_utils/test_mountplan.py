@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -347,4 +348,124 @@ def test_a_failed_rmdir_does_not_hide_the_mount_error(tmp_path, monkeypatch):
     result = Plan("tracefs", target, target)
     result.actions = [Action("mkdir", target), Action("mount", target, "tracefs")]
     with pytest.raises(_mount_syscalls.MountError, match="Device or resource busy"):
+        apply_plan(result)
+
+
+# -- debugfs: unmounted
+
+SYSFS = "21 1 0:20 / /sys rw,nosuid,nodev,noexec,relatime - sysfs sysfs rw\n"
+DEBUGFS = "38 21 0:7 / /sys/kernel/debug rw,nosuid,nodev,noexec,relatime - debugfs debugfs rw\n"
+AUTOMOUNT = "90 38 0:12 / /sys/kernel/debug/tracing rw,nosuid,nodev,noexec,relatime - tracefs tracefs rw\n"
+# debugfs mounted a second time over the first, and once more in a chroot.
+STACKED = "91 38 0:7 / /sys/kernel/debug rw,relatime - debugfs debugfs rw\n"
+CHROOT = "95 21 0:7 / /srv/jail/sys/kernel/debug rw,relatime - debugfs debugfs rw\n"
+
+
+def umounts(result):
+    return [(action.kind, action.target, action.fstype, action.reason) for action in result.actions]
+
+
+@pytest.mark.parametrize(
+    "mountinfo, expected",
+    [
+        ("", []),
+        (SYSFS + SYSTEMD_TRACEFS, []),
+        (SYSFS + DEBUGFS, [("umount", "/sys/kernel/debug", "debugfs", "debugfs=unmounted")]),
+        (
+            SYSFS + DEBUGFS + AUTOMOUNT,
+            [
+                ("umount", "/sys/kernel/debug/tracing", "tracefs", "inside debugfs at /sys/kernel/debug"),
+                ("umount", "/sys/kernel/debug", "debugfs", "debugfs=unmounted"),
+            ],
+        ),
+        (
+            SYSFS + DEBUGFS + AUTOMOUNT + STACKED + CHROOT,
+            [
+                ("umount", "/sys/kernel/debug", "debugfs", "debugfs=unmounted"),  # the one on top
+                ("umount", "/sys/kernel/debug/tracing", "tracefs", "inside debugfs at /sys/kernel/debug"),
+                ("umount", "/sys/kernel/debug", "debugfs", "debugfs=unmounted"),
+                ("umount", "/srv/jail/sys/kernel/debug", "debugfs", "debugfs=unmounted"),
+            ],
+        ),
+    ],
+)
+def test_debugfs_unmounted_plans_innermost_first(modern, mountinfo, expected):
+    result = plan(policy(debugfs="unmounted"), facts_for(modern, SYSTEMD_TRACEFS + mountinfo))
+    assert umounts(result) == expected
+    outermost = sorted({target for _kind, target, fstype, _reason in expected if fstype == "debugfs"})
+    assert sorted(result.debugfs_mount_points) == outermost
+    assert result.before["debugfs"] == {"mounted": result.debugfs_mount_points}
+    assert result.after["debugfs"] == {"mounted": []}
+    assert result.changed == bool(expected)
+
+
+def test_debugfs_unmounts_come_before_the_tracefs_work(modern):
+    result = plan(policy(debugfs="unmounted", mode=0o750), facts_for(modern, SYSFS + DEBUGFS + SYSTEMD_TRACEFS))
+    assert [action.kind for action in result.actions] == ["umount", "remount"]
+    assert result.before["mounted"] is True and "debugfs" in result.before
+
+
+def test_debugfs_unmanaged_plans_nothing_for_debugfs(modern):
+    result = plan(policy(), facts_for(modern, SYSFS + DEBUGFS + AUTOMOUNT + SYSTEMD_TRACEFS))
+    assert result.actions == [] and "debugfs" not in result.before
+
+
+def test_force_marks_the_debugfs_unmounts_for_detaching(modern):
+    result = plan(policy(debugfs="unmounted", debugfs_force=True), facts_for(modern, SYSFS + DEBUGFS + AUTOMOUNT))
+    assert [action.detach_if_busy for action in result.actions if action.kind == "umount"] == [True, True]
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("/sys/kernel/debug/tracing", "path=/sys/kernel/debug/tracing lies inside debugfs (/sys/kernel/debug/tracing)"),
+        ("/sys/kernel/debug", "path=/sys/kernel/debug lies inside debugfs"),
+        ("/srv/jail/sys/kernel/debug/t", "lies inside debugfs (/srv/jail/sys/kernel/debug)"),
+    ],
+)
+def test_a_tracefs_path_inside_debugfs_is_refused(modern, path, message):
+    with pytest.raises(PolicyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plan(policy(debugfs="unmounted", path=path), facts_for(modern, SYSFS + DEBUGFS + AUTOMOUNT + CHROOT))
+
+
+def test_legacy_debugfs_contradicts_debugfs_unmounted(tmp_path):
+    tree = FakeTree(tmp_path, dirs=["/sys/kernel/debug"])
+    with pytest.raises(PolicyError, match="debugfs=unmounted contradicts legacy_debugfs=true"):
+        plan(policy(debugfs="unmounted", legacy_debugfs=True), facts_for(tree, SYSFS + DEBUGFS, PRE_4_1))
+
+
+class Busy:
+    def __init__(self, busy):
+        self.busy = busy
+        self.calls = []
+
+    def umount(self, target, detach=False):
+        self.calls.append((target, detach))
+        if target in self.busy and not detach:
+            raise _mount_syscalls.MountError("umount", target, errno.EBUSY)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_busy_unmount_detaches_only_when_forced(modern, monkeypatch, force):
+    kernel = Busy({"/sys/kernel/debug"})
+    monkeypatch.setattr(_mount_syscalls, "umount", kernel.umount)
+    result = plan(
+        policy(debugfs="unmounted", debugfs_force=force), facts_for(modern, SYSFS + DEBUGFS + SYSTEMD_TRACEFS)
+    )
+    if not force:
+        with pytest.raises(_mount_syscalls.MountError) as error:
+            apply_plan(result)
+        assert error.value.errno == errno.EBUSY and kernel.calls == [("/sys/kernel/debug", False)]
+        return
+    assert apply_plan(result) == ["detach /sys/kernel/debug lazily, it is busy: debugfs=unmounted"]
+    assert kernel.calls == [("/sys/kernel/debug", False), ("/sys/kernel/debug", True)]
+
+
+def test_other_errors_are_never_detached(modern, monkeypatch):
+    def refuse(target, detach=False):
+        raise _mount_syscalls.MountError("umount", target, errno.EPERM)
+
+    monkeypatch.setattr(_mount_syscalls, "umount", refuse)
+    result = plan(policy(debugfs="unmounted", debugfs_force=True), facts_for(modern, SYSFS + DEBUGFS + SYSTEMD_TRACEFS))
+    with pytest.raises(_mount_syscalls.MountError, match="needs root"):
         apply_plan(result)

@@ -22,6 +22,8 @@ PARAMS = dict(
     fstab="/etc/fstab",
     backup=False,
     legacy_debugfs=False,
+    debugfs="unmanaged",
+    debugfs_force=False,
     session="default",
     ledger_path="/nonexistent/ledger.json",
 )

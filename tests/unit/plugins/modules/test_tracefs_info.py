@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -139,7 +140,30 @@ def test_debugfs_off(run, fake_host):
         "mount_allowed": False,
         "policy": "off",
         "policy_source": "cmdline",
+        # A systemd unit and an fstab line cannot bring back what the kernel refuses.
+        "boot": {"systemd_unit": None, "fstab_mount_points": [], "kept_unmounted": True},
     }
+
+
+def test_debugfs_boot_facts_from_systemd_and_fstab(run, fake_host):
+    fake_host.write("etc/fstab", "debugfs /sys/kernel/debug debugfs noauto 0 0\n")
+    fake_host.write("lib/systemd/system/sys-kernel-debug.mount", "[Mount]\n")
+    result = run({"gather": ["mounts"]})
+    assert result["debugfs"]["boot"] == {
+        "systemd_unit": "unmasked",
+        "fstab_mount_points": ["/sys/kernel/debug"],
+        "kept_unmounted": False,
+    }
+    (fake_host.root / "etc/systemd/system").mkdir(parents=True)
+    os.symlink("/dev/null", fake_host.root / "etc/systemd/system/sys-kernel-debug.mount")
+    result = run({"gather": ["mounts"]})
+    # Masked, and the only fstab line is noauto: nothing mounts debugfs at boot.
+    assert result["debugfs"]["boot"] == {
+        "systemd_unit": "masked",
+        "fstab_mount_points": ["/sys/kernel/debug"],
+        "kept_unmounted": True,
+    }
+    assert result["changed"] is False
 
 
 def test_gather_mounts_only(run, fake_host):

@@ -1,0 +1,258 @@
+"""tracefs with debugfs: unmounted, on a fake systemd host: debugfs (and the tracing
+automount inside it) unmounted, the fstab's debugfs lines commented out byte for byte,
+sys-kernel-debug.mount masked; check mode, diff, idempotence, busy refusal and force."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _fstab, _locate, _mount_syscalls
+from ansible_collections.tracefleet.ftrace.plugins.modules import tracefs
+
+DEBUGFS = "38 21 0:7 / /sys/kernel/debug rw,nosuid,nodev,noexec,relatime shared:16 - debugfs debugfs rw\n"
+AUTOMOUNT = "90 38 0:12 / /sys/kernel/debug/tracing rw,nosuid,nodev,noexec,relatime - tracefs tracefs rw\n"
+FSTAB_LINE = b"debugfs\t/sys/kernel/debug  debugfs defaults 0 0"
+# Someone else's lines, one of them not UTF-8, and the debugfs line last without a newline.
+FSTAB = b"# /etc/fstab\nUUID=\xff\xfe / ext4 errors=remount-ro 0 1\n" + FSTAB_LINE
+MASK = "etc/systemd/system/sys-kernel-debug.mount"
+
+
+@pytest.fixture
+def host(fake_host, tmp_path):
+    """A systemd host: tracefs at fake_host.tracing, debugfs with the automount triggered."""
+    fake_host.mount_tracefs()
+    tracefs_line = "37 21 0:12 / %s rw,nosuid,nodev,noexec,relatime - tracefs tracefs rw\n" % fake_host.tracing
+    fake_host.mountinfo(tracefs_line + DEBUGFS + AUTOMOUNT)
+    (tmp_path / "run/systemd/system").mkdir(parents=True)
+    (tmp_path / "fstab").write_bytes(FSTAB)
+    return fake_host
+
+
+@pytest.fixture
+def kernel(host, monkeypatch):
+    """umount2 that takes the topmost mount at the target out of the fake mount table,
+    refusing with EBUSY (unless detaching) for the targets in `busy`."""
+    calls: list[tuple] = []
+    busy: set[str] = set()
+    mountinfo = host.root / "proc/self/mountinfo"
+
+    def fake_umount(target, detach=False):
+        calls.append(("umount", target, detach))
+        if target in busy and not detach:
+            raise _mount_syscalls.MountError("umount", target, errno.EBUSY)
+        lines = mountinfo.read_text().splitlines(keepends=True)
+        top = max(i for i, line in enumerate(lines) if line.split(" ")[4] == target)
+        mountinfo.write_text("".join(lines[:top] + lines[top + 1 :]))
+
+    def refuse(*args):
+        raise AssertionError("unexpected mount call %r" % (args,))
+
+    monkeypatch.setattr(_mount_syscalls, "umount", fake_umount)
+    monkeypatch.setattr(_mount_syscalls, "mount", refuse)
+    monkeypatch.setattr(_mount_syscalls, "remount", refuse)
+    real_host = _locate.Host
+    monkeypatch.setattr(_locate, "Host", lambda: real_host(str(host.root)))
+    return calls, busy
+
+
+@pytest.fixture
+def run(capsys, tmp_path, host):
+    def run_module(extra=None, check=False) -> dict:
+        args = {
+            "path": str(host.tracing),
+            "debugfs": "unmounted",
+            "fstab": str(tmp_path / "fstab"),
+            "ledger_path": str(tmp_path / "ledger.json"),
+            "_ansible_check_mode": check,
+            "_ansible_diff": True,
+        }
+        args.update(extra or {})
+        with patch_module_args(args), pytest.raises(SystemExit):
+            tracefs.main()
+        return json.loads(capsys.readouterr().out)
+
+    return run_module
+
+
+def planned(tmp_path):
+    return [
+        "unmount /sys/kernel/debug/tracing: inside debugfs at /sys/kernel/debug",
+        "unmount /sys/kernel/debug: debugfs=unmounted",
+        "comment out %s in %s" % (FSTAB_LINE.decode().replace("\t", "\\t"), tmp_path / "fstab"),
+        "mask sys-kernel-debug.mount (%s -> /dev/null)" % (tmp_path / MASK),
+    ]
+
+
+def test_check_mode_predicts_and_changes_nothing(run, kernel, host, tmp_path):
+    calls, _busy = kernel
+    before = (host.root / "proc/self/mountinfo").read_text()
+    result = run(check=True)
+    assert result["changed"] is True
+    assert result["actions"] == planned(tmp_path)
+    assert calls == []
+    assert (host.root / "proc/self/mountinfo").read_text() == before
+    assert (tmp_path / "fstab").read_bytes() == FSTAB
+    assert not os.path.lexists(tmp_path / MASK)
+    assert result["diff"]["before"]["debugfs"] == {
+        "mounted": ["/sys/kernel/debug"],
+        "fstab": [_fstab.printable(FSTAB_LINE.decode("utf-8", "surrogateescape"))],
+        "systemd_unit": "unmasked",
+    }
+    assert result["diff"]["after"]["debugfs"] == {"mounted": [], "fstab": [], "systemd_unit": "masked"}
+
+
+def test_apply_unmounts_comments_out_masks_and_is_idempotent(run, kernel, host, tmp_path):
+    calls, _busy = kernel
+    result = run()
+    assert result["changed"] is True
+    assert result["actions"] == planned(tmp_path)
+    # The automount inside debugfs goes first; tracefs at its own mount point stays.
+    assert calls == [("umount", "/sys/kernel/debug/tracing", False), ("umount", "/sys/kernel/debug", False)]
+    mountinfo = (host.root / "proc/self/mountinfo").read_text()
+    assert " - debugfs " not in mountinfo and str(host.tracing) in mountinfo
+    assert result["debugfs"]["mounted"] is False
+    # Byte for byte: the other lines untouched, the debugfs line whole after the mark.
+    assert (tmp_path / "fstab").read_bytes() == FSTAB.replace(FSTAB_LINE, _fstab.DEBUGFS_COMMENT.encode() + FSTAB_LINE)
+    assert os.readlink(tmp_path / MASK) == "/dev/null"
+    assert result["diff"]["after"]["debugfs"] == {"mounted": [], "fstab": [], "systemd_unit": "masked"}
+    # Nothing for teardown to undo: no ledger entry remounts debugfs or unmasks the unit.
+    ledger = tmp_path / "ledger.json"
+    assert not ledger.exists() or json.loads(ledger.read_text())["entries"] == []
+
+    again = run()
+    assert again["changed"] is False and again["actions"] == []
+    assert len(calls) == 2
+    check_again = run(check=True)
+    assert check_again["changed"] is False
+
+
+def test_the_default_leaves_debugfs_alone(run, kernel, host, tmp_path):
+    calls, _busy = kernel
+    result = run({"debugfs": "unmanaged", "persistent": False})
+    assert result["changed"] is False and calls == []
+    assert "debugfs" not in result["diff"]["before"]
+    assert (tmp_path / "fstab").read_bytes() == FSTAB
+    assert not os.path.lexists(tmp_path / MASK)
+
+
+def test_backup_is_kept_for_the_debugfs_lines(run, kernel, host, tmp_path):
+    result = run({"backup": True})
+    assert open(result["backup_file"], "rb").read() == FSTAB
+
+
+def busy_process(host, pid="812", command="cat\n", target="/sys/kernel/debug/tracing/trace_pipe"):
+    proc = host.root / "proc" / pid
+    (proc / "fd").mkdir(parents=True)
+    (proc / "comm").write_text(command)
+    os.symlink(target, proc / "fd" / "3")
+    os.symlink("/root", proc / "cwd")
+
+
+def test_a_busy_debugfs_is_refused_by_pid_and_command_before_anything(run, kernel, host, tmp_path):
+    calls, _busy = kernel
+    busy_process(host)
+    for check in (True, False):
+        result = run(check=check)
+        assert result["failed"] is True
+        assert (
+            "debugfs at /sys/kernel/debug is in use by pid 812 (cat: fd 3 /sys/kernel/debug/tracing/trace_pipe)"
+            in result["msg"]
+        )
+        assert "debugfs_force=true" in result["msg"] and "nothing was changed" in result["msg"]
+        assert result["users"] == [
+            {"pid": 812, "command": "cat", "uses": ["fd 3 /sys/kernel/debug/tracing/trace_pipe"]}
+        ]
+    assert calls == []
+    assert (tmp_path / "fstab").read_bytes() == FSTAB
+    assert not os.path.lexists(tmp_path / MASK)
+
+
+def test_force_detaches_a_busy_debugfs_lazily_and_warns(run, kernel, host, tmp_path):
+    calls, busy = kernel
+    busy_process(host)
+    busy.add("/sys/kernel/debug/tracing")
+    result = run({"debugfs_force": True})
+    assert result["changed"] is True
+    assert calls == [
+        ("umount", "/sys/kernel/debug/tracing", False),
+        ("umount", "/sys/kernel/debug/tracing", True),
+        ("umount", "/sys/kernel/debug", False),
+    ]
+    assert (
+        result["actions"][0]
+        == "detach /sys/kernel/debug/tracing lazily, it is busy: inside debugfs at /sys/kernel/debug"
+    )
+    warnings = json.dumps(result["warnings"])  # structured events (ansible-core 2.19)
+    assert "in use by pid 812 (cat: fd 3" in warnings and "detached lazily" in warnings
+
+
+def test_busy_at_unmount_time_names_what_it_can(run, kernel, host, tmp_path):
+    calls, busy = kernel
+    busy.add("/sys/kernel/debug")
+    result = run()
+    assert result["failed"] is True
+    assert result["msg"].startswith("debugfs=unmounted: umount /sys/kernel/debug failed: [Errno %d]" % errno.EBUSY)
+    assert "no process on this host holds it" in result["msg"]
+    assert "debugfs_force=true" in result["msg"]
+    assert (tmp_path / "fstab").read_bytes() == FSTAB  # the fstab and the mask come after the unmounts
+    assert not os.path.lexists(tmp_path / MASK)
+
+
+def test_no_mask_where_systemd_would_not_mount_debugfs(run, kernel, host, tmp_path):
+    (tmp_path / "run/systemd/system").rmdir()
+    result = run()
+    assert result["changed"] is True
+    assert not any(action.startswith("mask") for action in result["actions"])
+    assert not os.path.lexists(tmp_path / MASK)
+    assert result["diff"]["after"]["debugfs"]["systemd_unit"] is None
+
+
+def test_an_admins_own_unit_file_is_refused_before_anything(run, kernel, host, tmp_path):
+    calls, _busy = kernel
+    (tmp_path / MASK).parent.mkdir(parents=True)
+    (tmp_path / MASK).write_text("[Mount]\nWhat=debugfs\n")
+    result = run()
+    assert result["failed"] is True
+    assert "is a unit of its own, not a mask; not replacing it" in result["msg"]
+    assert calls == [] and (tmp_path / "fstab").read_bytes() == FSTAB
+
+
+def test_an_unwritable_unit_directory_is_refused_before_anything(run, kernel, host, tmp_path, monkeypatch):
+    calls, _busy = kernel
+    real_access = os.access
+    unit_dir = str(tmp_path / "etc")
+    monkeypatch.setattr(os, "access", lambda path, mode: False if path == unit_dir else real_access(path, mode))
+    (tmp_path / "etc").mkdir()
+    result = run()
+    assert result["failed"] is True
+    assert "cannot mask sys-kernel-debug.mount: %s is not a writable directory" % unit_dir in result["msg"]
+    assert calls == [] and (tmp_path / "fstab").read_bytes() == FSTAB
+
+
+def test_already_masked_and_commented_is_only_the_unmount(run, kernel, host, tmp_path):
+    (tmp_path / MASK).parent.mkdir(parents=True)
+    os.symlink("/dev/null", tmp_path / MASK)
+    commented = FSTAB.replace(FSTAB_LINE, b"# " + FSTAB_LINE)
+    (tmp_path / "fstab").write_bytes(commented)
+    result = run()
+    assert result["actions"] == planned(tmp_path)[:2]
+    assert (tmp_path / "fstab").read_bytes() == commented
+
+
+def test_with_persistent_both_fstab_edits_happen_in_one_write(run, kernel, host, tmp_path):
+    result = run({"persistent": True})
+    text = (tmp_path / "fstab").read_bytes()
+    assert _fstab.DEBUGFS_COMMENT.encode() + FSTAB_LINE in text
+    assert text.endswith(("tracefs %s tracefs nosuid,nodev,noexec 0 0\n" % host.tracing).encode())
+    assert result["fstab"] == "tracefs %s tracefs nosuid,nodev,noexec 0 0" % host.tracing
+
+
+def test_a_tracefs_path_inside_debugfs_is_refused(run, kernel, host):
+    result = run({"path": "/sys/kernel/debug/tracing"})
+    assert result["failed"] is True
+    assert "path=/sys/kernel/debug/tracing lies inside debugfs" in result["msg"]
