@@ -83,7 +83,8 @@ def main(run_dir, name, hosts):
             )
     if found_anchor != {wall for wall, _width in anchors}:
         problems.append(
-            "no marker of the anchors %s in the merged report" % sorted({w for w, _ in anchors} - found_anchor)
+            "no marker of the anchors %s in the merged report"
+            % sorted({wall for wall, _width in anchors} - found_anchor)
         )
     own = {}
     for host, path in zip(hosts, paths):
