@@ -67,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
 
     inv = sub.add_parser("inventory", help="print a YAML Ansible inventory of the ready VMs")
     inv.add_argument("--name", action="append", default=[], help="only this VM (repeatable); default: every ready VM")
+    inv.add_argument(
+        "--aliases",
+        type=int,
+        default=1,
+        metavar="K",
+        help="list each VM K times, as NAME-1 ... NAME-K, each with its own session and instance "
+        "(a fleet of K hosts per VM; default 1: each VM once, under its own name)",
+    )
     sub.add_parser("profiles", help="list the VM profiles")
 
     ssh = sub.add_parser("ssh", help="run a command in a VM (or a shell)")
@@ -146,13 +154,14 @@ def main(argv: list[str]) -> int:
         elif args.command == "status":
             return _status(args.json)
         elif args.command == "inventory":
+            inventory.check_aliases(args.aliases)
             for name in args.name:
                 vm.validate_name(name)
             ready = [m for m in vm.all_vms() if m.ready()]
             missing = sorted(set(args.name) - {m.name for m in ready})
             if missing:
                 raise LabError("no ready VM named %s" % ", ".join(missing))
-            inventory.write([m for m in ready if not args.name or m.name in args.name])
+            inventory.write([m for m in ready if not args.name or m.name in args.name], args.aliases)
         elif args.command == "profiles":
             for profile in profiles.PROFILES.values():
                 print("%-16s %s" % (profile.name, profile.description))

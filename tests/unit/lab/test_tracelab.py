@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import socket
 
 import pytest
@@ -283,3 +284,78 @@ def test_vm_state_from_a_newer_tracelab_still_loads():
     assert vm.load("newer").name == "newer"
     (machine.dir / "vm.json").write_text("[1, 2]")
     assert vm.load("newer") is None
+
+
+def test_inventory_with_one_alias_is_the_plain_inventory():
+    vms = [make_vm("one", "default", 10022), make_vm("two", "debugfs-off", 10023)]
+    plain = inventory.render(vms)
+    assert inventory.render(vms, 1) == plain
+    hosts = yaml.safe_load(plain)["all"]["children"]["tracelab"]["hosts"]
+    assert set(hosts) == {"one", "two"}
+    for variables in hosts.values():
+        assert not {"tracelab_vm", "tracelab_alias", "rollout_machine", "session_name", "session_instance"} & set(
+            variables
+        )
+
+
+def test_inventory_aliases_make_a_fleet_of_each_vm():
+    one, two = make_vm("one", "default", 10022), make_vm("two", "debugfs-off", 10023)
+    two.kernel = "6.12"
+    data = yaml.safe_load(inventory.render([one, two], 3))
+    children = data["all"]["children"]
+    hosts = children["tracelab"]["hosts"]
+    assert list(hosts) == ["one-1", "one-2", "one-3", "two-1", "two-2", "two-3"]
+    assert list(children["tracelab_default"]["hosts"]) == ["one-1", "one-2", "one-3"]
+    assert list(children["tracelab_debugfs_off"]["hosts"]) == ["two-1", "two-2", "two-3"]
+    assert list(children["tracelab_k6_12"]["hosts"]) == ["two-1", "two-2", "two-3"]
+    assert list(children["tracelab_k6_1"]["hosts"]) == ["one-1", "one-2", "one-3"]
+    for name, variables in hosts.items():
+        machine, alias = name.rsplit("-", 1)
+        source = one if machine == "one" else two
+        # The VM's own connection: every alias reaches the same VM.
+        assert variables["ansible_port"] == source.port
+        assert variables["ansible_ssh_private_key_file"] == str(source.key)
+        assert variables["tracelab_vm"] == machine == variables["rollout_machine"]
+        assert variables["tracelab_alias"] == int(alias)
+        assert variables["tracelab_profile"] == source.profile
+    # Aliases of one VM share its kernel and its ledger: each has its own session and instance.
+    for machine in ("one", "two"):
+        mine = [v for v in hosts.values() if v["tracelab_vm"] == machine]
+        assert len({v["session_name"] for v in mine}) == 3
+        assert len({v["session_instance"] for v in mine}) == 3
+    assert hosts["two-2"]["session_name"] == "fleet-2" == hosts["two-2"]["session_instance"]
+
+
+@pytest.mark.parametrize("aliases", [2, 64, inventory.MAX_ALIASES])
+def test_alias_names_are_valid_inventory_and_instance_names(aliases):
+    from ansible_collections.tracefleet.ftrace.plugins.module_utils._instance import validate_name
+
+    longest = make_vm("x" * 40)
+    listed = inventory.hosts([longest, make_vm("x" * 39 + "1", port=10023)], aliases)
+    names = [name for name, _vm, _vars in listed]
+    assert len(set(names)) == len(names) == 2 * aliases
+    for name, _vm, variables in listed:
+        assert re.fullmatch(r"[a-z0-9][a-z0-9-]*", name)
+        assert validate_name(variables["session_instance"]) == variables["session_instance"]
+        assert validate_name(variables["session_name"], "session_name")
+
+
+def test_alias_names_of_different_vms_never_meet():
+    # "web" alias 11 and "web-1" alias 1 would both be "web-11" / "web-1-1" only if the
+    # part after the last '-' were not the alias number.
+    listed = inventory.hosts([make_vm("web"), make_vm("web-1", port=10023), make_vm("web-11", port=10024)], 12)
+    names = [name for name, _vm, _vars in listed]
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("aliases", [0, -1, inventory.MAX_ALIASES + 1, True, "2"])
+def test_bad_alias_counts_are_refused(aliases):
+    with pytest.raises(LabError, match="--aliases"):
+        inventory.render([make_vm()], aliases)
+
+
+def test_inventory_cli_refuses_bad_aliases_before_looking_at_vms(capsys):
+    from tracelab_lib import cli
+
+    assert cli.main(["inventory", "--aliases", "0"]) != 0
+    assert "--aliases 0" in capsys.readouterr().err
