@@ -458,6 +458,21 @@ MANIFEST_HOST = Record(
     ),
     extra="ignore",
 )
+# The run's host sample (_runs.record_sample, from _sample.record): written by the
+# controller, checked as strictly when written and as host data when read back.
+MANIFEST_SAMPLE = Record(
+    dict(
+        method=Str(max_len=32, pattern=r"[a-z0-9][a-z0-9-]*", describe="a sampling method name"),
+        group=Str(max_len=MAX_LINE, text=True),
+        group_size=Int(0, 1 << 20),
+        size=Str(max_len=16, pattern=r"[0-9]{1,9}|[0-9]{1,3}(?:\.[0-9]{1,6})?%", describe="a count or a percentage"),
+        seed=Str(max_len=256, text=True),
+        hosts=List(Str(max_len=MAX_LINE, text=True), max_items=1 << 20),
+    ),
+    required=("method", "group", "group_size", "size", "seed", "hosts"),
+    extra="ignore",
+    nullable=True,
+)
 MANIFEST = Record(
     dict(
         format=Int(0, 1 << 16, nullable=True),
@@ -465,6 +480,7 @@ MANIFEST = Record(
         created=FREE,
         updated=FREE,
         hosts=Map(Str(max_len=MAX_LINE, text=True), MANIFEST_HOST, max_items=1 << 20, nullable=True),
+        sample=MANIFEST_SAMPLE,
     ),
     extra="ignore",
 )

@@ -34,6 +34,7 @@ import zlib
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._compress import sha256
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _host_result
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import PathEscapeError, inside
 
 MANIFEST = "manifest.json"
@@ -363,3 +364,35 @@ def file_capture(run: str, host: str, host_dir: str, staging: str, entry: dict, 
         manifest["updated"] = _now()
         _save(path, manifest)
     return files
+
+
+def record_sample(run: str, sample: dict) -> bool:
+    """Keep the run's host sample (what `_sample.record` returns) in its manifest, the
+    `sample` field, under the manifest's lock. The record is checked against the schema
+    the readers use (_host_result.MANIFEST_SAMPLE) before anything is written. Every
+    host of a sampled rollout records the same sample: the first writes it, the others
+    find it there (returns False). A run whose manifest holds another sample (a run id
+    used again with another seed or size) is refused: one run, one sample."""
+    checked = _host_result.check(_host_result.MANIFEST_SAMPLE, sample, "sample")
+    if checked is None:
+        raise RunError("sample: a sample record is expected")
+    with _locked(os.path.join(run, ".manifest.lock")):
+        path = os.path.join(run, MANIFEST)
+        manifest = _load(path, None)
+        if manifest is None:
+            raise RunError("%s: no manifest yet (a sample is recorded after a capture of the run)" % path)
+        _host_records(manifest, path)
+        known = manifest.get("sample")
+        if known == checked:
+            return False
+        if known is not None:
+            fields = known if isinstance(known, dict) else {}
+            raise RunError(
+                "%s already records another sample (seed=%s, size=%s); a run holds one sample: "
+                "use another run id (session_run_id) for another sample"
+                % (path, _host_result.show(fields.get("seed")), _host_result.show(fields.get("size")))
+            )
+        manifest["sample"] = checked
+        manifest["updated"] = _now()
+        _save(path, manifest)
+    return True
