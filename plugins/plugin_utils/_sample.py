@@ -50,7 +50,7 @@ def seed_text(seed) -> str:
 def size_text(size) -> str:
     """The size as asked, checked: a count (`5`, `"5"`) or a percentage (`"10%"`)."""
     if isinstance(size, bool) or not isinstance(size, (str, int)):
-        raise SampleError("size=%r: use a count of hosts (5) or a percentage (\"10%%\")" % (size,))
+        raise SampleError('size=%r: use a count of hosts (5) or a percentage ("10%%")' % (size,))
     text = (str.__str__(size) if isinstance(size, str) else str(int(size))).strip()
     percent = _PERCENT.fullmatch(text)
     if percent:
@@ -59,7 +59,7 @@ def size_text(size) -> str:
             raise SampleError("size=%r: a percentage above 0 and at most 100%% is expected" % (size,))
         return text
     if not _COUNT.fullmatch(text):
-        raise SampleError("size=%r: use a count of hosts (5) or a percentage (\"10%%\")" % (size,))
+        raise SampleError('size=%r: use a count of hosts (5) or a percentage ("10%%")' % (size,))
     if int(text) < 1:
         raise SampleError("size=%r: a sample of no hosts traces nothing; use 1 or more" % (size,))
     return str(int(text))

@@ -103,4 +103,3 @@ def test_the_filter_names_itself_in_its_errors():
     assert sample(["b", "a", "c"], 3, 1) == ["b", "a", "c"]
     with pytest.raises(AnsibleFilterError, match=r"tracefleet.ftrace.sample: size='0%'"):
         sample(FLEET, "0%", 1)
-
