@@ -9,8 +9,9 @@ of the lowest ranks. That is a seeded shuffle of the sorted names whose result d
 only on the seed and the set of names: not on their order, not on the Python or
 ansible-core version (Python's `random.Random(seed).shuffle`, which Jinja's and
 ansible's `shuffle(seed=...)` use, promises no sequence across Python versions; the
-seed 42 and the seed "42" shuffle differently; ansible's filter returns the list
-unshuffled when the seed is falsy and random when it fails). A larger sample with the
+seed 42 and the seed "42" shuffle differently; ansible's filter shuffles at random,
+unrepeatably, when the seed is falsy such as 0, and returns the list unshuffled when
+the seed is refused). A larger sample with the
 same seed holds the smaller one, and a host that joins the group moves no other host
 out of the ranking.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
