@@ -516,25 +516,7 @@ def concatenate(parts: list, target: str) -> None:
     with open(target, "r+b", buffering=0) as out:
         out.seek(0, os.SEEK_END)  # not O_APPEND: copy_file_range(2) refuses it
         for part in parts[1:]:
-            with open(part, "rb") as source:
-                left = os.fstat(source.fileno()).st_size
-                try:
-                    while left > 0:
-                        copied = os.copy_file_range(source.fileno(), out.fileno(), left)
-                        if not copied:
-                            break
-                        left -= copied
-                except (AttributeError, OSError) as exc:
-                    if isinstance(exc, OSError) and _is_no_space(exc):
-                        raise no_space(target, exc.strerror) from None
-                if left > 0:
-                    source.seek(-left, os.SEEK_END)
-                    try:
-                        shutil.copyfileobj(source, out, CHUNK)
-                    except OSError as exc:
-                        if _is_no_space(exc):
-                            raise no_space(target, exc.strerror) from None
-                        raise
+            _append(out, part, target)
             os.unlink(part)
 
 
