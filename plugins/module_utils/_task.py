@@ -28,7 +28,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import 
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import LEDGER_PATH_ARG, Ledger, LedgerError
-from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, usable
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import read_host, usable
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._tracingdir import TracingDir
 
 COMMON_ARGS = dict(
@@ -86,7 +86,7 @@ def refuse_control_characters(params: dict) -> None:
 def open_tracefs(tracefs_path: str | None) -> TracingDir:
     """The top level of the usable tracefs: the one given, or the one the mount table names."""
     if tracefs_path is None:
-        host = Host()
+        host = read_host("mount table")
         state = host.tracefs()
         if not state["mounted"]:
             raise TracingUnavailable(

@@ -13,7 +13,8 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import L
 
 @pytest.fixture
 def host(fake_host, monkeypatch):
-    monkeypatch.setattr(_task, "Host", lambda: _locate.Host(str(fake_host.root)))
+    real = _locate.Host
+    monkeypatch.setattr(_locate, "Host", lambda: real(str(fake_host.root)))
     return fake_host
 
 
