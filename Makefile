@@ -32,16 +32,18 @@ TARGET_CODE := plugins/modules plugins/module_utils
 # The lab's kernel series (lab/tracelab up --kernel; the first is the default). The
 # scenarios whose subject is kernel behaviour run on each of them (molecule-NAME@SERIES,
 # TRACELAB_KERNEL tells the scenario's create step); the others on the default.
-# `make test` runs the part of the matrix where the kernels measurably differ for
-# tracefleet (debugfs modes; sub-buffer sizes, per-CPU directories and anchors in
-# capture: docs/kernels.md) and stays within CI's time; `make integration-kernels`
-# runs the whole matrix (also default, probes and state on 6.12).
 KERNELS := 6.1 6.12
 KERNEL_SCENARIOS := capture debugfs default probes state
-KERNEL_SCENARIOS_CI := capture debugfs
 matrix = $(foreach k,$(wordlist 2,$(words $(KERNELS)),$(KERNELS)),$(addsuffix @$(k),$(addprefix molecule-,$(1))))
 KERNEL_MATRIX := $(call matrix,$(KERNEL_SCENARIOS))
-KERNEL_MATRIX_CI := $(call matrix,$(KERNEL_SCENARIOS_CI))
+# `make integration` runs every scenario, and the kernel scenarios on every series,
+# with tools/run-scenarios: INTEGRATION_JOBS at once (default: one per core; a TCG
+# guest keeps one core busy), started longest first (measured), a scenario never
+# twice at once. A scenario missing from SCENARIO_ORDER runs last.
+SCENARIO_ORDER := capture state bad-input session playbooks debugfs probes compliance default systemd role-tracefs lockdown
+INTEGRATION_RUNS := $(foreach s,$(SCENARIO_ORDER) $(filter-out $(SCENARIO_ORDER),$(SCENARIOS)),$(s) \
+	$(if $(filter $(s),$(KERNEL_SCENARIOS)),$(addprefix $(s)@,$(wordlist 2,$(words $(KERNELS)),$(KERNELS)))))
+INTEGRATION_JOBS ?=
 # The demo's VMs, as NAME:PROFILE.
 DEMO_VMS ?= demo-plain:default demo-nodebugfs:debugfs-off
 DEMO_NAMES := $(foreach vm,$(DEMO_VMS),$(firstword $(subst :, ,$(vm))))
@@ -55,7 +57,7 @@ export PY_COLORS := 0
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
 .PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy \
-        integration-kernels format sanity sanity-all unit unit-all bench-configure bench-capture bench-perfetto integration changelog docs clean \
+        format sanity sanity-all unit unit-all bench-configure bench-capture bench-perfetto integration changelog docs clean \
         $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
         $(addprefix molecule-,$(SCENARIOS)) $(KERNEL_MATRIX)
 
@@ -199,9 +201,8 @@ $(addprefix unit-,$(CORE_VERSIONS)): unit-%: venv-% collection
 	@echo "unit: ansible-core $*"
 	PATH=$(call core_venv,$*)/bin:$$PATH python -m pytest -q tests/unit
 
-integration: deps venv collection lab-image $(addprefix molecule-,$(SCENARIOS)) $(KERNEL_MATRIX_CI)
-
-integration-kernels: deps venv collection lab-image $(KERNEL_MATRIX)
+integration: deps venv collection lab-image
+	$(ROOT)/tools/run-scenarios $(if $(INTEGRATION_JOBS),--jobs $(INTEGRATION_JOBS)) $(INTEGRATION_RUNS)
 
 $(addprefix molecule-,$(SCENARIOS)): molecule-%: deps venv collection lab-image
 	molecule test --scenario-name $*
