@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from . import image, inventory, profiles, qemu, vm
+from . import clock, image, inventory, profiles, qemu, vm
 from .errors import LabError
 
 
@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("profiles", help="list the VM profiles")
 
+    clk = sub.add_parser("clock", help="how far a VM's wall clock is from the host's (--set: step it there)")
+    clk.add_argument("name")
+    clk.add_argument("--set", action="store_true", help="set the guest's clock to the host's, then measure again")
+
     ssh = sub.add_parser("ssh", help="run a command in a VM (or a shell)")
     ssh.add_argument("name")
     ssh.add_argument("remote", nargs=argparse.REMAINDER, help="command and arguments")
@@ -130,6 +134,14 @@ def _status(as_json: bool) -> int:
     return 0
 
 
+def _running(name: str) -> vm.VM:
+    vm.validate_name(name)
+    machine = vm.load(name)
+    if machine is None or not machine.running():
+        raise LabError("no running VM named %s" % name)
+    return machine
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -168,11 +180,15 @@ def main(argv: list[str]) -> int:
             print("kernels (up --kernel):")
             for series in image.KERNELS.values():
                 print("  %-14s %s" % (series.name, series.description))
+        elif args.command == "clock":
+            machine = _running(args.name)
+            if args.set:
+                before, after = clock.sync(machine.ssh_command())
+                print("%s: was %s, now %s" % (machine.name, before.describe(), after.describe()))
+            else:
+                print("%s: %s" % (machine.name, clock.measure(machine.ssh_command()).describe()))
         elif args.command == "ssh":
-            vm.validate_name(args.name)
-            machine = vm.load(args.name)
-            if machine is None or not machine.running():
-                raise LabError("no running VM named %s" % args.name)
+            machine = _running(args.name)
             remote = args.remote[1:] if args.remote[:1] == ["--"] else args.remote
             cmd = machine.ssh_command(remote)
             if remote:

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from . import image, paths, profiles, qemu
+from . import clock, image, paths, profiles, qemu
 from .errors import LabError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -267,6 +267,16 @@ def _wait_for_ssh(vm: VM, timeout: float) -> None:
     )
 
 
+def set_clock(vm: VM) -> None:
+    """Step the guest's wall clock to the host's (the RTC it booted from has whole seconds)."""
+    try:
+        before, after = clock.sync(vm.ssh_command())
+    except (LabError, OSError) as exc:
+        print("tracelab: warning: %s: could not set the guest's clock: %s" % (vm.name, exc), flush=True)
+        return
+    print("tracelab: %s: guest clock was %s off the host's, now %s" % (vm.name, before.describe(), after.describe()))
+
+
 def _start(
     name: str,
     profile: profiles.Profile,
@@ -353,8 +363,10 @@ def up(
     except BaseException:
         _stop(vm)
         raise
+    booted = time.monotonic() - started
+    set_clock(vm)
     (vm.dir / "ready").write_text("%d\n" % int(time.time()))
-    print("tracelab: %s is up after %.0fs (lab/tracelab ssh %s)" % (name, time.monotonic() - started, name), flush=True)
+    print("tracelab: %s is up after %.0fs (lab/tracelab ssh %s)" % (name, booted, name), flush=True)
     return vm
 
 
