@@ -48,10 +48,19 @@ attributes:
     support: full
 """
 
-    # Actions that run on the controller only and never contact a host.
+    # Actions that run on the controller only and never contact a host. A module adds its own
+    # details to these attributes where it has something to say (fragments merge; its keys win).
     CONTROLLER = r"""
 options: {}
 attributes:
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
   action:
     support: full
   async:

@@ -34,18 +34,12 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  bypass_host_loop:
-    support: none
   check_mode:
-    support: full
     details:
       - This action does not modify state.
   diff_mode:
-    support: none
     details:
       - This action does not modify state.
-  idempotent:
-    support: full
 options:
   facts:
     description:

@@ -41,16 +41,11 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.flow
 attributes:
   bypass_host_loop:
-    support: none
     details: Use C(run_once), and pass every host's result in O(results).
   check_mode:
-    support: full
     details:
       - Nothing is written; RV(written) lists the files that would be.
-  diff_mode:
-    support: none
   idempotent:
-    support: full
     details:
       - With a fixed O(run_id). The default O(run_id) is the time, a new directory each run.
 options:

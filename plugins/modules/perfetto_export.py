@@ -62,17 +62,11 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.flow
 attributes:
   bypass_host_loop:
-    support: none
     details: Use C(run_once); the archive covers every host in the run directory.
   check_mode:
-    support: full
     details:
       - Everything is read and encoded into a temporary file in O(run_dir), which is then removed; the
         archive is not written. The result says whether it would change.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 options:
   run_dir:
     description:

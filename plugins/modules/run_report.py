@@ -56,17 +56,11 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.flow
 attributes:
   bypass_host_loop:
-    support: none
     details: Use C(run_once); the report covers every host in the run directory.
   check_mode:
-    support: full
     details:
       - Everything is read and checked; nothing is written. The result says whether the page
         would change.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 options:
   run_dir:
     description:

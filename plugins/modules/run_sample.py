@@ -32,16 +32,9 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
 attributes:
-  bypass_host_loop:
-    support: none
   check_mode:
-    support: full
     details:
       - The sample is drawn and returned; nothing is written.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 options:
   run_dir:
     description:

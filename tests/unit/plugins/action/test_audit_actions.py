@@ -6,29 +6,11 @@ drives them, with a connection that fails the test if it is ever used."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
-from unittest.mock import MagicMock
 
 import pytest
-from ansible.module_utils import _internal
-
-
-@pytest.fixture(autouse=True)
-def controller(monkeypatch):
-    """Importing controller code sets ansible's process-wide `is_controller` flag, after
-    which a module's warnings go to the display instead of its result, and the module
-    tests that look for them fail. So the controller side is imported here, inside the
-    tests, and the flag is put back after each one."""
-    monkeypatch.setattr(_internal, "is_controller", True)
-    yield
-
-
-def action_module(name):
-    return importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action." + name)
-
 
 COMPLIANT = {
     "changed": False,
@@ -84,30 +66,14 @@ DEBUGFS_MOUNTED = dict(
 )
 
 
-def run_action(name, args, check_mode=False):
-    from ansible.playbook.play_context import PlayContext
-
-    module = action_module(name)
-    task = MagicMock()
-    task.args = args
-    task.check_mode = check_mode
-    task.async_val = 0
-    task.action = "tracefleet.ftrace." + name
-    connection = MagicMock()
-    connection.exec_command.side_effect = AssertionError("the host was contacted")
-    connection.put_file.side_effect = AssertionError("the host was contacted")
-    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
-    return action.run(task_vars={"inventory_hostname": "h1"})
-
-
-def test_check_compliant():
+def test_check_compliant(run_action):
     result = run_action("audit_check", {"facts": COMPLIANT})
     assert result["changed"] is False and result["compliant"] is True
     assert result["violations"] == 0 and result["msg"] == "compliant"
     assert [check["status"] for check in result["checks"]] == ["pass"] * 6
 
 
-def test_check_violation_and_policy():
+def test_check_violation_and_policy(run_action):
     result = run_action("audit_check", {"facts": DEBUGFS_MOUNTED, "policy": {"min_lockdown": "integrity"}})
     assert result["changed"] is False and result["compliant"] is False
     assert result["violations"] == 2
@@ -116,7 +82,7 @@ def test_check_violation_and_policy():
     assert result["policy"]["min_lockdown"] == "integrity"
 
 
-def test_check_same_in_check_mode():
+def test_check_same_in_check_mode(run_action):
     assert (
         run_action("audit_check", {"facts": DEBUGFS_MOUNTED}, check_mode=True)["checks"]
         == run_action("audit_check", {"facts": DEBUGFS_MOUNTED})["checks"]
@@ -132,19 +98,19 @@ def test_check_same_in_check_mode():
         ({"facts": COMPLIANT, "policy": {"nope": True}}, "nope"),
     ],
 )
-def test_check_bad_input(args, words):
+def test_check_bad_input(args, words, run_action):
     result = run_action("audit_check", args)
     assert result["failed"] is True and words in result["msg"]
 
 
-def test_check_unknown_option():
+def test_check_unknown_option(run_action):
     from ansible.errors import AnsibleActionFail
 
     with pytest.raises(AnsibleActionFail, match="bogus"):
         run_action("audit_check", {"facts": COMPLIANT, "bogus": 1})
 
 
-def results():
+def results(run_action):
     return {
         "good": run_action("audit_check", {"facts": COMPLIANT}),
         "../bad": run_action("audit_check", {"facts": DEBUGFS_MOUNTED}),
@@ -152,8 +118,13 @@ def results():
     }
 
 
-def test_report_writes_and_is_idempotent(tmp_path):
-    args = {"results": results(), "dest": str(tmp_path / "audit"), "run_id": "r1", "formats": ["json", "junit", "html"]}
+def test_report_writes_and_is_idempotent(tmp_path, run_action):
+    args = {
+        "results": results(run_action),
+        "dest": str(tmp_path / "audit"),
+        "run_id": "r1",
+        "formats": ["json", "junit", "html"],
+    }
     result = run_action("audit_report", args)
     assert result["changed"] is True
     assert result["path"] == str(tmp_path / "audit" / "r1")
@@ -166,18 +137,18 @@ def test_report_writes_and_is_idempotent(tmp_path):
     assert again["changed"] is False and again["written"] == [] and "up to date" in again["msg"]
 
 
-def test_report_check_mode_writes_nothing(tmp_path):
+def test_report_check_mode_writes_nothing(tmp_path, run_action):
     result = run_action(
-        "audit_report", {"results": results(), "dest": str(tmp_path / "a"), "run_id": "r1"}, check_mode=True
+        "audit_report", {"results": results(run_action), "dest": str(tmp_path / "a"), "run_id": "r1"}, check_mode=True
     )
     assert result["changed"] is True and len(result["written"]) == 3
     assert result["msg"].startswith("would write 3 report file(s)")
     assert not (tmp_path / "a").exists()
 
 
-def test_report_default_run_id_and_relative_dest(tmp_path, monkeypatch):
+def test_report_default_run_id_and_relative_dest(tmp_path, monkeypatch, run_action):
     monkeypatch.chdir(tmp_path)
-    result = run_action("audit_report", {"results": {"good": results()["good"]}})
+    result = run_action("audit_report", {"results": {"good": results(run_action)["good"]}})
     assert result["run_id"] == os.path.basename(result["path"])
     assert os.path.dirname(result["path"]) == str(tmp_path / "audit")
     data = json.loads(open(result["files"]["json"]).read())
@@ -191,8 +162,8 @@ def test_report_default_run_id_and_relative_dest(tmp_path, monkeypatch):
         ({"formats": ["pdf"]}, "pdf"),
     ],
 )
-def test_report_bad_input(tmp_path, args, words):
-    base = {"results": results(), "dest": str(tmp_path)}
+def test_report_bad_input(tmp_path, args, words, run_action):
+    base = {"results": results(run_action), "dest": str(tmp_path)}
     try:
         result = run_action("audit_report", dict(base, **args))
     except Exception as exc:  # argument spec errors are raised for the executor to report
@@ -209,7 +180,7 @@ def test_report_bad_input(tmp_path, args, words):
         (dict(enabled_events=["sched/x\udcff", 7]), r"facts\.enabled_events\[1\]=7: a string is expected"),
     ],
 )
-def test_audit_check_refuses_hostile_facts(change, message):
+def test_audit_check_refuses_hostile_facts(change, message, run_action):
     """What a host reported is checked before any check reads it (issue 12, finding 1)."""
     result = run_action("audit_check", {"facts": dict(COMPLIANT, **change)})
     assert result["failed"] and re.search("the host's tracefs_info result was refused: " + message, result["msg"])

@@ -21,18 +21,9 @@ import shlex
 from unittest.mock import MagicMock
 
 import pytest
-from ansible.module_utils import _internal
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 NAN, INF = float("nan"), float("inf")
-
-
-@pytest.fixture(autouse=True)
-def controller(monkeypatch):
-    """Importing controller code sets ansible's process-wide `is_controller` flag; put
-    it back after each test (see test_run_report_action.py)."""
-    monkeypatch.setattr(_internal, "is_controller", True)
-    yield
 
 
 def good_result(work_dir: str, remote_name: str, size: int) -> dict:

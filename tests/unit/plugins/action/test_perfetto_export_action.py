@@ -8,44 +8,17 @@ tests/unit/plugins/plugin_utils/test_perfetto.py.)"""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
-from unittest.mock import MagicMock
 
 import pytest
-from ansible.module_utils import _internal
 
 pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
 
 FIXTURE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugin_utils", "fixtures", "sched-uprobe-v6.dat"
 )
-
-
-@pytest.fixture(autouse=True)
-def controller(monkeypatch):
-    """Importing controller code sets ansible's process-wide `is_controller` flag: import
-    it inside the tests, and put the flag back after (see test_run_report_action)."""
-    monkeypatch.setattr(_internal, "is_controller", True)
-    yield
-
-
-def run_action(args, check_mode=False):
-    from ansible.playbook.play_context import PlayContext
-
-    module = importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action.perfetto_export")
-    task = MagicMock()
-    task.args = args
-    task.check_mode = check_mode
-    task.async_val = 0
-    task.action = "tracefleet.ftrace.perfetto_export"
-    connection = MagicMock()
-    connection.exec_command.side_effect = AssertionError("the host was contacted")
-    connection.put_file.side_effect = AssertionError("the host was contacted")
-    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
-    return action.run(task_vars={"inventory_hostname": "h1"})
 
 
 @pytest.fixture
@@ -70,28 +43,28 @@ def run_dir(tmp_path):
 TASKS = {"web01": [{"name": "capture", "start": 1796210731.2, "end": 1796210731.4}]}
 
 
-def test_writes_then_up_to_date(run_dir):
-    result = run_action({"run_dir": str(run_dir), "tasks": TASKS})
+def test_writes_then_up_to_date(run_dir, run_action):
+    result = run_action("perfetto_export", {"run_dir": str(run_dir), "tasks": TASKS})
     assert not result.get("failed"), result
     path = str(run_dir / "perfetto.tar")
     assert result["changed"] is True and result["path"] == path
     assert (result["hosts"], result["events"], result["files"][0]["tasks"]) == (1, 971, 1)
     assert result["msg"] == "wrote %s: 1 host(s), 1 file(s), 971 events" % path
     assert result["open_with"] == "open https://ui.perfetto.dev, choose 'Open trace file' and pick %s" % path
-    again = run_action({"run_dir": str(run_dir), "tasks": TASKS})
+    again = run_action("perfetto_export", {"run_dir": str(run_dir), "tasks": TASKS})
     assert again["changed"] is False and again["msg"].startswith("up to date:")
 
 
-def test_check_mode_writes_nothing(run_dir):
-    result = run_action({"run_dir": str(run_dir)}, check_mode=True)
+def test_check_mode_writes_nothing(run_dir, run_action):
+    result = run_action("perfetto_export", {"run_dir": str(run_dir)}, check_mode=True)
     assert result["changed"] is True and result["msg"].startswith("would write")
     assert sorted(os.listdir(run_dir)) == ["manifest.json", "web01"]
 
 
-def test_relative_run_dir_and_problems_in_msg(run_dir, monkeypatch):
+def test_relative_run_dir_and_problems_in_msg(run_dir, monkeypatch, run_action):
     monkeypatch.chdir(run_dir.parent.parent)
     (run_dir / "web01" / "trace.dat").unlink()
-    result = run_action({"run_dir": "traces/" + run_dir.name})
+    result = run_action("perfetto_export", {"run_dir": "traces/" + run_dir.name})
     assert not result.get("failed") and result["changed"] is False and result["open_with"] is None
     assert result["problems"] == [
         "web01 / trace: web01/trace.dat: missing: not in the archive",
@@ -108,14 +81,14 @@ def test_relative_run_dir_and_problems_in_msg(run_dir, monkeypatch):
         ({"run_dir": ".", "tasks": {"web01": "capture"}}, "tasks['web01']: a host name with a list of tasks"),
     ],
 )
-def test_bad_input(tmp_path, monkeypatch, args, words):
+def test_bad_input(tmp_path, monkeypatch, args, words, run_action):
     monkeypatch.chdir(tmp_path)
-    result = run_action(args)
+    result = run_action("perfetto_export", args)
     assert result["failed"] is True and words in result["msg"]
 
 
-def test_unknown_option(run_dir):
+def test_unknown_option(run_dir, run_action):
     from ansible.errors import AnsibleActionFail
 
     with pytest.raises(AnsibleActionFail, match="bogus"):
-        run_action({"run_dir": str(run_dir), "bogus": 1})
+        run_action("perfetto_export", {"run_dir": str(run_dir), "bogus": 1})

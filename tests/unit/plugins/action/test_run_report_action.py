@@ -7,37 +7,9 @@ tests/unit/plugins/plugin_utils/test_run_report.py.)"""
 
 from __future__ import annotations
 
-import importlib
 import json
-from unittest.mock import MagicMock
 
 import pytest
-from ansible.module_utils import _internal
-
-
-@pytest.fixture(autouse=True)
-def controller(monkeypatch):
-    """Importing controller code sets ansible's process-wide `is_controller` flag, which
-    sends module warnings to the display instead of their results and breaks the module
-    tests that look for them: import it inside the tests, and put the flag back after."""
-    monkeypatch.setattr(_internal, "is_controller", True)
-    yield
-
-
-def run_action(args, check_mode=False):
-    from ansible.playbook.play_context import PlayContext
-
-    module = importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action.run_report")
-    task = MagicMock()
-    task.args = args
-    task.check_mode = check_mode
-    task.async_val = 0
-    task.action = "tracefleet.ftrace.run_report"
-    connection = MagicMock()
-    connection.exec_command.side_effect = AssertionError("the host was contacted")
-    connection.put_file.side_effect = AssertionError("the host was contacted")
-    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
-    return action.run(task_vars={"inventory_hostname": "h1"})
 
 
 @pytest.fixture
@@ -67,27 +39,27 @@ def run_dir(tmp_path):
     return run
 
 
-def test_writes_then_up_to_date(run_dir):
-    result = run_action({"run_dir": str(run_dir), "title": "Lab run"})
+def test_writes_then_up_to_date(run_dir, run_action):
+    result = run_action("run_report", {"run_dir": str(run_dir), "title": "Lab run"})
     assert not result.get("failed"), result
     assert result["changed"] is True and result["path"] == str(run_dir / "report.html")
     assert (result["hosts"], result["captures"], result["events"], result["lost_events"]) == (1, 1, 3, 2)
     assert result["msg"].startswith("wrote %s: 1 host(s)" % (run_dir / "report.html"))
     assert "<title>Lab run</title>" in (run_dir / "report.html").read_text()
-    again = run_action({"run_dir": str(run_dir), "title": "Lab run"})
+    again = run_action("run_report", {"run_dir": str(run_dir), "title": "Lab run"})
     assert again["changed"] is False and again["msg"].startswith("up to date:")
 
 
-def test_check_mode_writes_nothing(run_dir):
-    result = run_action({"run_dir": str(run_dir)}, check_mode=True)
+def test_check_mode_writes_nothing(run_dir, run_action):
+    result = run_action("run_report", {"run_dir": str(run_dir)}, check_mode=True)
     assert result["changed"] is True and result["msg"].startswith("would write")
     assert not (run_dir / "report.html").exists()
 
 
-def test_relative_run_dir_and_problems_in_msg(run_dir, monkeypatch):
+def test_relative_run_dir_and_problems_in_msg(run_dir, monkeypatch, run_action):
     monkeypatch.chdir(run_dir.parent.parent)
     (run_dir / "web01" / "trace.txt").unlink()
-    result = run_action({"run_dir": "traces/" + run_dir.name, "top_events": 3})
+    result = run_action("run_report", {"run_dir": "traces/" + run_dir.name, "top_events": 3})
     assert result["path"] == str(run_dir / "report.html")
     assert result["problems"] == ["web01 / trace: web01/trace.txt: missing"]
     assert "1 problem(s): web01 / trace: web01/trace.txt: missing" in result["msg"]
@@ -101,14 +73,14 @@ def test_relative_run_dir_and_problems_in_msg(run_dir, monkeypatch):
         ({"run_dir": ".", "top_events": 0}, "top_events=0: at least 1"),
     ],
 )
-def test_bad_input(tmp_path, monkeypatch, args, words):
+def test_bad_input(tmp_path, monkeypatch, args, words, run_action):
     monkeypatch.chdir(tmp_path)
-    result = run_action(args)
+    result = run_action("run_report", args)
     assert result["failed"] is True and words in result["msg"]
 
 
-def test_unknown_option(run_dir):
+def test_unknown_option(run_dir, run_action):
     from ansible.errors import AnsibleActionFail
 
     with pytest.raises(AnsibleActionFail, match="bogus"):
-        run_action({"run_dir": str(run_dir), "bogus": 1})
+        run_action("run_report", {"run_dir": str(run_dir), "bogus": 1})

@@ -6,36 +6,11 @@ them, with a connection that fails the test if it is ever used."""
 
 from __future__ import annotations
 
-import importlib
 import json
-from unittest.mock import MagicMock
 
 import pytest
-from ansible.module_utils import _internal
 
 FLEET = ["web%02d" % number for number in range(1, 21)]
-
-
-@pytest.fixture(autouse=True)
-def controller(monkeypatch):
-    monkeypatch.setattr(_internal, "is_controller", True)
-    yield
-
-
-def run_action(args, check_mode=False):
-    from ansible.playbook.play_context import PlayContext
-
-    module = importlib.import_module("ansible_collections.tracefleet.ftrace.plugins.action.run_sample")
-    task = MagicMock()
-    task.args = args
-    task.check_mode = check_mode
-    task.async_val = 0
-    task.action = "tracefleet.ftrace.run_sample"
-    connection = MagicMock()
-    connection.exec_command.side_effect = AssertionError("the host was contacted")
-    connection.put_file.side_effect = AssertionError("the host was contacted")
-    action = module.ActionModule(task, connection, PlayContext(), loader=None, templar=None, shared_loader_obj=None)
-    return action.run(task_vars={"inventory_hostname": "web01"})
 
 
 @pytest.fixture
@@ -50,23 +25,23 @@ def args_for(run, **changes):
     return dict(dict(run_dir=str(run), group="web", hosts=FLEET, size="25%", seed="incident-1234"), **changes)
 
 
-def test_records_the_sample_once(run):
+def test_records_the_sample_once(run, run_action):
     from ansible_collections.tracefleet.ftrace.plugins.filter.sample import sample
 
-    result = run_action(args_for(run))
+    result = run_action("run_sample", args_for(run))
     assert not result.get("failed"), result
     assert result["changed"] is True
     recorded = json.loads((run / "manifest.json").read_text())["sample"]
     assert recorded == result["sample"]
     assert recorded["hosts"] == sorted(sample(FLEET, "25%", "incident-1234"))
     assert len(recorded["hosts"]) == 5 and recorded["group_size"] == 20 and recorded["size"] == "25%"
-    again = run_action(args_for(run, hosts=list(reversed(FLEET))))
+    again = run_action("run_sample", args_for(run, hosts=list(reversed(FLEET))))
     assert again["changed"] is False and not again.get("failed")
 
 
-def test_check_mode_writes_nothing(run):
+def test_check_mode_writes_nothing(run, run_action):
     before = (run / "manifest.json").read_bytes()
-    result = run_action(args_for(run), check_mode=True)
+    result = run_action("run_sample", args_for(run), check_mode=True)
     assert result["changed"] is False and len(result["sample"]["hosts"]) == 5
     assert (run / "manifest.json").read_bytes() == before
 
@@ -80,16 +55,16 @@ def test_check_mode_writes_nothing(run):
         ({"seed": "another"}, "already records another sample"),
     ],
 )
-def test_refusals_fail_the_task_and_change_nothing(run, changes, message):
-    run_action(args_for(run))
+def test_refusals_fail_the_task_and_change_nothing(run, changes, message, run_action):
+    run_action("run_sample", args_for(run))
     before = (run / "manifest.json").read_bytes()
-    result = run_action(args_for(run, **changes))
+    result = run_action("run_sample", args_for(run, **changes))
     assert result.get("failed") and message in result["msg"], result
     assert (run / "manifest.json").read_bytes() == before
 
 
-def test_a_missing_run_directory_fails(tmp_path):
-    result = run_action(args_for(tmp_path / "nope"))
+def test_a_missing_run_directory_fails(tmp_path, run_action):
+    result = run_action("run_sample", args_for(tmp_path / "nope"))
     assert result.get("failed") and "no such directory" in result["msg"]
     assert not (tmp_path / "nope").exists()
 

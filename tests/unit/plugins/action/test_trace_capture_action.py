@@ -19,17 +19,8 @@ import shlex
 from unittest.mock import MagicMock
 
 import pytest
-from ansible.module_utils import _internal
 
 PAYLOAD = bytes(range(256)) * 40000  # ~10 MiB: more than two 4 MiB chunks
-
-
-@pytest.fixture(autouse=True)
-def controller(monkeypatch):
-    """Importing controller code sets ansible's process-wide `is_controller` flag; put
-    it back after each test (see test_run_report_action.py)."""
-    monkeypatch.setattr(_internal, "is_controller", True)
-    yield
 
 
 @pytest.fixture

@@ -8,11 +8,8 @@ even where the kernel's files spell them system:event."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _locate
 from ansible_collections.tracefleet.ftrace.plugins.modules import (
@@ -26,40 +23,18 @@ from ansible_collections.tracefleet.ftrace.plugins.modules import (
 # Keys AnsibleModule itself adds to every result.
 COMMON = {"changed", "diff", "invocation", "warnings", "deprecations", "failed", "msg"}
 
-FILES = {
-    "trace": "",
-    "error_log": "",
-    "current_tracer": "nop\n",
-    "tracing_on": "1\n",
-    "available_tracers": "function nop\n",
-    "trace_clock": "[local] global mono\n",
-    "buffer_size_kb": "7 (expanded: 1408)\n",
-    "set_event": "",
-    "dynamic_events": "",
-    "available_filter_functions": "vfs_read\n",
-    "set_ftrace_filter": "",
-    "events/sched/sched_switch/enable": "0\n",
-    "events/sched/sched_switch/filter": "none\n",
-    "events/sched/sched_switch/trigger": "# Available triggers:\n",
-}
-
 
 @pytest.fixture
-def run(fake_host, monkeypatch, capsys, tmp_path):
+def run(state_tree, run_module, fake_host, monkeypatch):
     host = _locate.Host
     monkeypatch.setattr(_locate, "Host", lambda: host(str(fake_host.root)))
-    fake_host.mount_tracefs(FILES)
-    (fake_host.tracing / "per_cpu" / "cpu0").mkdir(parents=True)
 
-    def run_module(module, args) -> dict:
-        args = dict({"ledger_path": str(tmp_path / "ledger.json")}, **args)
-        with patch_module_args(args), pytest.raises(SystemExit):
-            module.main()
-        result = json.loads(capsys.readouterr().out)
+    def run_checked(module, args) -> dict:
+        result = run_module(module, args)
         assert not result.get("failed"), result.get("msg")
         return result
 
-    return run_module
+    return run_checked
 
 
 def check_documented(module, result: dict) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.tracefleet.ftrace.plugins.modules import (
     teardown,
@@ -15,40 +14,15 @@ from ansible_collections.tracefleet.ftrace.plugins.modules import (
     tracer,
 )
 
-FILES = {
-    "trace": "",
-    "error_log": "",
-    "current_tracer": "nop\n",
-    "tracing_on": "1\n",
-    "available_tracers": "function nop\n",
-    "trace_clock": "[local] global mono\n",
-    "buffer_size_kb": "7 (expanded: 1408)\n",
-    "set_event": "",
-    "dynamic_events": "",
-    "available_filter_functions": "vfs_read\n",
-    "set_ftrace_filter": "",
-    "events/sched/sched_switch/enable": "0\n",
-    "events/sched/sched_switch/filter": "none\n",
-    "events/sched/sched_switch/trigger": "# Available triggers:\n",
-}
+
+@pytest.fixture
+def tree(state_tree):
+    return state_tree
 
 
 @pytest.fixture
-def tree(fake_host):
-    fake_host.mount_tracefs(FILES)
-    (fake_host.tracing / "per_cpu" / "cpu0").mkdir(parents=True)
-    return fake_host.tracing
-
-
-@pytest.fixture
-def run(capsys, tmp_path, tree):
-    def run_module(module, args) -> dict:
-        args = dict({"ledger_path": str(tmp_path / "ledger.json"), "tracefs_path": str(tree)}, **args)
-        with patch_module_args(args), pytest.raises(SystemExit):
-            module.main()
-        return json.loads(capsys.readouterr().out)
-
-    return run_module
+def run(run_module, tree):
+    return lambda module, args: run_module(module, dict({"tracefs_path": str(tree)}, **args))
 
 
 def snapshot(tree):
