@@ -54,7 +54,7 @@ class ActionModule(ActionBase):
             result.update(changed=False, skipped=True, msg="check mode: no window recorded, nothing fetched")
             return result
         host = task_vars.get("inventory_hostname", self._task.delegate_to or "localhost")
-        problem = _capture_spec.problem(args)
+        problem = _capture_spec.problem(args, given=frozenset(self._task.args))
         if problem:
             result.update(failed=True, msg="trace_capture: %s" % problem)
             return result

@@ -13,6 +13,7 @@ options:
     description:
       - Name under which this task's changes are recorded in the ledger, so that
         M(tracefleet.ftrace.teardown) can undo one session's changes and leave another's.
+      - A name with a newline or another control character is refused.
     type: str
     default: default
   ledger_path:

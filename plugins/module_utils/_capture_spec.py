@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import control_character
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import COMMON_ARGS
 
 TARGET_OPTIONS = dict(
@@ -80,12 +81,22 @@ def _seconds(params: dict, option: str, limit: float | None) -> str | None:
     return None
 
 
-def problem(params: dict) -> str | None:
+def problem(params: dict, given=()) -> str | None:
     """What is wrong with the options, as far as they can be judged without the host
-    (the argument spec checked their types). None when nothing is."""
+    (the argument spec checked their types). None when nothing is. `given`: the
+    options the task set itself (the action knows them; defaults are not a choice)."""
     state = params["state"]
     if state != "captured" and (params["duration"] is not None or params["command"] is not None):
         return "duration and command are for state=captured; with state=%s the window spans tasks" % state
+    if "file_version" in given and params["format"] != "dat":
+        return "file_version=%r is for format=dat (a trace.dat's version); format=%s has no file version" % (
+            params["file_version"],
+            params["format"],
+        )
+    # The session names the window's ledger entries, which teardown finds by it.
+    session_problem = control_character(params["session"] or "")
+    if session_problem:
+        return "session=%r: %s" % (params["session"], session_problem)
     if not _FILE_NAME.fullmatch(params["name"]):
         return (
             "name=%r: use letters, digits, '.', '_' and '-', not starting with '.' (it names a file)" % params["name"]

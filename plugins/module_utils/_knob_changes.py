@@ -110,20 +110,30 @@ def _buffer_matches(wanted: int, parsed: dict, page_bytes: int) -> bool:
     return bool(readings & {wanted, _knob_state.allocated_kb(wanted * 1024, page_bytes)})
 
 
+def _require_kib(option: str, value) -> None:
+    """Refuse true/false for a size: AnsibleModule's int type takes a bool as it is
+    (True is the int 1), and the kernel would be sent the text `True`."""
+    if isinstance(value, bool):
+        raise KnobError("%s: a whole number of KiB is expected, not true or false" % option)
+
+
 def _plan_subbuf(tracing: TracingDir, wanted: int) -> tuple[Change | None, int]:
     """The write for buffer_subbuf_size_kb (None when it already reads the size the
     kernel would round `wanted` to), and that size in KiB."""
     option = "buffer_subbuf_size_kb=%r" % wanted
-    if not tracing.has(_knob_state.SUBBUF_FILE):
-        raise KnobError(
-            "%s: this kernel has no buffer_subbuf_size_kb (ring-buffer sub-buffer sizes came with Linux 6.8)" % option
-        )
+    # The value first, then the kernel: a size no kernel takes is refused as such on
+    # every kernel, not only once the file exists.
+    _require_kib(option, wanted)
     page = _knob_state.system_page_size()
     settled = _knob_state.subbuf_size_kb(wanted, page)
     if settled is None:
         raise KnobError(
             "%s: the kernel takes 1 to %d KiB (1 to %d pages of %d bytes, rounded up to a power of two)"
             % (option, (page << _knob_state.MAX_SUBBUF_ORDER) // 1024, 1 << _knob_state.MAX_SUBBUF_ORDER, page)
+        )
+    if not tracing.has(_knob_state.SUBBUF_FILE):
+        raise KnobError(
+            "%s: this kernel has no buffer_subbuf_size_kb (ring-buffer sub-buffer sizes came with Linux 6.8)" % option
         )
     text = tracing.read(_knob_state.SUBBUF_FILE)
     current = _knob_state.parse_subbuf_size(text)
@@ -185,6 +195,7 @@ def plan_knobs(tracing: TracingDir, params: dict) -> list[Change]:
 
     if params.get("buffer_size_kb") is not None:
         wanted = params["buffer_size_kb"]
+        _require_kib("buffer_size_kb=%r" % wanted, wanted)
         if wanted < 1:
             raise KnobError("buffer_size_kb=%r: must be a positive number of KiB per CPU" % wanted)
         memory = _memory_kb()

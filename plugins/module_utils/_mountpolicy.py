@@ -24,6 +24,7 @@ import os
 from typing import Callable
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _debugfs_boot, _fstab, _mount_syscalls
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import control_character
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError, LedgerKind
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, read_host, usable
@@ -86,6 +87,10 @@ class Request:
     """The tracefs module's parameters, validated: the mount policy and what goes with it."""
 
     def __init__(self, params: dict) -> None:
+        # The session names the mount's ledger entry, which teardown finds by it.
+        session_problem = control_character(params["session"] or "")
+        if session_problem:
+            raise MountPolicyError("session=%r: %s; nothing was changed" % (params["session"], session_problem))
         path = canonical_mount_point(params["path"])
         try:
             options = _mount_syscalls.split_options(params["options"])

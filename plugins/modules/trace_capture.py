@@ -173,6 +173,7 @@ options:
         travelled, and C(trace-cmd report) (3.0 and later) reads it as it is. V(6) is the
         uncompressed file older readers take; it travels compressed and is stored
         decompressed.
+      - Refused with O(format=text), which has no file version.
     type: int
     choices: [6, 7]
     default: 7

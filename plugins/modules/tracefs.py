@@ -152,6 +152,7 @@ options:
         unmounts it along with the other changes made without a session name. Give the
         mount policy a session of its own to keep it apart from tracing sessions, as the
         C(tracefleet.ftrace.tracefs) role does (C(tracefs_session), default V(tracefs)).
+      - A name with a newline or another control character is refused.
     type: str
     default: default
   legacy_debugfs:

@@ -49,8 +49,8 @@ options:
         older kernel the task fails naming the option and changes nothing.
       - The kernel rounds the size up to a power-of-two number of memory pages, from 1 to
         128 pages. Where pages are 4 KiB that is V(1) to V(512), V(5) reading back as V(8) and
-        V(1) as V(4); V(0) and sizes past 128 pages are refused before any write. A reading of
-        the rounded size counts as the same size (idempotence).
+        V(1) as V(4); V(0) and sizes past 128 pages are refused before any write, on every
+        kernel. A reading of the rounded size counts as the same size (idempotence).
       - An event must fit in one sub-buffer, so larger sub-buffers hold larger events (long
         stack traces, big C(trace_marker) writes).
       - Changing it clears that ring buffer. It is written before O(buffer_size_kb), which

@@ -30,6 +30,7 @@ import math
 import re
 from typing import Any
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import control_character
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
 SHOWN = 60  # characters of a bad value shown in a message
@@ -99,7 +100,8 @@ class Str(Spec):
     """A string: at most `max_len` characters; with `pattern`, fully matching it
     (`describe` says what it is); with `choices`, one of them. Lone surrogates (what
     undecodable host bytes become) are refused in a name, and turned into visible
-    backslash escapes in free `text`."""
+    backslash escapes in free `text`. With `printable`, no control character (newline,
+    ESC, NUL, DEL, a Unicode line separator; a tab is allowed)."""
 
     def __init__(
         self,
@@ -109,9 +111,10 @@ class Str(Spec):
         choices=None,
         text: bool = False,
         nullable: bool = False,
+        printable: bool = False,
     ) -> None:
         super().__init__(nullable)
-        self.max_len, self.choices, self.text = max_len, choices, text
+        self.max_len, self.choices, self.text, self.printable = max_len, choices, text, printable
         self.pattern = re.compile(pattern) if pattern else None
         self.describe = describe
 
@@ -125,6 +128,10 @@ class Str(Spec):
             if not self.text:
                 raise HostResultError(where, value, "not valid Unicode (a lone surrogate)")
             value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        if self.printable:
+            problem = control_character(value)
+            if problem:
+                raise HostResultError(where, value, problem)
         if self.choices is not None and value not in self.choices:
             raise HostResultError(where, value, "not one of %s" % ", ".join(sorted(self.choices)))
         if self.pattern is not None and not self.pattern.fullmatch(value):
@@ -432,7 +439,7 @@ MANIFEST_CAPTURE = Record(
             nullable=True,
         ),
         file_version=Int(6, 7, nullable=True),
-        excluded_pids=List(Int(0, 1 << 22), max_items=4096, nullable=True),
+        excluded_pids=List(Int(1, 1 << 22), max_items=4096, nullable=True),
         seconds=Float(0.0, MAX_SECONDS, nullable=True),
         events=Int(0, MAX_COUNT, nullable=True),
         events_per_cpu=Map(Str(max_len=16, text=True), COUNT, max_items=MAX_CPUS, nullable=True),
@@ -463,10 +470,10 @@ MANIFEST_HOST = Record(
 MANIFEST_SAMPLE = Record(
     dict(
         method=Str(max_len=32, pattern=r"[a-z0-9][a-z0-9-]*", describe="a sampling method name"),
-        group=Str(max_len=MAX_LINE, text=True),
+        group=Str(max_len=MAX_LINE, text=True, printable=True),
         group_size=Int(0, 1 << 20),
         size=Str(max_len=16, pattern=r"[0-9]{1,9}|[0-9]{1,3}(?:\.[0-9]{1,6})?%", describe="a count or a percentage"),
-        seed=Str(max_len=256, text=True),
+        seed=Str(max_len=256, text=True, printable=True),
         hosts=List(Str(max_len=MAX_LINE, text=True), max_items=1 << 20),
     ),
     required=("method", "group", "group_size", "size", "seed", "hosts"),

@@ -23,6 +23,7 @@ import fractions
 import hashlib
 import re
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import control_character
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 
 # The name of the ranking, recorded with every sample, so that a sample read back
@@ -45,6 +46,10 @@ def seed_text(seed) -> str:
     text = str.__str__(seed) if isinstance(seed, str) else str(int(seed))
     if not text or len(text) > MAX_SEED:
         raise SampleError("seed=%r: use 1 to %d characters" % (seed, MAX_SEED))
+    # The seed is recorded in the run's manifest and printed to be given again with -e.
+    problem = control_character(text)
+    if problem:
+        raise SampleError("seed=%r: %s" % (seed, problem))
     return text
 
 
@@ -88,7 +93,9 @@ def rank(seed: str, host: str) -> bytes:
 def draw(hosts, size, seed) -> list[str]:
     """The sample of `hosts` (names; duplicates count once), in the order of `hosts`."""
     if isinstance(hosts, (str, bytes, dict)) or not hasattr(hosts, "__iter__"):
-        raise SampleError("the hosts to sample from must be a list of names, not %s" % type(hosts).__name__)
+        # By the plain type: ansible-core 2.19 hands a templated string over as its own subclass.
+        kind = next((plain for plain in (str, bytes, dict) if isinstance(hosts, plain)), type(hosts))
+        raise SampleError("the hosts to sample from must be a list of names, not %s" % kind.__name__)
     names: list[str] = []
     for host in hosts:
         if not isinstance(host, str):
@@ -108,6 +115,9 @@ def record(group: str, hosts, size, seed) -> dict:
     chosen = draw(hosts, size, seed)
     if not isinstance(group, str) or not group:
         raise SampleError("group=%r: the host pattern the sample was drawn from is expected" % (group,))
+    problem = control_character(group)
+    if problem:
+        raise SampleError("group=%r: %s" % (group, problem))
     return dict(
         method=METHOD,
         group=str.__str__(group),

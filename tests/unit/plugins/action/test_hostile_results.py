@@ -239,6 +239,124 @@ CASES = [
     ("1e300 seconds", _set(seconds=1e300), {}, r"seconds=1e\+300: out of range 0\.\.1e\+08"),
     ("NaN in the clock anchor", _item("clock_anchor", wall=NAN), {}, r"clock_anchor\.wall=nan: not a finite number"),
     ("negative timing", _item("timings", before=-1.0), {}, r"timings\.before=-1\.0: out of range"),
+    # -- the clock anchor's integer fields (issue 13): nanoseconds since the epoch, of the
+    # trace clock, and the bracket's width.
+    ("negative wall_ns", _item("clock_anchor", wall_ns=-1), {}, r"clock_anchor\.wall_ns=-1: out of range 0\.\.10{20};"),
+    (
+        "wall_ns beyond the year 5000",
+        _item("clock_anchor", wall_ns=10**30),
+        {},
+        r"clock_anchor\.wall_ns=10{30}: out of range 0\.\.10{20}",
+    ),
+    (
+        "wall_ns of 200 bits",
+        _item("clock_anchor", wall_ns=1 << 200),
+        {},
+        r"clock_anchor\.wall_ns=an integer of 201 bits: out of range",
+    ),
+    (
+        "wall_ns as text",
+        _item("clock_anchor", wall_ns="1795750502100000000"),
+        {},
+        r"clock_anchor\.wall_ns='1795750502100000000': an integer is expected, not str",
+    ),
+    (
+        "wall_ns as a float",
+        _item("clock_anchor", wall_ns=1.7957505021e18),
+        {},
+        r"clock_anchor\.wall_ns=1\.7957505021e\+18: an integer is expected, not float",
+    ),
+    (
+        "wall_ns as a bool",
+        _item("clock_anchor", wall_ns=True),
+        {},
+        r"clock_anchor\.wall_ns=True: an integer is expected",
+    ),
+    (
+        "negative trace_ns",
+        _item("clock_anchor", trace_ns=-5),
+        {},
+        r"clock_anchor\.trace_ns=-5: out of range 0\.\.10{18}",
+    ),
+    (
+        "trace_ns of 31+ years",
+        _item("clock_anchor", trace_ns=10**19),
+        {},
+        r"clock_anchor\.trace_ns=10{19}: out of range",
+    ),
+    (
+        "trace_ns as a list",
+        _item("clock_anchor", trace_ns=[1, 2]),
+        {},
+        r"clock_anchor\.trace_ns=\[1, 2\]: an integer is expected, not list",
+    ),
+    (
+        "negative uncertainty",
+        _item("clock_anchor", uncertainty_ns=-1),
+        {},
+        r"clock_anchor\.uncertainty_ns=-1: out of range 0\.\.10{10}",
+    ),
+    (
+        "an uncertainty of a minute",
+        _item("clock_anchor", uncertainty_ns=60 * 10**9),
+        {},
+        r"clock_anchor\.uncertainty_ns=60000000000: out of range 0\.\.10{10}",
+    ),
+    (
+        "uncertainty as NaN",
+        _item("clock_anchor", uncertainty_ns=NAN),
+        {},
+        r"clock_anchor\.uncertainty_ns=nan: an integer is expected, not float",
+    ),
+    (
+        "newline in the anchor's clock",
+        _item("clock_anchor", clock="local\nx"),
+        {},
+        r"clock_anchor\.clock='local\\nx': not a trace clock name",
+    ),
+    (
+        "a key the anchor never has",
+        _item("clock_anchor", offset_ns=5),
+        {},
+        r"clock_anchor\.offset_ns=5: a key this result never has",
+    ),
+    ("anchor as a list", _set(clock_anchor=[1, 2]), {}, r"clock_anchor=\[1, 2\]: a dict is expected, not list"),
+    # -- the pids kept out of the capture (include_self=false)
+    ("negative pid", _set(excluded_pids=[4242, -1]), {}, r"excluded_pids\[1\]=-1: out of range 1\.\.4194304"),
+    ("pid 0", _set(excluded_pids=[0]), {}, r"excluded_pids\[0\]=0: out of range 1\.\.4194304"),
+    ("pid beyond PID_MAX_LIMIT", _set(excluded_pids=[1 << 23]), {}, r"excluded_pids\[0\]=8388608: out of range"),
+    ("pid as text", _set(excluded_pids=["4242"]), {}, r"excluded_pids\[0\]='4242': an integer is expected, not str"),
+    (
+        "pid as a path",
+        _set(excluded_pids=["../../4242"]),
+        {},
+        r"excluded_pids\[0\]='\.\./\.\./4242': an integer is expected, not str",
+    ),
+    ("pid as a bool", _set(excluded_pids=[True]), {}, r"excluded_pids\[0\]=True: an integer is expected, not bool"),
+    ("pids as one number", _set(excluded_pids=4242), {}, r"excluded_pids=4242: a list is expected, not int"),
+    ("pids nested", _set(excluded_pids=[[4242]]), {}, r"excluded_pids\[0\]=\[4242\]: an integer is expected, not list"),
+    (
+        "more pids than a capture has",
+        _set(excluded_pids=list(range(1, 5000))),
+        {},
+        r"excluded_pids=a list of 4999 item\(s\): more than 4096 items",
+    ),
+    # -- the trace.dat version the controller asked for (6 here)
+    ("file_version as text", _set(file_version="6"), {}, r"file_version='6': expected 6"),
+    ("file_version as a float", _set(file_version=6.0), {}, r"file_version=6\.0: expected 6"),
+    ("file_version as a bool", _set(file_version=True), {}, r"file_version=True: expected 6"),
+    ("file_version not asked for", _set(file_version=7), {}, r"file_version=7: expected 6"),
+    ("file_version missing", _drop("file_version"), {}, r"file_version=None: missing"),
+    (
+        "file_version for a text capture",
+        lambda r, t: (
+            setattr(t, "path", t.work_dir / "trace.txt.gz"),
+            t.path.write_bytes((t.work_dir / "trace.dat.gz").read_bytes()),
+            r.update(file=str(t.path), file_name="trace.txt", format="text"),
+        ),
+        {"format": "text", "file_version": None},
+        r"file_version=6: a key this result never has",
+    ),
     ("unknown compression", _set(compress="lz4"), {}, r"compress='lz4': not one of gzip, zstd"),
     ("compression not asked for", _set(compress="none"), {"compress": "gzip"}, r"compress='none': not one of gzip"),
     (
@@ -306,6 +424,30 @@ CASES = [
     ),
     ("bad sha256", _uncompressed(sha256="zz"), {"compress": "none"}, r"sha256='zz': not a sha256 in lower-case hex"),
     (
+        "sha256 in upper case",
+        _uncompressed(sha256="AB" * 32),
+        {"compress": "none"},
+        r"sha256='(AB){30}'\.\.\. \(64 characters\): not a sha256 in lower-case hex",
+    ),
+    (
+        "sha256 with a newline",
+        _uncompressed(sha256="ab" * 31 + "a\n"),
+        {"compress": "none"},
+        r"sha256='(ab){30}'\.\.\. \(64 characters\): not a sha256 in lower-case hex",
+    ),
+    (
+        "sha256 that is a path",
+        _uncompressed(sha256="../../../../etc/passwd"),
+        {"compress": "none"},
+        r"sha256='\.\./\.\./\.\./\.\./etc/passwd': not a sha256 in lower-case hex",
+    ),
+    (
+        "sha256 as a number",
+        _uncompressed(sha256=12345),
+        {"compress": "none"},
+        r"sha256=12345: a string is expected, not int",
+    ),
+    (
         "uncompressed without a sha256",
         lambda r, t: (_uncompressed()(r, t), r.update(sha256=None)),
         {"compress": "none"},
@@ -361,8 +503,9 @@ def _run(tmp_path, controller_tree, change, options, fetch_works=True, chunk=Non
     action, task = make_action(target, result, fetch_works=fetch_works, chunk=chunk)
     args = {"instance": "cap", "duration": 1, "dest": str(controller_tree / "traces"), "run_id": "r1"}
     args.update(options)
-    # These hosts lie about a version 6 capture, which travels compressed (gzip).
-    task.args = dict({"file_version": 6}, **{key: value for key, value in args.items() if value is not None})
+    # These hosts lie about a version 6 capture, which travels compressed (gzip); an
+    # option a case sets to None is left out of the task.
+    task.args = {key: value for key, value in dict({"file_version": 6}, **args).items() if value is not None}
     before = tree(controller_tree)
     out = action.run(task_vars={"inventory_hostname": "web01"})
     assert tree(controller_tree) == before
@@ -443,3 +586,55 @@ def test_the_host_s_values_are_not_passed_on_unchecked(tmp_path, controller_tree
 def test_the_suite_has_enough_cases():
     """Issue 12 asks for at least 25 hostile results fed to the action."""
     assert len(CASES) + len(DATA_CASES) + 2 >= 25
+
+
+STARTED = {
+    "changed": True,
+    "kernel": "6.1.0-56-cloud-amd64",
+    "trace_clock": "local",
+    "started": "2026-11-27T03:15:02.000000Z",
+    "clock_anchor": {
+        "wall": 1795750502.1,
+        "trace": None,
+        "clock": "local",
+        "wall_ns": 1795750502100000000,
+        "trace_ns": None,
+        "uncertainty_ns": None,
+    },
+    "cpus_offline": [],
+}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({}, None),
+        ({"clock_anchor": dict(STARTED["clock_anchor"], wall_ns=-1)}, r"clock_anchor\.wall_ns=-1: out of range"),
+        (
+            {"clock_anchor": dict(STARTED["clock_anchor"], wall_ns="now")},
+            r"clock_anchor\.wall_ns='now': an integer is expected, not str",
+        ),
+        (
+            {"clock_anchor": dict(STARTED["clock_anchor"], uncertainty_ns=10**12)},
+            r"clock_anchor\.uncertainty_ns=1000000000000: out of range",
+        ),
+        ({"excluded_pids": [4242]}, r"excluded_pids=\[4242\]: a key this result never has"),
+        ({"file_version": 7}, r"file_version=7: a key this result never has"),
+        ({"started": "2026-11-27T03:15:02Z\n../x"}, r"started='2026-11-27T03:15:02Z\\n\.\./x': not a UTC time"),
+    ],
+    ids=["truthful", "negative wall_ns", "wall_ns as text", "huge uncertainty", "pids", "file_version", "newline"],
+)
+def test_a_started_window_s_result_is_checked_too(tmp_path, changes, message):
+    """state=started returns the window's anchor (nothing to fetch yet): it goes through
+    the same schema, and a lie fails the task before it is passed on."""
+    target = Target(tmp_path)
+    action, task = make_action(target, dict(STARTED, **changes))
+    task.args = {"instance": "cap", "state": "started", "dest": str(tmp_path / "traces")}
+    out = action.run(task_vars={"inventory_hostname": "web01"})
+    action._make_tmp_path.assert_not_called()
+    assert not (tmp_path / "traces").exists()
+    if message is None:
+        assert not out.get("failed") and out["clock_anchor"]["wall_ns"] == 1795750502100000000, out
+        return
+    assert out.get("failed") is True and not out.get("changed"), out
+    assert out["msg"].startswith("trace_capture: " + REFUSED) and re.search(message, out["msg"]), out["msg"]

@@ -78,3 +78,44 @@ def test_the_filter_names_itself_in_its_errors():
     assert sample(["b", "a", "c"], 3, 1) == ["b", "a", "c"]
     with pytest.raises(AnsibleFilterError, match=r"tracefleet.ftrace.sample: size='0%'"):
         sample(FLEET, "0%", 1)
+
+
+def _bad_input_cases():
+    import os
+
+    import yaml
+
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), *[os.pardir] * 4, "extensions/molecule/bad-input/cases/sample.yml"
+    )
+    with open(path, encoding="utf-8") as handle:
+        cases = yaml.safe_load(handle)["bad_input_cases_sample"]
+    return [pytest.param(case, id=case["name"]) for case in cases]
+
+
+@pytest.mark.parametrize("case", _bad_input_cases())
+def test_bad_input_suite_sample_cases(case):
+    """The molecule bad-input suite's sampling cases: the filter (as the rollout calls it)
+    and run_sample refuse each with its message, and nothing is written."""
+    import os
+    import re
+
+    from ansible.errors import AnsibleActionFail, AnsibleFilterError
+
+    from ansible_collections.tracefleet.ftrace.plugins.filter.sample import FilterModule
+
+    args = case["args"]
+    if case["module"] == "sample":
+        with pytest.raises(AnsibleFilterError) as caught:
+            FilterModule().filters()["sample"](args["hosts"], args["size"], args["seed"])
+        message = caught.value.message
+    else:
+        assert case["module"] == "run_sample"
+        try:
+            result = run_action(dict(args))
+        except AnsibleActionFail as exc:  # the task's result, as the executor makes it
+            result = {"failed": True, "msg": exc.message}
+        assert result.get("failed") is True and not result.get("changed"), result
+        message = result["msg"]
+        assert not os.path.exists(args["run_dir"])
+    assert re.search(case["msg"], message), (case["msg"], message)

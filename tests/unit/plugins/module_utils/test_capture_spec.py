@@ -71,3 +71,24 @@ def test_good_options_pass(args):
 def test_max_bytes_takes_sizes():
     assert validated(duration=1)["max_bytes"] == 512 << 20
     assert validated(duration=1, max_bytes="2G")["max_bytes"] == 2 << 30
+
+
+@pytest.mark.parametrize(
+    "args, given, message",
+    [
+        # What the task set itself (the action passes its task's arguments): a default is no choice.
+        ({"duration": 1, "format": "text", "file_version": 6}, {"format", "file_version"}, r"^file_version=6 is for"),
+        ({"duration": 1, "format": "text", "file_version": 7}, {"file_version"}, r"^file_version=7 is for format=dat"),
+        ({"duration": 1, "format": "text"}, {"format"}, None),
+        ({"duration": 1, "file_version": 6}, {"file_version"}, None),
+        ({"duration": 1, "session": "s\n"}, (), r"^session='s\\n': it holds the non-printable character '\\n' at"),
+        ({"state": "started", "session": "s\x1b[2J"}, (), r"^session='s\\x1b\[2J': it holds the non-printable"),
+        ({"state": "started", "session": "s\tt"}, (), None),  # a tab is printable enough
+    ],
+)
+def test_options_the_task_set(args, given, message):
+    problem = _capture_spec.problem(validated(**args), given=given)
+    if message is None:
+        assert problem is None
+    else:
+        assert problem is not None and __import__("re").search(message, problem), problem

@@ -250,6 +250,13 @@ def test_subbuf_change_writes_the_rounded_size(subbuf_tree):
         ("4\n", 513, "buffer_subbuf_size_kb=513: the kernel takes 1 to 512 KiB"),
         ("4\n", -4, "buffer_subbuf_size_kb=-4: the kernel takes"),
         ("four\n", 8, "buffer_subbuf_size_kb=8: buffer_subbuf_size_kb reads 'four\\n', not a number of KiB"),
+        # A size no kernel takes is refused as such where the file is missing too (6.1).
+        (None, 0, "buffer_subbuf_size_kb=0: the kernel takes 1 to 512 KiB"),
+        (None, -4, "buffer_subbuf_size_kb=-4: the kernel takes 1 to 512 KiB"),
+        (None, 10**12, "buffer_subbuf_size_kb=1000000000000: the kernel takes 1 to 512 KiB"),
+        # A bool is an int to AnsibleModule: True would be 1 KiB (and "True" in the kernel file).
+        ("4\n", True, "buffer_subbuf_size_kb=True: a whole number of KiB is expected, not true or false"),
+        (None, False, "buffer_subbuf_size_kb=False: a whole number of KiB is expected, not true or false"),
     ],
 )
 def test_subbuf_bad_input(subbuf_tree, reading, wanted, message):
@@ -260,6 +267,13 @@ def test_subbuf_bad_input(subbuf_tree, reading, wanted, message):
     with pytest.raises(_knob_changes.KnobError) as failure:
         plan(subbuf_tree, buffer_subbuf_size_kb=wanted)
     assert message in str(failure.value)
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_a_bool_buffer_size_is_refused_before_the_kernel_is_sent_its_text(tree, wanted):
+    with pytest.raises(_knob_changes.KnobError) as failure:
+        plan(tree, buffer_size_kb=wanted)
+    assert str(failure.value) == "buffer_size_kb=%r: a whole number of KiB is expected, not true or false" % wanted
 
 
 def test_subbuf_before_buffer_size_which_rounds_in_the_new_pages(subbuf_tree):

@@ -144,6 +144,11 @@ def test_lockdown_warns_by_name(run, kernel, fake_host, monkeypatch):
         ({"gid": ""}, "gid=''"),
         ({"options": ["nosuid", "uid=0"]}, "options=['nosuid', 'uid=0']"),
         ({"path": "relative"}, "path='relative' is not an absolute path"),
+        (
+            {"session": "tracefs\n"},
+            "session='tracefs\\n': it holds the non-printable character '\\n' at position 7; nothing was changed",
+        ),
+        ({"session": "s\x1b[2J"}, "session='s\\x1b[2J': it holds the non-printable character '\\x1b'"),
     ],
 )
 def test_bad_input_fails_and_changes_nothing(run, kernel, fake_host, args, message):

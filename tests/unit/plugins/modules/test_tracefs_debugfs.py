@@ -256,3 +256,36 @@ def test_a_tracefs_path_inside_debugfs_is_refused(run, kernel, host):
     result = run({"path": "/sys/kernel/debug/tracing"})
     assert result["failed"] is True
     assert "path=/sys/kernel/debug/tracing lies inside debugfs" in result["msg"]
+
+
+def _bad_input_cases():
+    import yaml
+
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), *[os.pardir] * 4, "extensions/molecule/bad-input/cases/mount.yml"
+    )
+    with open(path, encoding="utf-8") as handle:
+        cases = yaml.safe_load(handle)["bad_input_cases_debugfs"]
+    return [pytest.param(case, id=case["name"]) for case in cases]
+
+
+@pytest.mark.parametrize("case", _bad_input_cases())
+def test_bad_input_suite_debugfs_cases(run, kernel, host, tmp_path, case):
+    """The molecule bad-input suite's debugfs cases, here on a systemd host whose debugfs
+    (and the tracing automount) a case that slipped through would unmount: each is
+    refused with its message, and the mount table, fstab, unit and ledger stay as they were."""
+    import re
+
+    calls, _busy = kernel
+    watched = [host.root / "proc/self/mountinfo", tmp_path / "fstab", tmp_path / MASK, tmp_path / "ledger.json"]
+
+    def state():
+        return [path.read_bytes() if os.path.lexists(path) else None for path in watched]
+
+    before = state()
+    # The case's own options, on this fake host's tracefs and fstab unless it names its own.
+    result = run(dict({"debugfs": "unmanaged"}, **case["args"]))
+    assert result.get("failed") is True and not result.get("changed"), result
+    assert "exception" not in result and "MODULE FAILURE" not in result["msg"]
+    assert re.search(case["msg"], result["msg"]), (case["msg"], result["msg"])
+    assert calls == [] and state() == before

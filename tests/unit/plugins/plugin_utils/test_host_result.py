@@ -25,6 +25,17 @@ from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _host_res
         (hr.Str(pattern="[a-z]+", describe="a word"), "ab\n", "x='ab\\n': not a word"),
         (hr.Str(choices=("a", "b")), "c", "x='c': not one of a, b"),
         (hr.Str(), "\ud800", "x='\\ud800': not valid Unicode (a lone surrogate)"),
+        (hr.Str(printable=True), "s\n", "x='s\\n': it holds the non-printable character '\\n' at position 1"),
+        (
+            hr.Str(text=True, printable=True),
+            "a\x1b[2J",
+            "x='a\\x1b[2J': it holds the non-printable character '\\x1b' at position 1",
+        ),
+        (
+            hr.Str(printable=True),
+            "a\u2028b",
+            "x='a\\u2028b': it holds the non-printable character '\\u2028' at position 1",
+        ),
         (hr.Str(), None, "x=None: a value is required"),
         (hr.List(hr.Int(), max_items=2), [1, 2, 3], "x=[1, 2, 3]: more than 2 items"),
         (hr.Map(hr.Str(max_len=1), hr.Int()), {"ab": 1}, "x key='ab': longer than 1 characters"),
@@ -86,3 +97,37 @@ def test_equal_compares_by_the_plain_type_of_what_was_asked():
             hr.check(hr.Equal(TaggedStr("tf-capture")), lie)
     with pytest.raises(hr.HostResultError, match="expected 1"):
         hr.check(hr.Equal(1), True)
+
+
+def test_printable_allows_a_tab_and_text_without_control_characters():
+    assert hr.check(hr.Str(printable=True), "incident 1234\tweb") == "incident 1234\tweb"
+    # A lone surrogate of free text becomes a visible escape first: printable then.
+    assert hr.check(hr.Str(text=True, printable=True), "a\udcffb") == "a\\udcffb"
+
+
+@pytest.mark.parametrize(
+    "capture, left_out",
+    [
+        ({"clock_anchor": {"wall_ns": -1}}, "m.hosts['web01'].captures[0].clock_anchor.wall_ns=-1: out of range"),
+        ({"clock_anchor": {"trace_ns": "1"}}, "clock_anchor.trace_ns='1': an integer is expected, not str"),
+        ({"clock_anchor": {"uncertainty_ns": 10**11}}, "clock_anchor.uncertainty_ns=100000000000: out of range"),
+        ({"excluded_pids": [0, 42]}, "excluded_pids[0]=0: out of range 1..4194304"),
+        ({"excluded_pids": ["../1"]}, "excluded_pids[0]='../1': an integer is expected, not str"),
+        ({"file_version": 8}, "file_version=8: out of range 6..7"),
+        ({"file_version": "7"}, "file_version='7': an integer is expected, not str"),
+        ({"files": [{"path": "trace.dat", "bytes": -1}]}, "files[0].bytes=-1: out of range"),
+        (
+            {"files": [{"path": "trace.dat", "bytes": 1, "sha256": 5}]},
+            "files[0].sha256=5: a string is expected, not int",
+        ),
+    ],
+)
+def test_a_manifest_read_back_leaves_out_lying_capture_fields(capture, left_out):
+    """A manifest someone edited (or an older host's lie that got in): the run report and
+    the Perfetto export read it through MANIFEST, which leaves the bad field out."""
+    problems: list = []
+    manifest = {"format": 1, "hosts": {"web01": {"captures": [dict({"name": "trace"}, **capture)]}}}
+    out = hr.sanitize(hr.MANIFEST, manifest, "m", problems)
+    assert len(problems) == 1 and left_out in problems[0], problems
+    (kept,) = out["hosts"]["web01"]["captures"]
+    assert kept["name"] == "trace"

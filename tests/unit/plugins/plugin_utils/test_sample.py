@@ -51,10 +51,20 @@ def test_seed_text(seed, text):
     assert _sample.seed_text(seed) == text
 
 
-@pytest.mark.parametrize("seed", [None, True, 4.2, "", "x" * 257, ["a"], {"a": 1}])
+@pytest.mark.parametrize(
+    "seed", [None, True, 4.2, "", "x" * 257, ["a"], {"a": 1}, "s\n", "incident\x1b[2J", "a\u2028b", "\x00"]
+)
 def test_bad_seeds_are_refused(seed):
     with pytest.raises(_sample.SampleError, match="seed="):
         _sample.seed_text(seed)
+
+
+def test_a_seed_with_a_control_character_is_refused_by_name_and_position():
+    # It is recorded in the manifest and printed to be given again with -e.
+    with pytest.raises(_sample.SampleError) as caught:
+        _sample.seed_text("incident-1234\n")
+    assert str(caught.value) == "seed='incident-1234\\n': it holds the non-printable character '\\n' at position 13"
+    assert _sample.seed_text("incident 1234\twith a tab") == "incident 1234\twith a tab"
 
 
 def test_the_ranking_is_sha256_of_seed_and_name():
@@ -118,6 +128,14 @@ def test_hosts_must_be_a_list_of_names(hosts):
         _sample.draw(hosts, 1, 1)
 
 
+def test_hosts_given_as_one_templated_string_are_named_by_the_plain_type():
+    class TaggedStr(str):  # what ansible-core 2.19 makes of a templated string
+        pass
+
+    with pytest.raises(_sample.SampleError, match=r"must be a list of names, not str$"):
+        _sample.draw(TaggedStr("web01,web02"), 1, 1)
+
+
 def test_record_describes_the_sample():
     record = _sample.record("web", list(reversed(FLEET)), "10%", 7)
     assert record == {
@@ -134,6 +152,8 @@ def test_record_describes_the_sample():
 def test_record_needs_the_group():
     with pytest.raises(_sample.SampleError, match="group="):
         _sample.record("", FLEET, 1, 1)
+    with pytest.raises(_sample.SampleError, match=r"group='web\\nall': it holds the non-printable character"):
+        _sample.record("web\nall", FLEET, 1, 1)
 
 
 # ------------------------------------------------------------ the manifest
@@ -188,6 +208,11 @@ def test_record_sample_needs_a_manifest(tmp_path):
         {"hosts": "web01"},
         {"hosts": [1]},
         {"method": "Random.shuffle"},
+        {"seed": "s\n"},
+        {"seed": "s\x1b[2J"},
+        {"group": "web\nall"},
+        {"group_size": 1 << 21},
+        {"hosts": ["web01"] * ((1 << 20) + 1)},
     ],
 )
 def test_record_sample_checks_the_record_before_writing(run, change):
@@ -213,3 +238,11 @@ def test_a_sample_read_back_is_checked_as_host_data():
     assert manifest["sample"]["hosts"] == ["a"]
     assert "group_size" not in manifest["sample"]
     assert len(problems) == 2
+    manifest, problems = _run_dir.checked_manifest(
+        {"format": 1, "hosts": {}, "sample": dict(good, seed="s\n-e evil=1", group="web\x1b[2J")}
+    )
+    assert "seed" not in manifest["sample"] and "group" not in manifest["sample"]
+    assert [problem.split(":")[0] for problem in problems] == [
+        "manifest.json.sample.group='web\\x1b[2J'",
+        "manifest.json.sample.seed='s\\n-e evil=1'",
+    ]
