@@ -94,7 +94,7 @@ def _bad_input_cases():
 
 
 @pytest.mark.parametrize("case", _bad_input_cases())
-def test_bad_input_suite_sample_cases(case):
+def test_bad_input_suite_sample_cases(case, run_action):
     """The molecule bad-input suite's sampling cases: the filter (as the rollout calls it)
     and run_sample refuse each with its message, and nothing is written."""
     import os
@@ -112,7 +112,7 @@ def test_bad_input_suite_sample_cases(case):
     else:
         assert case["module"] == "run_sample"
         try:
-            result = run_action(dict(args))
+            result = run_action("run_sample", dict(args))
         except AnsibleActionFail as exc:  # the task's result, as the executor makes it
             result = {"failed": True, "msg": exc.message}
         assert result.get("failed") is True and not result.get("changed"), result
