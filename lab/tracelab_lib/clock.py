@@ -86,7 +86,7 @@ class _Session:
 
     def measure(self, samples: int) -> Offset:
         found = []
-        for _ in range(samples):
+        for _attempt in range(samples):
             before = time.time_ns()
             answer = self.ask("t")
             after = time.time_ns()
