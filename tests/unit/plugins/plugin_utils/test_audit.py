@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import re
+import stat
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -765,3 +766,16 @@ def test_debugfs_disallowed_reports_the_mode_the_kernel_was_given(registered, po
     check = _audit.check_debugfs_disallowed(facts(debugfs=debugfs), policy)
     assert check["status"] == "pass"
     assert check["actual"] == actual
+
+
+def test_reports_are_private_whatever_the_umask(tmp_path, report):
+    """The audit's files name every host and its findings: 0600 in a 0700 directory,
+    even under a umask that would leave them world-readable (docs/security.md)."""
+    old = os.umask(0o000)
+    try:
+        out = _audit.write_reports(report, str(tmp_path / "audit"), ["json", "junit", "markdown", "html"])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(out["path"]).st_mode) == 0o700
+    for path in out["files"].values():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path

@@ -9,6 +9,7 @@ import html.parser
 import json
 import os
 import re
+import stat
 
 import pytest
 
@@ -485,3 +486,13 @@ def test_the_merge_command_says_when_every_file_is_dated(tmp_path, tracedat):
     assert "every file carries a DATE option" in _run_report._open_section(
         dict(model, merge=_run_report.merge_command(model["hosts"][0]["captures"]))
     )
+
+
+def test_the_report_is_private_whatever_the_umask(run_dir):
+    """report.html shows the hosts' events and names: 0600 like the traces it reads."""
+    old = os.umask(0o000)
+    try:
+        write_report(str(run_dir))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((run_dir / "report.html").stat().st_mode) == 0o600
