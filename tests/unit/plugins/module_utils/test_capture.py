@@ -198,6 +198,18 @@ def test_failed_compressor_is_an_error():
     stream.abort()
 
 
+def test_a_full_disk_under_a_spill_file_says_so(tmp_path):
+    """The CPUs past the live compressors spill raw pages to files; a full disk there is
+    named as such too (a spill "file" that is /dev/full), never a bare OSError. (The
+    splice path, `take`, cannot be shown this way: splice(2) into /dev/full is EINVAL.)"""
+    spill_path = tmp_path / "cpu40.raw"
+    spill_path.symlink_to("/dev/full")
+    spill = _compress.Spill(str(spill_path))
+    with pytest.raises(_compress.CompressError, match="no space left on .*cpu40.raw.*No space left on device"):
+        spill.write(b"p" * 4096)
+    assert spill.raw_bytes == 0
+
+
 # The files of the instance "cap" a capture reads, on top of the shared fake tracefs.
 INSTANCE_FILES = {
     "tracing_on": "1\n",
