@@ -21,7 +21,7 @@ elif not os.path.lexists(LINK):
     os.makedirs(os.path.dirname(LINK), exist_ok=True)
     os.symlink(os.path.join("..", "..", "..", ".."), LINK)
 
-for path in (COLLECTIONS, os.path.join(ROOT, "lab")):
+for path in (COLLECTIONS, os.path.join(ROOT, "lab"), os.path.dirname(os.path.abspath(__file__))):
     if path not in sys.path:
         sys.path.insert(0, path)
 

@@ -11,28 +11,23 @@ leaves the tracefs tree, the ledger and the controller's dest as they were."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from unittest.mock import MagicMock
 
+import bad_input_cases
 import pytest
-import yaml
 from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.tracefleet.ftrace.plugins.modules import trace_capture
 
-CASES = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), *[os.pardir] * 4, "extensions/molecule/bad-input/cases/capture.yml"
-)
 # How the module's own failures begin; the action's refusals (its argument spec and
 # _capture_spec.problem) come before the module is run.
 MODULE_FAILURE = "trace_capture (instance="
 
 
 def _cases():
-    with open(CASES, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+    data = bad_input_cases.load("capture")
     return [pytest.param(variable, case, id=case["name"]) for variable, cases in sorted(data.items()) for case in cases]
 
 

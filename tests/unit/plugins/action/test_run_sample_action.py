@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import bad_input_cases
 import pytest
 
 FLEET = ["web%02d" % number for number in range(1, 21)]
@@ -81,15 +82,7 @@ def test_the_filter_names_itself_in_its_errors():
 
 
 def _bad_input_cases():
-    import os
-
-    import yaml
-
-    path = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), *[os.pardir] * 4, "extensions/molecule/bad-input/cases/sample.yml"
-    )
-    with open(path, encoding="utf-8") as handle:
-        cases = yaml.safe_load(handle)["bad_input_cases_sample"]
+    cases = bad_input_cases.load("sample")["bad_input_cases_sample"]
     return [pytest.param(case, id=case["name"]) for case in cases]
 
 

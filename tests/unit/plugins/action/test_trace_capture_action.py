@@ -18,6 +18,7 @@ import re
 import shlex
 from unittest.mock import MagicMock
 
+import bad_input_cases
 import pytest
 
 PAYLOAD = bytes(range(256)) * 40000  # ~10 MiB: more than two 4 MiB chunks
@@ -209,22 +210,7 @@ def test_bad_run_id_is_refused_before_the_host_is_touched(remote, tmp_path):
 
 
 def _controller_cases():
-    import yaml
-
-    path = os.path.join(
-        os.path.dirname(__file__),
-        "..",
-        "..",
-        "..",
-        "..",
-        "extensions",
-        "molecule",
-        "bad-input",
-        "cases",
-        "controller.yml",
-    )
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)["bad_input_cases_controller"]
+    return bad_input_cases.load("controller")["bad_input_cases_controller"]
 
 
 @pytest.mark.parametrize("case", _controller_cases(), ids=lambda case: case["name"])

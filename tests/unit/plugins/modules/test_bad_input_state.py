@@ -10,8 +10,8 @@ import os
 import re
 import shutil
 
+import bad_input_cases
 import pytest
-import yaml
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _probes
@@ -23,8 +23,6 @@ from ansible_collections.tracefleet.ftrace.plugins.modules import (
     tracer,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-CASES = os.path.join(ROOT, "extensions", "molecule", "bad-input", "cases", "state.yml")
 MODULES = {
     "trace_instance": trace_instance,
     "tracer": tracer,
@@ -43,8 +41,7 @@ TRIGGERS = "# Available triggers:\n# traceon traceoff snapshot stacktrace enable
 
 
 def _load():
-    with open(CASES, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+    data = bad_input_cases.load("state")
     cases = []
     for variable, items in data.items():
         for case in items:
@@ -54,8 +51,7 @@ def _load():
 
 
 def test_the_suite_has_enough_state_cases():
-    with open(CASES, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+    data = bad_input_cases.load("state")
     assert len(data["bad_input_cases_state"]) >= 25
     assert {case["module"] for case in data["bad_input_cases_state"]} == set(MODULES)
 

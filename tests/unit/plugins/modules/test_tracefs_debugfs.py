@@ -8,6 +8,7 @@ import errno
 import json
 import os
 
+import bad_input_cases
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
@@ -259,13 +260,7 @@ def test_a_tracefs_path_inside_debugfs_is_refused(run, kernel, host):
 
 
 def _bad_input_cases():
-    import yaml
-
-    path = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), *[os.pardir] * 4, "extensions/molecule/bad-input/cases/mount.yml"
-    )
-    with open(path, encoding="utf-8") as handle:
-        cases = yaml.safe_load(handle)["bad_input_cases_debugfs"]
+    cases = bad_input_cases.load("mount")["bad_input_cases_debugfs"]
     return [pytest.param(case, id=case["name"]) for case in cases]
 
 
