@@ -44,3 +44,13 @@ def test_a_guest_without_the_reader_fails_clearly(tmp_path):
     script.chmod(0o755)
     with pytest.raises(LabError, match="clock reader ended: python3: not found"):
         clock.measure([str(script)], samples=2)
+
+
+def test_a_guest_that_answers_nonsense_is_refused(tmp_path):
+    """A guest whose reader answers something that is not a time (a lying or broken
+    guest) is a clear error, not a traceback and not a clock step."""
+    script = tmp_path / "ssh"
+    script.write_text("#!/bin/sh\nwhile read line; do echo '12:00 tomorrow'; done\n")
+    script.chmod(0o755)
+    with pytest.raises(LabError, match="answered '12:00 tomorrow'"):
+        clock.sync([str(script)], samples=2)
