@@ -302,7 +302,16 @@ def _manifest_entry(args: dict, checked: dict, method: str) -> dict:
         transfer=method,
         timings=checked.get("timings"),
     )
-    for key in ("cpus_offline", "closed_by", "budget_reached", "file_version", "excluded_pids"):
+    for key in (
+        "cpus_offline",
+        "closed_by",
+        "budget_reached",
+        "file_version",
+        "excluded_pids",
+        "start_at",
+        "late",
+        "start_delay",
+    ):
         if key in checked:
             entry[key] = checked[key]
     if "rc" in checked:

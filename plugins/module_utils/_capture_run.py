@@ -32,6 +32,7 @@ import time
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import (
     _capture,
     _capture_anchor,
+    _capture_spec,
     _compress,
     _tracedat_writer,
 )
@@ -57,6 +58,8 @@ def capture(params: dict) -> tuple[dict, list[str]]:
     try:
         run = CaptureRun(params)
         if params["state"] == "started":
+            if params["start_at"] is not None or params["duration"] is not None:
+                return run.arm()
             return run.start(), []
         return run.collect()
     except OSError as exc:
@@ -145,6 +148,28 @@ class CaptureRun:
             cpus_offline=self.window.offline,
         )
 
+    def arm(self) -> tuple[dict, list[str]]:
+        """state=started with start_at or duration: arm a window that its keeper opens
+        at start_at (or at once) and closes after duration (or when collected)."""
+        params = self.params
+        start_at = _capture_spec.start_time(params["start_at"])
+        armed = self.window.arm(start_at, params["duration"])
+        result = dict(
+            self.result,
+            started=None,
+            start_at=iso(start_at) if start_at is not None else None,
+            late=armed["late"],
+            clock_anchor=_capture_anchor.anchor(None, {}, self.result["trace_clock"]),
+            cpus_offline=self.window.offline,
+        )
+        warnings = []
+        if armed["late"]:
+            warnings.append(
+                "%s: armed after start_at=%s: the window opened as soon as it was armed, late (collect it to "
+                "see when)" % (self.window.where(), result["start_at"])
+            )
+        return result, warnings
+
     def collect(self) -> tuple[dict, list[str]]:
         """state=captured (open, wait, close) or collected (close what `started` opened):
         read the window out into <work_dir>/<name>.<dat|txt>[.zst|.gz]."""
@@ -228,12 +253,13 @@ class CaptureRun:
                     during = time.monotonic()
                     output.prepare(events)
                     timings["during"] = time.monotonic() - during
-                    closed_by = "collected"
+                    closed_by = "duration" if facts.get("closed") is not None else "collected"
                     if state == "captured":
                         closed_by = self._wait(output)
                     self.window.stop()
                     closed = time.monotonic()
-                    timings["window"] = round(time.time() - (facts.get("wall") or time.time()), 6)
+                    ended = facts.get("closed") or time.time()
+                    timings["window"] = round(max(0.0, ended - (facts.get("wall") or ended)), 6)
                     timings["during"] = round(timings["during"] + output.busy, 6)
                     output.window_closed()
                     # One read of each CPU's stats: the text goes into a trace.dat as it is.
@@ -287,7 +313,27 @@ class CaptureRun:
         )
         if params["format"] == "dat":
             self.result["file_version"] = params["file_version"]
-        return self.result, self._warnings(output, events, lost)
+        if facts.get("start_at") is not None:
+            self.result.update(
+                start_at=iso(facts["start_at"]),
+                late=facts["late"],
+                start_delay=round(facts["wall"] - facts["start_at"], 6),
+            )
+        if facts.get("anchor_problem"):
+            self.anchor_problem = facts["anchor_problem"]
+        warnings = self._warnings(output, events, lost)
+        if facts.get("late"):
+            warnings.append(
+                "%s: the window was armed after start_at=%s and opened %.3f s late, at %s"
+                % (self.window.where(), self.result["start_at"], self.result["start_delay"], self.result["started"])
+            )
+        if facts.get("keeper_gone"):
+            warnings.append(
+                "%s: the window's keeper process (pid %s) is gone: it did not close the window after its "
+                "duration; this task closed it, %.1f s after it opened"
+                % (self.window.where(), facts["keeper_gone"], timings["window"])
+            )
+        return self.result, warnings
 
     def _anchor(self, samples: dict | None, finder, output: CaptureFormat) -> dict:
         """The anchor from the markers found in the pages (dat) or the text."""

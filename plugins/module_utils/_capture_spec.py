@@ -19,8 +19,10 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
+import time
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import control_character
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._task import COMMON_ARGS
@@ -29,6 +31,7 @@ TARGET_OPTIONS = dict(
     instance=dict(type="str"),
     state=dict(type="str", default="captured", choices=["captured", "started", "collected"]),
     duration=dict(type="float"),
+    start_at=dict(type="raw"),
     command=dict(type="str"),
     timeout=dict(type="float", default=600),
     allowed_rc=dict(type="list", elements="int", default=[0]),
@@ -86,8 +89,16 @@ def problem(params: dict, given=()) -> str | None:
     (the argument spec checked their types). None when nothing is. `given`: the
     options the task set itself (the action knows them; defaults are not a choice)."""
     state = params["state"]
-    if state != "captured" and (params["duration"] is not None or params["command"] is not None):
-        return "duration and command are for state=captured; with state=%s the window spans tasks" % state
+    if state != "captured" and params["command"] is not None:
+        return "command is for state=captured; with state=%s the window spans tasks" % state
+    if state == "collected" and params["duration"] is not None:
+        return "duration is for state=captured or started; a collected window already has its length"
+    if params["start_at"] is not None:
+        if state != "started":
+            return "start_at is for state=started (arming a window that opens at that time), not state=%s" % state
+        start_problem = _start_problem(params["start_at"], params["max_duration"])
+        if start_problem:
+            return start_problem
     if "file_version" in given and params["format"] != "dat":
         return "file_version=%r is for format=dat (a trace.dat's version); format=%s has no file version" % (
             params["file_version"],
@@ -116,4 +127,52 @@ def problem(params: dict, given=()) -> str | None:
         return "command=%r: give a command line for /bin/sh -c, without NUL characters" % params["command"]
     if params["max_bytes"] < MIN_BYTES:
         return "max_bytes=%s: a capture needs a budget of at least %d bytes (1M)" % (params["max_bytes"], MIN_BYTES)
+    return None
+
+
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?")
+
+
+def start_time(value) -> float | None:
+    """start_at as seconds since the epoch: a number of them, or an ISO 8601 time with a
+    UTC offset (2026-12-06T03:15:00Z, ...+01:00). Raises ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("not a time")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        seconds = float(value.strip())
+    elif isinstance(value, str):
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
+        stamp = datetime.datetime.fromisoformat(text)
+        if stamp.tzinfo is None:
+            raise ValueError("no UTC offset")
+        seconds = stamp.timestamp()
+    else:
+        raise ValueError("not a time")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("not a time")
+    return seconds
+
+
+def _start_problem(value, max_duration: float) -> str | None:
+    """What is wrong with start_at, judged by this machine's clock."""
+    try:
+        seconds = start_time(value)
+    except (ValueError, OverflowError):
+        return (
+            "start_at=%r: give a time of day as seconds since the epoch (1796536500.5) or in ISO 8601 with "
+            "a UTC offset (2026-12-06T03:15:00Z)" % (value,)
+        )
+    ahead = (seconds or 0) - time.time()
+    if math.isfinite(max_duration) and ahead > max_duration:
+        return "start_at=%r is %d seconds ahead, more than max_duration=%s; raise max_duration to arm it" % (
+            value,
+            ahead,
+            show(max_duration),
+        )
     return None

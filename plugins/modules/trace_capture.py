@@ -15,6 +15,18 @@ description:
     C(<dest>/<run_id>/<inventory_hostname>/), with a C(manifest.json) per run.
   - The window is O(duration) seconds, or the run of a workload O(command), or spans
     tasks for long captures (O(state=started), later O(state=collected)).
+  - An armed window (O(state=started) with O(start_at) and O(duration)) opens at a
+    given time of day and closes O(duration) seconds later by itself, so that every
+    host of a fleet traces the same seconds whatever order Ansible reaches them in.
+    Arming records the window, turns recording off and empties the buffer, and leaves
+    a keeper process on the host that turns C(tracing_on) on at O(start_at) (the real
+    start, RV(started), is the time of day read just before that write), writes the
+    anchor markers, and turns it off again after O(duration). O(state=collected) waits
+    for the keeper, then reads the window out. A host armed after O(start_at) opens its
+    window at once and reports it (RV(late), RV(start_delay), a warning); it is never
+    shifted silently. The keeper is in the ledger, so M(tracefleet.ftrace.teardown)
+    ends it before it puts C(tracing_on) back. The hosts' clocks must agree (NTP or
+    PTP), since each host opens the window by its own clock.
   - With O(format=dat) the per-CPU ring buffers are read raw from
     C(per_cpu/cpuN/trace_pipe_raw) (consuming, whole pages, no text formatting in the
     kernel) during the window and written as a trace-cmd C(trace.dat) with the headers,
@@ -96,7 +108,8 @@ options:
     default: captured
   duration:
     description:
-      - Length of the window in seconds, for O(state=captured). A finite number, more
+      - Length of the window in seconds, for O(state=captured), or for an armed window
+        (O(state=started)), which then closes itself after it. A finite number, more
         than 0 and at most O(max_duration).
       - With O(command), an upper bound is given by O(timeout) instead.
       - O(state=captured) needs O(duration) or O(command).
@@ -116,6 +129,18 @@ options:
       - A finite number, more than 0 and, with O(command), at most O(max_duration).
     type: float
     default: 600
+  start_at:
+    description:
+      - For O(state=started) only. The time of day at which the window opens on the
+        target, by the target's clock, as seconds since the epoch (V(1796536500.5)) or in
+        ISO 8601 with a UTC offset (V(2026-12-06T03:15:00Z)). The task returns at once
+        and a keeper process opens the window then (see the description); with
+        O(duration) it also closes it.
+      - A time already past when the window is armed opens it at once, reported as
+        RV(late). Refused when more than O(max_duration) seconds ahead.
+      - Without O(start_at), O(state=started) with O(duration) arms a window that opens
+        at once and closes after O(duration).
+    type: raw
   max_duration:
     description:
       - The longest window this task may open, in seconds. O(duration) and (with
@@ -294,6 +319,25 @@ EXAMPLES = r"""
     state: collected
     format: text
 
+# Every host of the batch traces the same 10 seconds: pick a start far enough ahead
+# for every host to be armed (the session role computes it from forks).
+- name: Pick a start time on the controller
+  ansible.builtin.set_fact:
+    window_start: "{{ now().timestamp() + 30 }}"
+  run_once: true
+
+- name: Arm the window on every host
+  tracefleet.ftrace.trace_capture:
+    instance: tracefleet
+    state: started
+    start_at: "{{ window_start }}"
+    duration: 10
+
+- name: Collect every host's window once it has closed
+  tracefleet.ftrace.trace_capture:
+    instance: tracefleet
+    state: collected
+
 - name: Capture a workload that may exit 1, with a named file, without kallsyms
   tracefleet.ftrace.trace_capture:
     instance: tracefleet
@@ -404,10 +448,32 @@ seconds:
   type: float
   sample: 5.01
 started:
-  description: Wall-clock time on the target when the window opened (UTC, ISO 8601).
+  description:
+    - Wall-clock time on the target when the window opened (UTC, ISO 8601).
+    - Null when a window was armed (O(state=started) with O(start_at) or O(duration)):
+      its keeper opens it later, and O(state=collected) returns when.
   returned: always, unless skipped
   type: str
   sample: "2026-11-27T03:15:02.123456Z"
+start_at:
+  description: When an armed window was to open (UTC, ISO 8601), as O(start_at) asked.
+  returned: when a window was armed with O(start_at), and when it is collected
+  type: str
+  sample: "2026-11-27T03:15:00.000000Z"
+late:
+  description:
+    - Whether the window was armed after O(start_at), so it opened as soon as it was
+      armed rather than at O(start_at) (RV(started) says when).
+  returned: when a window was armed with O(start_at), and when it is collected
+  type: bool
+  sample: false
+start_delay:
+  description:
+    - Seconds from O(start_at) to the window's real start (RV(started)), by the target's
+      clock. For a window armed in time that is the keeper's wake-up latency; more for a late one.
+  returned: when a window armed with O(start_at) was collected
+  type: float
+  sample: 0.000412
 clock_anchor:
   description:
     - Which time of day was which trace-clock time when the window opened, from the

@@ -366,8 +366,16 @@ WINDOW = dict(
     cpus_offline=List(Int(0, MAX_CPUS - 1), max_items=MAX_CPUS),
 )
 
-# trace_capture, state=started: a window opened, nothing to fetch.
-CAPTURE_STARTED = Record(dict(WINDOW, **ANSIBLE_KEYS), required=("kernel",), drop=ANSIBLE_DROPPED)
+# An armed window (state=started with start_at): when it was to open, whether it was
+# armed too late for that, and (collected) how long after start_at it really opened.
+ARMED = dict(
+    start_at=Str(max_len=40, pattern=_TIMESTAMP, describe="a UTC time in ISO 8601", nullable=True),
+    late=Bool(),
+)
+START_DELAY = Float(-MAX_SECONDS, MAX_SECONDS)
+
+# trace_capture, state=started: a window opened or armed, nothing to fetch.
+CAPTURE_STARTED = Record(dict(WINDOW, **ARMED, **ANSIBLE_KEYS), required=("kernel",), drop=ANSIBLE_DROPPED)
 
 
 def capture_collected(
@@ -402,6 +410,8 @@ def capture_collected(
         format=Equal(fmt),
         instance=Equal(instance),
         excluded_pids=PIDS,
+        start_delay=START_DELAY,
+        **ARMED,
         **ANSIBLE_KEYS,
     )
     required = ["file", "file_name", "compress", "bytes", "raw_bytes", "events", "kernel", "format"]
@@ -454,6 +464,9 @@ MANIFEST_CAPTURE = Record(
         cpus_offline=List(Int(0, MAX_CPUS - 1), max_items=MAX_CPUS, nullable=True),
         closed_by=Str(max_len=16, text=True, nullable=True),
         budget_reached=Bool(nullable=True),
+        start_at=FREE,
+        late=Bool(nullable=True),
+        start_delay=Float(-MAX_SECONDS, MAX_SECONDS, nullable=True),
     ),
     extra="ignore",
 )

@@ -41,8 +41,14 @@ def validated(**args) -> dict:
         ({"duration": 1, "name": "trace\n"}, r"^name='trace\\n': use letters"),
         ({"duration": 1, "name": ".hidden"}, r"^name='.hidden': use letters"),
         ({"duration": 1, "name": "../x"}, r"^name='../x': use letters"),
-        ({"state": "started", "duration": 1}, r"^duration and command are for state=captured; with state=started"),
-        ({"state": "collected", "command": ""}, r"^duration and command are for state=captured; with state=collected"),
+        ({"state": "collected", "duration": 1}, r"^duration is for state=captured or started"),
+        ({"state": "collected", "command": ""}, r"^command is for state=captured; with state=collected"),
+        ({"state": "started", "command": "true"}, r"^command is for state=captured; with state=started"),
+        ({"state": "captured", "duration": 1, "start_at": 1}, r"^start_at is for state=started"),
+        ({"state": "started", "start_at": True}, r"^start_at=True: give a time of day"),
+        ({"state": "started", "start_at": "2026-12-06 03:15"}, r"^start_at='2026-12-06 03:15': give"),
+        ({"state": "started", "start_at": "nan"}, r"^start_at='nan': give"),
+        ({"state": "started", "start_at": 4102444800, "max_duration": 60}, r"^start_at=4102444800 is \d+ seconds ahead"),
     ],
 )
 def test_bad_options_are_refused(args, message):

@@ -5,12 +5,13 @@ an expected failure turned into one message."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture_spec
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture_keeper, _capture_spec, _capture_window
 from ansible_collections.tracefleet.ftrace.plugins.modules import trace_capture
 
 
@@ -49,7 +50,9 @@ def test_check_mode_records_nothing(run, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ({"state": "started", "duration": 1}, "duration and command are for state=captured; with state=started"),
+        ({"state": "started", "command": "true"}, "command is for state=captured; with state=started"),
+        ({"state": "collected", "duration": 1}, "duration is for state=captured or started"),
+        ({"state": "started", "start_at": "soon"}, "start_at='soon': give a time of day"),
         ({"name": ".hidden", "duration": 1}, "name='.hidden': use letters, digits"),
         ({"duration": 0}, "duration=0: must be a finite number of seconds, more than 0"),
         ({}, "state=captured needs duration (seconds) or command"),
@@ -99,3 +102,56 @@ def test_the_module_declares_every_documented_option():
         "instance": "cap",
         "name": "t",
     }
+
+
+def _keeper_of(tmp_path) -> dict | None:
+    entries = json.loads((tmp_path / "ledger.json").read_text())["entries"]
+    captures = [entry for entry in entries if entry["kind"] == "capture"]
+    return captures[0]["keeper"] if captures else None
+
+
+def test_an_armed_window_opens_at_start_at_and_closes_by_itself(run, fake_host, tmp_path):
+    """The keeper (a process of its own) opens the window at start_at and closes it after
+    the duration; collected waits for it and reports the real start and length."""
+    on = fake_host.tracing / "instances/cap/tracing_on"
+    on.write_text("1\n")  # recording before: arming turns it off until the window opens
+    start_at = time.time() + 0.5
+    armed = run({"state": "started", "start_at": start_at, "duration": 0.4})
+    assert not armed.get("failed"), armed
+    assert armed["started"] is None and armed["late"] is False and armed["start_at"].endswith("Z")
+    assert on.read_text().strip() == "0"
+    keeper = _keeper_of(tmp_path)
+    assert _capture_keeper.alive(keeper)
+    result = run({"state": "collected", "format": "text", "compress": "none"})
+    assert not result.get("failed"), result
+    assert result["closed_by"] == "duration" and result["late"] is False
+    assert 0 <= result["start_delay"] < 0.4, result["start_delay"]
+    assert 0.35 <= result["seconds"] < 1.0, result["seconds"]
+    assert on.read_text().strip() == "1"  # as it was before the window
+    assert not _capture_keeper.alive(keeper)
+    assert _keeper_of(tmp_path) is None
+
+
+def test_a_window_armed_after_start_at_is_late_and_says_so(run, tmp_path):
+    armed = run({"state": "started", "start_at": time.time() - 5, "duration": 0.1})
+    assert not armed.get("failed"), armed
+    assert armed["late"] is True and "armed after start_at" in json.dumps(armed["warnings"])
+    result = run({"state": "collected", "format": "text", "compress": "none"})
+    assert result["late"] is True and result["start_delay"] >= 5, result
+    assert "opened 5." in json.dumps(result["warnings"]) or "late, at" in json.dumps(result["warnings"])
+
+
+def test_a_keeper_that_died_before_opening_is_a_clear_error(run, tmp_path):
+    run({"state": "started", "start_at": time.time() + 60, "duration": 1})
+    assert _capture_keeper.stop(_keeper_of(tmp_path))
+    result = run({"state": "collected", "format": "text", "compress": "none"})
+    assert result["failed"] and "never opened: its keeper process (pid" in result["msg"], result
+
+
+def test_teardown_ends_the_keeper_before_it_opens_the_window(run, fake_host, tmp_path):
+    on = fake_host.tracing / "instances/cap/tracing_on"
+    run({"state": "started", "start_at": time.time() + 60, "duration": 1})
+    keeper = _keeper_of(tmp_path)
+    entry = json.loads((tmp_path / "ledger.json").read_text())["entries"][-1]
+    _capture_window.LEDGER_KINDS["capture"].undo(None, None, entry)
+    assert not _capture_keeper.alive(keeper) and on.read_text().strip() == "0"
