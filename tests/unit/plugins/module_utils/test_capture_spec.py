@@ -48,7 +48,10 @@ def validated(**args) -> dict:
         ({"state": "started", "start_at": True}, r"^start_at=True: give a time of day"),
         ({"state": "started", "start_at": "2026-12-06 03:15"}, r"^start_at='2026-12-06 03:15': give"),
         ({"state": "started", "start_at": "nan"}, r"^start_at='nan': give"),
-        ({"state": "started", "start_at": 4102444800, "max_duration": 60}, r"^start_at=4102444800 is \d+ seconds ahead"),
+        (
+            {"state": "started", "start_at": 4102444800, "max_duration": 60},
+            r"^start_at=4102444800 is \d+ seconds ahead",
+        ),
     ],
 )
 def test_bad_options_are_refused(args, message):
