@@ -169,6 +169,9 @@ def _capture_model(run_dir: str, capture: dict) -> dict:
         instance=capture.get("instance"),
         trace_clock=capture.get("trace_clock"),
         started=capture.get("started"),
+        start_at=capture.get("start_at"),
+        late=capture.get("late") is True,
+        start_delay=_number(capture.get("start_delay")),
         seconds=_number(capture.get("seconds")),
         events=_int(capture.get("events")),
         events_per_cpu=_dict(capture.get("events_per_cpu")),
@@ -286,6 +289,11 @@ def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
                     problems.append("%s: %s: %s" % (label, entry["path"], entry["check"]))
             if capture["dat_error"]:
                 problems.append("%s: trace.dat not read: %s" % (label, capture["dat_error"]))
+            if capture["late"]:
+                problems.append(
+                    "%s: armed after the shared window's start (%s): it opened %s s late, at %s"
+                    % (label, capture["start_at"], _seconds_text(capture["start_delay"]), capture["started"])
+                )
             dat = capture["dat"]
             if dat is not None and capture["events"] is not None and dat["events"] != capture["events"]:
                 problems.append(
@@ -364,6 +372,23 @@ def audit_summary(run_dir: str, audit_path: str | None) -> dict | None:
 
 
 # ---------------------------------------------------------------- rendering
+
+
+def _seconds_text(value) -> str:
+    return "%.3f" % value if isinstance(value, (int, float)) else "?"
+
+
+def _started_cell(capture: dict) -> str:
+    """When the window opened; for a shared window, how long after its start_at (in
+    milliseconds), and a late host marked as such."""
+    cell = h(capture["started"])
+    if capture["start_at"] is None or capture["start_delay"] is None:
+        return cell
+    if capture["late"]:
+        return cell + '<br><span class="loss">late: %s s after the shared start</span>' % _seconds_text(
+            capture["start_delay"]
+        )
+    return cell + '<br><span class="muted">shared window, +%.1f ms</span>' % (capture["start_delay"] * 1000)
 
 
 def _lost_cell(capture: dict) -> str:
@@ -456,7 +481,7 @@ def _hosts_table(model: dict) -> str:
                     h(capture["trace_clock"]),
                     _anchor_cell(capture),
                     h(capture["instance"]) if capture["instance"] else '<span class="muted">top level</span>',
-                    h(capture["started"]),
+                    _started_cell(capture),
                     "%.2f" % capture["seconds"] if capture["seconds"] is not None else "-",
                     _events_cell(capture),
                     _lost_cell(capture),

@@ -496,3 +496,19 @@ def test_the_report_is_private_whatever_the_umask(run_dir):
     finally:
         os.umask(old)
     assert stat.S_IMODE((run_dir / "report.html").stat().st_mode) == 0o600
+
+
+def test_a_shared_window_shows_each_start_and_a_late_host_is_a_problem(run_dir):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    shared = dict(start_at="2026-11-27T03:15:00.000000Z", late=False, start_delay=0.0021)
+    manifest["hosts"]["web01"]["captures"][0].update(shared)
+    late = dict(shared, late=True, start_delay=4.25, started="2026-11-27T03:15:04.250000Z")
+    manifest["hosts"]["../x"]["captures"][0].update(late)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = write_report(str(run_dir))
+    assert result["problems"] == [
+        "../x / trace: armed after the shared window's start (2026-11-27T03:15:00.000000Z): it opened 4.250 s "
+        "late, at 2026-11-27T03:15:04.250000Z"
+    ]
+    text = Page((run_dir / "report.html").read_text()).all_text
+    assert "shared window, +2.1 ms" in text and "late: 4.250 s after the shared start" in text
