@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--name")
     target.add_argument("--all", action="store_true")
 
+    pause = sub.add_parser("pause", help="freeze a VM (SIGSTOP): a host that hangs, SSH unanswered, nothing lost")
+    pause.add_argument("--name", required=True)
+    resume = sub.add_parser("resume", help="let a paused VM run again and wait for SSH")
+    resume.add_argument("--name", required=True)
+
     status = sub.add_parser("status", help="list the VMs")
     status.add_argument("--json", action="store_true")
 
@@ -163,6 +168,12 @@ def main(argv: list[str]) -> int:
                     print("tracelab: %s is down" % name)
                 elif not args.all:
                     print("tracelab: no VM named %s" % name)
+        elif args.command == "pause":
+            vm.pause(args.name)
+            print("tracelab: %s is paused" % args.name)
+        elif args.command == "resume":
+            vm.resume(args.name)
+            print("tracelab: %s runs again" % args.name)
         elif args.command == "status":
             return _status(args.json)
         elif args.command == "inventory":

@@ -235,6 +235,7 @@ def _stop(vm: VM) -> None:
     if vm.running():
         pid = vm.pid()
         assert pid is not None
+        os.kill(pid, signal.SIGCONT)  # a paused VM acts on SIGTERM only once it runs
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         while vm.running() and time.monotonic() < deadline:
@@ -367,6 +368,36 @@ def up(
     set_clock(vm)
     (vm.dir / "ready").write_text("%d\n" % int(time.time()))
     print("tracelab: %s is up after %.0fs (lab/tracelab ssh %s)" % (name, booted, name), flush=True)
+    return vm
+
+
+def pause(name: str) -> VM:
+    """Freeze VM `name` as a host that hangs does: its qemu is stopped (SIGSTOP), so the
+    guest runs nothing and answers nothing (SSH sessions to it stall until their
+    keepalives give up), and nothing in it is lost."""
+    vm = _running_vm(name)
+    os.kill(vm.pid(), signal.SIGSTOP)  # type: ignore[arg-type]
+    (vm.dir / "paused").write_text("%d\n" % int(time.time()))
+    return vm
+
+
+def resume(name: str, timeout: float = 120.0) -> VM:
+    """Let a paused VM run again, wait until SSH answers, and step its clock back to
+    the host's (a guest that was frozen may have fallen behind)."""
+    vm = _running_vm(name)
+    os.kill(vm.pid(), signal.SIGCONT)  # type: ignore[arg-type]
+    with contextlib.suppress(FileNotFoundError):
+        (vm.dir / "paused").unlink()
+    _wait_for_ssh(vm, timeout)
+    set_clock(vm)
+    return vm
+
+
+def _running_vm(name: str) -> VM:
+    validate_name(name)
+    vm = load(name)
+    if vm is None or not vm.running():
+        raise LabError("no running VM named %s" % name)
     return vm
 
 

@@ -22,6 +22,8 @@ Private to the collection: no compatibility promise outside tracefleet.ftrace.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils import _capture, _capture_anchor, _capture_keeper
@@ -117,12 +119,23 @@ class Window:
         return dict(start_at=start_at, late=late, keeper=keeper)
 
     def _keep(self, opens: float, duration: float | None) -> None:  # pragma: no cover - runs in the keeper
-        """The keeper's work: open the window at `opens`, close it `duration` later."""
-        _capture_keeper.sleep_until(opens)
-        wall = time.time()
-        _capture.set_tracing_on(self.buffer, True)
+        """The keeper's work: open the window at `opens`, close it `duration` later.
+        Between waking up and the write that opens the window it only reads the
+        clock (tracing_on is opened beforehand); what follows runs at the lowest
+        priority, so that other windows opening at the same instant on this host (lab
+        aliases, several sessions) do not wait for its bookkeeping."""
+        switch = os.open(self.buffer.path("tracing_on"), os.O_WRONLY)
+        try:
+            _capture_keeper.sleep_until(opens)
+            wall = time.time()
+            os.write(switch, b"1")
+        finally:
+            os.close(switch)
+        os.nice(19)
         anchor, problem = _capture_anchor.take_samples(self.buffer, self.captured)
         self._update(wall=wall, anchor=anchor, anchor_problem=problem)
+        with contextlib.suppress(OSError):
+            os.nice(-19)  # back, for closing on time (root may; others stay at 19)
         if duration is None:
             return
         _capture_keeper.sleep_until(wall + duration)
