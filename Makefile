@@ -57,7 +57,7 @@ export PY_COLORS := 0
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
 .PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy \
-        format sanity sanity-all unit unit-all bench-configure bench-capture bench-perfetto integration changelog docs clean \
+        format sanity sanity-all unit unit-all bench-configure bench-capture bench-fleet bench-perfetto integration changelog docs clean \
         $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
         $(addprefix molecule-,$(SCENARIOS)) $(KERNEL_MATRIX)
 
@@ -69,7 +69,7 @@ help:
 	@echo "                  (sanity and unit: ansible-core $(CORE_TESTED); sanity-all, unit-all:"
 	@echo "                  $(CORE_VERSIONS); one version: sanity-2.X, unit-2.X)"
 	@echo "make format       ruff: fix what it can, then format"
-	@echo "make bench-configure, bench-capture, bench-perfetto (benchmarks under bench/)"
+	@echo "make bench-configure, bench-capture, bench-fleet, bench-perfetto (benchmarks under bench/)"
 	@echo "make deps | venv | venv-2.X | lab-image | changelog | docs | clean"
 
 deps:
@@ -217,6 +217,11 @@ bench-configure: deps venv collection lab-image
 
 bench-capture: deps venv collection lab-image
 	$(ROOT)/bench/capture
+
+# The controller's cost per host at 1, 4, 16 and 64 hosts (lab aliases on 4 VMs; takes
+# long under TCG): bench/fleet --help for the options, FLEET_ARGS to pass them.
+bench-fleet: deps venv collection lab-image
+	$(ROOT)/bench/fleet $(FLEET_ARGS)
 
 # Controller only: the Perfetto export's CPU time and peak memory per million events.
 bench-perfetto: deps venv collection
