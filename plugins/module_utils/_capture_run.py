@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import resource
 import tempfile
 import time
 
@@ -190,7 +191,7 @@ class CaptureRun:
             self.buffer, self.window.cpus, self.window.captured, method, parts_dir, plain, params["kallsyms"], budget
         )
         output.started = lambda pid: self._quiet([pid])
-        timings = dict(before=0.0, window=0.0, during=0.0, after=0.0, compress_cpu=0.0)
+        timings = dict(before=0.0, window=0.0, during=0.0, after=0.0, compress_cpu=0.0, cpu=0.0)
         self.workload: Workload | None = None
         abandoned: list[bool] = []
 
@@ -222,6 +223,7 @@ class CaptureRun:
             try:
                 output.check()
                 began = time.monotonic()
+                cpu_began = cpu_seconds()
                 if state == "collected":
                     # The window ends as this task begins: nothing of its own work is recorded.
                     facts = self.window.started_facts()
@@ -278,6 +280,10 @@ class CaptureRun:
                 # decompression verifies; an uncompressed file gets a sha256.
                 digest = _compress.sha256(packed) if method == "none" or inside else None
                 _hand_over(packed, work_dir)
+                # The whole capture's CPU from here on: this process and its reaped
+                # children (the compressors, reaped in pack), but the workload's own.
+                spent = cpu_seconds() - cpu_began - (self.workload.cpu if self.workload is not None else 0.0)
+                timings["cpu"] = round(max(0.0, spent), 6)
             except Abandoned:
                 abandoned.append(True)
                 raise
@@ -359,7 +365,7 @@ class CaptureRun:
         runs on to its end (or its timeout). What the workload left running in its
         process group (background jobs) is killed when the window ends."""
         params, workload = self.params, self.workload
-        process = workload.process if workload is not None else None
+        process = workload  # reaped by the Workload itself, which keeps its CPU time apart from ours
         deadline = time.monotonic() + params["timeout"] if workload is not None else None
         finished = wait_window(params["duration"] if workload is None else None, process, output.drain, deadline)
         closed_by = "command" if workload is not None else "duration"
@@ -413,6 +419,14 @@ class CaptureRun:
                 % (where, sum(lost.values()), ", ".join("cpu%s=%d" % item for item in sorted(lost.items())))
             )
         return warnings
+
+
+def cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its children reaped so far
+    (with what they reaped in turn)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _hand_over(path: str, work_dir: str) -> None:

@@ -6,7 +6,9 @@
 A workload is `/bin/sh -c COMMAND` in a session of its own (so that it and
 everything it starts can be killed as one process group), its output going to
 unnamed temporary files. It runs alongside the ring-buffer reader, which is why
-it is started with Popen and not run to completion.
+it is started with Popen and not run to completion. It is reaped here, with
+wait4(2), which also says how much CPU it and what it waited for used: the capture
+counts its own CPU without the workload's (`Workload.cpu`).
 
 `wait_window` waits out a duration or the workload, draining the buffer as it
 goes, and notices when the controller went away (nobody reads the module's
@@ -51,6 +53,7 @@ class Workload:
         under options/event-fork); if this process dies first, it exits unrun."""
         self.command = command
         self.gate: int | None = None
+        self.cpu = 0.0  # user+sys seconds of the command and its reaped children, once it is reaped
         self.outputs = {name: tempfile.TemporaryFile(dir=work_dir) for name in ("stdout", "stderr")}  # noqa: SIM115
         argv = ["/bin/sh", "-c", command]
         stdin: int = subprocess.DEVNULL
@@ -83,11 +86,54 @@ class Workload:
                 os.close(gate)
 
     @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
     def returncode(self) -> int | None:
         return self.process.returncode
 
+    def _reap(self, block: bool) -> bool:
+        """Reap the command if it has exited (with `block`: once it has) with wait4(2),
+        keeping its CPU time in `cpu`; True once it is reaped. Its Popen is told the
+        exit status, so it never waits for the process itself."""
+        if self.process.returncode is not None:
+            return True
+        try:
+            pid, status, usage = os.wait4(self.process.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            # Reaped by the kernel (SIGCHLD ignored): its CPU went nowhere, as with Popen.
+            self.process.returncode = 0
+            return True
+        if pid == 0:
+            return False
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.process.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return True
+
+    def poll(self) -> int | None:
+        """The exit status once the command has exited, else None (as Popen.poll)."""
+        self._reap(block=False)
+        return self.process.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the command to exit, at most `timeout` seconds (as Popen.wait:
+        subprocess.TimeoutExpired when it has not)."""
+        if timeout is None:
+            self._reap(block=True)
+            return self.process.returncode
+        end = time.monotonic() + timeout
+        pause = 0.0005
+        while not self._reap(block=False):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(self.command, timeout)
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+        return self.process.returncode
+
     def stop(self) -> None:
-        stop_workload(self.process)
+        stop_workload(self)
 
     def result(self) -> dict:
         """cmd, rc, and the first OUTPUT_LIMIT bytes of stdout and stderr."""
@@ -120,7 +166,7 @@ def controller_gone(fd: int = 1) -> bool:
 
 def wait_window(
     duration: float | None,
-    process: subprocess.Popen | None,
+    process: subprocess.Popen | Workload | None,
     drain: Callable[[], object] | None,
     deadline: float | None,
     interval: float = 0.25,
@@ -159,7 +205,7 @@ def wait_window(
             time.sleep(pause)
 
 
-def stop_workload(process: subprocess.Popen | None) -> None:
+def stop_workload(process: subprocess.Popen | Workload | None) -> None:
     """Kill the workload and whatever it started that is still in its process group
     (it runs in a session of its own), also when the shell itself has exited: its
     background jobs do not outlive the window. (What left the group with setsid or

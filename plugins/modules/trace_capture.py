@@ -450,7 +450,7 @@ seconds:
 started:
   description:
     - Wall-clock time on the target when the window opened (UTC, ISO 8601).
-    - Null when a window was armed (O(state=started) with O(start_at) or O(duration)):
+    - Null when a window was armed (O(state=started) with O(start_at) or O(duration));
       its keeper opens it later, and O(state=collected) returns when.
   returned: always, unless skipped
   type: str
@@ -549,9 +549,16 @@ timings:
       reads, and the formats and kallsyms of a trace.dat); C(after) from the end of the
       window until the compressed file was ready; C(compress_cpu) the CPU time of the
       compressor processes, which run alongside.
+    - C(cpu) is the capture's whole cost in CPU time on the target (user and system
+      seconds of this module and of the compressor processes it starts) from
+      just before the window opened until the file was ready to fetch, without the
+      O(command) workload's own CPU (nor anything the workload started). The module's
+      start (Python and its imports, before the window) is not in it; for
+      O(state=collected), the window was open before this task, and C(cpu) counts
+      from its end.
   returned: when a window was collected
   type: dict
-  sample: {"before": 0.02, "window": 5.0, "during": 0.41, "after": 0.08, "compress_cpu": 0.3}
+  sample: {"before": 0.02, "window": 5.0, "during": 0.41, "after": 0.08, "compress_cpu": 0.3, "cpu": 0.62}
 cmd:
   description: The workload command.
   returned: when O(command) was given

@@ -340,7 +340,7 @@ CLOCK_ANCHOR = Record(
     )
 )
 PIDS = List(Int(1, 1 << 22), max_items=4096)
-TIMINGS = Record(dict.fromkeys(("before", "window", "during", "after", "compress_cpu"), SECONDS))
+TIMINGS = Record(dict.fromkeys(("before", "window", "during", "after", "compress_cpu", "cpu"), SECONDS))
 TEXT = Str(max_len=OUTPUT_LIMIT, text=True)
 FREE = Str(max_len=MAX_LINE, text=True, nullable=True)
 # What ansible adds to any module's result: warnings and deprecations in its own

@@ -45,7 +45,7 @@ def good_result(work_dir: str, remote_name: str, size: int) -> dict:
         "clock_anchor": {"wall": 1795750502.1, "trace": 1234.5, "clock": "local"},
         "enabled_events": ["sched/*", "irq/irq_handler_entry"],
         "file_version": 6,
-        "timings": {"before": 0.01, "window": 1.0, "during": 0.2, "after": 0.1, "compress_cpu": 0.1},
+        "timings": {"before": 0.01, "window": 1.0, "during": 0.2, "after": 0.1, "compress_cpu": 0.1, "cpu": 0.3},
         "format": "dat",
         "instance": "cap",
         "cpus_offline": [2, 3],
@@ -239,6 +239,7 @@ CASES = [
     ("1e300 seconds", _set(seconds=1e300), {}, r"seconds=1e\+300: out of range 0\.\.1e\+08"),
     ("NaN in the clock anchor", _item("clock_anchor", wall=NAN), {}, r"clock_anchor\.wall=nan: not a finite number"),
     ("negative timing", _item("timings", before=-1.0), {}, r"timings\.before=-1\.0: out of range"),
+    ("NaN capture CPU", _item("timings", cpu=NAN), {}, r"timings\.cpu=nan: not a finite number"),
     # -- the clock anchor's integer fields (issue 13): nanoseconds since the epoch, of the
     # trace clock, and the bracket's width.
     ("negative wall_ns", _item("clock_anchor", wall_ns=-1), {}, r"clock_anchor\.wall_ns=-1: out of range 0\.\.10{20};"),

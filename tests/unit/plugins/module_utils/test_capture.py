@@ -454,7 +454,8 @@ def test_a_dat_window_reads_the_ring_buffer_into_a_trace_dat(host, tmp_path):
     assert result["enabled_events"] == ["sched/*", "syscalls/sys_enter_openat"]
     assert result["clock_anchor"]["trace"] is None and result["clock_anchor"]["uncertainty_ns"] is None
     assert result["clock_anchor"]["clock"] == "local" == result["trace_clock"]
-    assert set(result["timings"]) == {"before", "window", "during", "after", "compress_cpu"}
+    assert set(result["timings"]) == {"before", "window", "during", "after", "compress_cpu", "cpu"}
+    assert result["timings"]["cpu"] >= 0.0
     assert "rc" not in result
     _compress.decompress("gzip", result["file"], str(tmp_path / "trace.dat"))
     assert result["raw_bytes"] == os.path.getsize(tmp_path / "trace.dat")
@@ -481,6 +482,46 @@ def test_a_text_window_runs_the_workload(host, tmp_path):
     )
     assert result["events"] == 2 * 359  # the entries in the buffer: text reads consume none
     assert os.listdir(tmp_path / "work") == ["trace.txt"]
+
+
+# About half a second of CPU in a python3 of its own.
+BURN = "python3 -c 'x = 0\nfor i in range(10**7): x += i'"
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_the_workload_is_reaped_with_its_cpu_time(tmp_path):
+    burner = _workload.Workload(BURN, str(tmp_path))
+    before = children_cpu()
+    assert burner.wait(60) == 0 and burner.poll() == 0
+    # wait4(2) gave the shell's CPU and its python's, the same as this process's children grew by.
+    assert burner.cpu >= 0.2 and abs(children_cpu() - before - burner.cpu) < 0.01
+    sleeper = _workload.Workload("sleep 60", str(tmp_path))
+    assert sleeper.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        sleeper.wait(0.01)
+    sleeper.stop()
+    assert sleeper.returncode == -signal.SIGKILL and sleeper.cpu < 0.2
+    for workload in (burner, sleeper):
+        workload.close()
+
+
+@fake_pages
+def test_the_capture_cpu_leaves_out_the_workload(host, tmp_path):
+    """timings.cpu is this process's CPU and its reaped children's from just before the
+    window opened until the file was ready, without the workload's: the CPU-burning
+    workload's half second is in what this process's children used, not in it."""
+    before = children_cpu()
+    result, _warnings = _capture_run.capture(params(host, tmp_path, duration=None, command=BURN))
+    burned = children_cpu() - before  # the workload and the compressors
+    assert result["rc"] == 0 and burned >= 0.2
+    assert 0.0 < result["timings"]["cpu"] < burned / 2
+    # The capture's cost is about the same without a workload that burns CPU.
+    quiet, _warnings = _capture_run.capture(params(host, tmp_path, duration=None, command="true"))
+    assert result["timings"]["cpu"] < quiet["timings"]["cpu"] + burned / 4
 
 
 def test_loss_and_no_events_are_warnings(host, tmp_path):

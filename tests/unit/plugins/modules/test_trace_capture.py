@@ -5,6 +5,7 @@ an expected failure turned into one message."""
 from __future__ import annotations
 
 import json
+import resource
 import time
 
 import pytest
@@ -69,6 +70,18 @@ def test_a_text_capture(run, tmp_path):
     assert result["file"] == str(tmp_path / "work" / "trace.txt") and result["events"] == 0
     # The fake tracefs has no trace_marker: the one warning says there is no anchor.
     assert "no wall-clock anchor" in json.dumps(result["warnings"]) and len(result["warnings"]) == 1
+
+
+def test_the_capture_cpu_leaves_out_the_workload(run):
+    """timings.cpu: the capture's own CPU on the target, from just before the window
+    until the file was ready; the workload's (about half a second here) is not in it."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run({"command": "python3 -c 'x = 0\nfor i in range(10**7): x += i'", "kallsyms": False})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert not result.get("failed"), result
+    burned = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    assert result["rc"] == 0 and burned >= 0.2
+    assert 0.0 <= result["timings"]["cpu"] < burned / 2
 
 
 def test_warnings_reach_the_task(run):
