@@ -37,7 +37,7 @@ class ActionModule(ControllerAction):
             action = "up to date:"
         return dict(
             report,
-            msg="%s %s: %d host(s), %d capture(s), %d events, %d lost%s"
+            msg="%s %s: %d host(s), %d capture(s), %d events, %d lost%s%s"
             % (
                 action,
                 report["path"],
@@ -45,6 +45,7 @@ class ActionModule(ControllerAction):
                 report["captures"],
                 report["events"],
                 report["lost_events"],
+                ", %d failed host(s)" % report["failed_hosts"] if report["failed_hosts"] else "",
                 "; %d problem(s): %s" % (len(report["problems"]), "; ".join(report["problems"]))
                 if report["problems"]
                 else "",

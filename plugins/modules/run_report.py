@@ -32,6 +32,12 @@ description:
     trace.dat's DATE option) and a trace clock counting nanoseconds, the rows are aligned on the
     hosts' wall clocks, time 0 being the earliest window start. Otherwise each row starts at its
     host's first event. The page says which, and shows each capture's anchor and its uncertainty.
+  - The hosts of the run that failed or were unreachable, as M(tracefleet.ftrace.run_failures)
+    recorded them in the manifest (the C(tracefleet.ftrace.session) role records them), get a
+    row each in the hosts table, marked failed or unreachable, with the reason and the task that
+    failed (after their captures when they failed after one), and each is a problem on the page
+    and in RV(problems) - its name, C(failed) or C(unreachable), and the reason. RV(failed_hosts)
+    counts them.
   - The page links the run's Perfetto archive, C(perfetto.tar), when
     M(tracefleet.ftrace.perfetto_export) wrote one, says how to open it, and gives the
     C(trace-cmd report -i HOST1/trace.dat -i HOST2/trace.dat) command that merges the run's
@@ -96,6 +102,7 @@ notes:
     the file as not read, and why.
 seealso:
   - module: tracefleet.ftrace.trace_capture
+  - module: tracefleet.ftrace.run_failures
   - module: tracefleet.ftrace.audit_report
   - module: tracefleet.ftrace.perfetto_export
   - name: trace-cmd.dat.v6(5)
@@ -150,10 +157,19 @@ run_id:
   type: str
   sample: 20261127T031500Z-1a2b3c4d
 hosts:
-  description: The number of hosts in the manifest.
+  description:
+    - The number of hosts in the manifest's C(hosts) map, the hosts whose captures were filed
+      (a host that only failed is counted in RV(failed_hosts)).
   returned: success
   type: int
   sample: 2
+failed_hosts:
+  description:
+    - The number of hosts the manifest records as failed or unreachable (its C(failed) map,
+      written by M(tracefleet.ftrace.run_failures)), whether or not they have captures.
+  returned: success
+  type: int
+  sample: 1
 captures:
   description: The number of captures of all hosts.
   returned: success
@@ -173,13 +189,13 @@ lost_events:
   sample: 0
 problems:
   description:
-    - What did not check out - missing files, sizes or sha256 that differ from the manifest,
-      unreadable traces, event counts that differ between manifest and trace. The page lists
-      them too. They do not fail the task.
+    - What did not check out - hosts that failed or were unreachable, missing files, sizes or
+      sha256 that differ from the manifest, unreadable traces, event counts that differ between
+      manifest and trace. The page lists them too. They do not fail the task.
   returned: success
   type: list
   elements: str
-  sample: ["web3 / trace: web3/trace.dat: sha256 differs"]
+  sample: ["web3 / trace: web3/trace.dat: sha256 differs", "web7: unreachable: Failed to connect to the host via ssh"]
 msg:
   description: What was written, and the totals.
   returned: always

@@ -32,6 +32,7 @@ from typing import Any
 
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import control_character
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _escape
 
 SHOWN = 60  # characters of a bad value shown in a message
 MAX_BYTES = 1 << 50  # 1 PiB: more than any capture, less than anything that overflows
@@ -179,6 +180,29 @@ class Bool(Spec):
         if not isinstance(value, bool):
             raise HostResultError(where, value, "true or false is expected, not %s" % _kind(value))
         return bool(value)
+
+
+class Message(Spec):
+    """Free text a host's result carries (a failure's `msg`), kept rather than refused
+    for its content: made one line of harmless text (_escape.line: line breaks become
+    spaces, control characters, bidirectional overrides and lone surrogates visible
+    escapes) and cut to at most `max_len` characters, the cut saying how long the text
+    was. Only a value that is not a string is refused."""
+
+    def __init__(self, max_len: int, nullable: bool = False) -> None:
+        super().__init__(nullable)
+        self.max_len = max_len
+
+    def _check(self, value, where, problems):
+        if not isinstance(value, str):
+            raise HostResultError(where, value, "a string is expected, not %s" % _kind(value))
+        text = str.__str__(value)
+        # Escapes only lengthen the text: a cut of the raw text bounds the work.
+        line = _escape.line(text[: self.max_len + 1])
+        if len(text) <= self.max_len and len(line) <= self.max_len:
+            return line
+        suffix = "... (cut: %d characters)" % len(text)
+        return line[: self.max_len - len(suffix)] + suffix
 
 
 class Equal(Spec):
@@ -493,14 +517,39 @@ MANIFEST_SAMPLE = Record(
     extra="ignore",
     nullable=True,
 )
+# A host of the run that failed or was unreachable (_runs.record_failures), as the
+# run_failures action gets it from the session role, which reads it from the host's
+# registered results: host data. The reason is kept whatever its content, as one line of
+# at most MAX_REASON characters; a value of the wrong type is refused.
+MAX_REASON = 2000
+HOST_NAME = Str(max_len=MAX_LINE, text=True)
+FAILURE = Record(
+    dict(reason=Message(MAX_REASON), unreachable=Bool(), task=Message(MAX_NAME, nullable=True)),
+    required=("reason",),
+)
+# Inventory names, as the hosts of the play name them (no lone surrogate).
+FAILURES = Map(Str(max_len=MAX_LINE), FAILURE, max_items=1 << 20)
+# The same, as the manifest records it (with the time it was recorded) and its readers
+# read it back.
+MANIFEST_FAILURE = Record(
+    dict(
+        reason=Str(max_len=MAX_REASON, text=True),
+        unreachable=Bool(nullable=True),
+        task=Str(max_len=MAX_NAME, text=True, nullable=True),
+        time=FREE,
+    ),
+    required=("reason",),
+    extra="ignore",
+)
 MANIFEST = Record(
     dict(
         format=Int(0, 1 << 16, nullable=True),
         run_id=Str(max_len=MAX_NAME, text=True, nullable=True),
         created=FREE,
         updated=FREE,
-        hosts=Map(Str(max_len=MAX_LINE, text=True), MANIFEST_HOST, max_items=1 << 20, nullable=True),
+        hosts=Map(HOST_NAME, MANIFEST_HOST, max_items=1 << 20, nullable=True),
         sample=MANIFEST_SAMPLE,
+        failed=Map(HOST_NAME, MANIFEST_FAILURE, max_items=1 << 20, nullable=True),
     ),
     extra="ignore",
 )

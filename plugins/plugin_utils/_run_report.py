@@ -10,8 +10,10 @@ trace clock, instance, window, events, loss per CPU, bytes, files (checked again
 their sha256), the clock anchor and its uncertainty; the event counts by name and a
 histogram of events over time, both read from each trace.dat by the independent
 reader in _tracedat_reader, with rows aligned on the hosts' wall clocks when every
-row has an anchor (_clock_anchor); a link to the run's Perfetto archive and the
-trace-cmd command that merges the run's trace.dat files.
+row has an anchor (_clock_anchor); the hosts that failed or were unreachable (the
+manifest's `failed` map, from run_failures), a row each and a problem each; a link to
+the run's Perfetto archive and the trace-cmd command that merges the run's trace.dat
+files.
 
 Everything from the manifest and the hosts is untrusted: the manifest goes through
 _host_result's schema first (a field that fails it is left out and named among the
@@ -277,7 +279,23 @@ def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
     for name, record in sorted(_dict(manifest.get("hosts")).items(), key=lambda item: str(item[0])):
         record = _dict(record)
         captures = [_capture_model(run_dir, _dict(capture)) for capture in _list(record.get("captures"))]
-        hosts.append(dict(name=str(name), kernel=record.get("kernel"), captures=captures))
+        hosts.append(dict(name=str(name), kernel=record.get("kernel"), captures=captures, failure=None))
+    captured = len(hosts)
+    # The hosts that failed or were unreachable (run_failures): a row each, beside their
+    # captures when they failed after one.
+    by_name = {host["name"]: host for host in hosts}
+    for name, failure in sorted(_dict(manifest.get("failed")).items(), key=lambda item: str(item[0])):
+        host = by_name.get(str(name))
+        if host is None:
+            host = by_name[str(name)] = dict(name=str(name), kernel=None, captures=[], failure=None)
+            hosts.append(host)
+        failure = host["failure"] = _dict(failure)
+        failure.setdefault("reason", "no reason recorded")
+        problems.append(
+            "%s: %s: %s"
+            % (host["name"], "unreachable" if failure.get("unreachable") else "failed", _escape.line(failure["reason"]))
+        )
+    hosts.sort(key=lambda host: host["name"])
     every = [capture for host in hosts for capture in host["captures"]]
     axis = _scan_histograms(run_dir, every, buckets)
     events = lost = 0
@@ -309,6 +327,8 @@ def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
         created=manifest.get("created"),
         updated=manifest.get("updated"),
         hosts=hosts,
+        captured_hosts=captured,
+        failed_hosts=sum(1 for host in hosts if host["failure"] is not None),
         axis=axis,
         perfetto=_perfetto_archive.ARCHIVE if archive and os.path.isfile(archive) else None,
         merge=merge_command(every),
@@ -453,15 +473,41 @@ def _anchor_cell(capture: dict) -> str:
     )
 
 
+def _failure_row(anchor: str, host: dict) -> str:
+    """A failed host's row: failed or unreachable, the task, the reason, when."""
+    failure = host["failure"]
+    what = "unreachable" if failure.get("unreachable") else "failed"
+    details = []
+    if failure.get("task"):
+        details.append("task: %s" % h(failure["task"]))
+    if failure.get("time"):
+        details.append("recorded %s" % h(failure["time"]))
+    return (
+        '<tr%s class="failed"><th scope="row">%s</th><td>%s</td>'
+        '<td colspan="12"><span class="bad">%s</span>: %s%s</td></tr>'
+        % (
+            anchor,
+            h(host["name"]),
+            h(host["kernel"]),
+            what,
+            h(failure.get("reason")),
+            ('<br><span class="muted">%s</span>' % " &middot; ".join(details)) if details else "",
+        )
+    )
+
+
 def _hosts_table(model: dict) -> str:
     rows = []
     for number, host in enumerate(model["hosts"], 1):
         anchor = ' id="host-%d"' % number
         if not host["captures"]:
-            rows.append(
-                '<tr%s><th scope="row">%s</th><td>%s</td><td colspan="12" class="muted">no captures</td></tr>'
-                % (anchor, h(host["name"]), h(host["kernel"]))
-            )
+            if host["failure"] is None:
+                rows.append(
+                    '<tr%s><th scope="row">%s</th><td>%s</td><td colspan="12" class="muted">no captures</td></tr>'
+                    % (anchor, h(host["name"]), h(host["kernel"]))
+                )
+            else:
+                rows.append(_failure_row(anchor, host))
             continue
         for capture in host["captures"]:
             fmt = capture["format"]
@@ -491,6 +537,8 @@ def _hosts_table(model: dict) -> str:
                 )
             )
             anchor = ""
+        if host["failure"] is not None:
+            rows.append(_failure_row("", host))
     return (
         "<table><thead><tr><th>Host</th><th>Kernel</th><th>Capture</th><th>Format</th><th>Trace clock</th>"
         "<th>Wall-clock anchor</th><th>Instance</th>"
@@ -786,11 +834,13 @@ def render(model: dict, title: str | None = None, audit: dict | None = None, top
         if model[key]:
             meta.append("%s %s" % (key, h(model[key])))
     totals = [
-        "<li><strong>%d</strong> host(s)</li>" % len(model["hosts"]),
+        "<li><strong>%d</strong> host(s)</li>" % model["captured_hosts"],
         "<li><strong>%d</strong> capture(s)</li>" % model["captures"],
         "<li><strong>%d</strong> events</li>" % model["events"],
         '<li class="%s"><strong>%d</strong> lost events</li>' % ("loss" if model["lost"] else "", model["lost"]),
     ]
+    if model["failed_hosts"]:
+        totals.append('<li class="loss"><strong>%d</strong> failed host(s)</li>' % model["failed_hosts"])
     return "".join(
         [
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -823,7 +873,7 @@ def write_report(
     run_dir: str, title: str | None = None, audit: str | None = None, top: int = 10, dry_run: bool = False
 ) -> dict:
     """Build and (unless dry_run) write <run_dir>/report.html. Returns what the
-    action reports: path, changed, hosts, events, lost_events, problems."""
+    action reports: path, changed, hosts, failed_hosts, events, lost_events, problems."""
     if not os.path.isdir(run_dir):
         raise RunReportError("run_dir=%r is not a directory" % run_dir)
     if top < 1:
@@ -843,7 +893,8 @@ def write_report(
         path=path,
         changed=changed,
         run_id=model["run_id"],
-        hosts=len(model["hosts"]),
+        hosts=model["captured_hosts"],
+        failed_hosts=model["failed_hosts"],
         captures=model["captures"],
         events=model["events"],
         lost_events=model["lost"],

@@ -361,6 +361,11 @@ def file_capture(run: str, host: str, host_dir: str, staging: str, entry: dict, 
             old for old in record["captures"] if not isinstance(old, dict) or old.get("name") != entry["name"]
         ]
         record["captures"].append(dict(entry, files=files))
+        # A host recorded as failed in this run (record_failures) that is captured now
+        # (the run id used again for another try) is no longer one.
+        failed = manifest.get("failed")
+        if isinstance(failed, dict):
+            failed.pop(host, None)
         manifest["updated"] = _now()
         _save(path, manifest)
     return files
@@ -396,3 +401,45 @@ def record_sample(run: str, sample: dict) -> bool:
         manifest["updated"] = _now()
         _save(path, manifest)
     return True
+
+
+def record_failures(run: str, failures: dict, dry_run: bool = False) -> tuple[dict, list]:
+    """Keep the hosts of the run that failed or were unreachable in its manifest, the
+    `failed` map (host -> reason, unreachable, task, time), under the manifest's lock.
+    `failures` (host -> reason, unreachable, task) is host data, checked against
+    _host_result.FAILURES first: a reason is kept as one line of harmless text of at
+    most MAX_REASON characters, a value of the wrong type refuses the whole record.
+    A host already recorded with the same reason, reachability and task keeps its
+    record and its time; a host's captures stay as they are (a host may fail after its
+    capture, at the teardown). A run with no manifest yet (every host failed before a
+    capture) gets one, with no hosts. Returns (the records of `failures` as the
+    manifest holds them, or would with dry_run, the hosts whose record is new or
+    changed); with dry_run nothing is written."""
+    checked = _host_result.check(_host_result.FAILURES, failures, "failures")
+    if not checked:
+        return {}, []
+    path = os.path.join(run, MANIFEST)
+    with _locked(os.path.join(run, ".manifest.lock")) if not dry_run else contextlib.nullcontext():
+        manifest = _load(path, None)
+        if manifest is None:
+            manifest = dict(format=FORMAT, run_id=os.path.basename(run), created=_now(), hosts={})
+        _host_records(manifest, path)
+        failed = manifest.setdefault("failed", {})
+        if not isinstance(failed, dict):
+            raise RunError("%s: its `failed` field is not a map of hosts; move the manifest away" % path)
+        now = _now()
+        records, changed = {}, []
+        for host, failure in sorted(checked.items()):
+            record = dict(reason=failure["reason"], unreachable=failure.get("unreachable", False))
+            record["task"] = failure.get("task") or None
+            known = failed.get(host)
+            if isinstance(known, dict) and {key: known.get(key) for key in record} == record:
+                records[host] = dict(record, time=known.get("time"))
+                continue
+            record["time"] = now
+            failed[host] = records[host] = record
+            changed.append(host)
+        if changed and not dry_run:
+            manifest["updated"] = now
+            _save(path, manifest)
+    return records, changed

@@ -44,6 +44,7 @@ def test_writes_then_up_to_date(run_dir, run_action):
     assert not result.get("failed"), result
     assert result["changed"] is True and result["path"] == str(run_dir / "report.html")
     assert (result["hosts"], result["captures"], result["events"], result["lost_events"]) == (1, 1, 3, 2)
+    assert result["failed_hosts"] == 0 and "failed host" not in result["msg"]
     assert result["msg"].startswith("wrote %s: 1 host(s)" % (run_dir / "report.html"))
     assert "<title>Lab run</title>" in (run_dir / "report.html").read_text()
     again = run_action("run_report", {"run_dir": str(run_dir), "title": "Lab run"})
@@ -84,3 +85,12 @@ def test_unknown_option(run_dir, run_action):
 
     with pytest.raises(AnsibleActionFail, match="bogus"):
         run_action("run_report", {"run_dir": str(run_dir), "bogus": 1})
+
+
+def test_failed_hosts_recorded_by_run_failures_are_counted(run_dir, run_action):
+    failures = {"web07": {"reason": "No route to host", "unreachable": True}}
+    assert run_action("run_failures", {"run_dir": str(run_dir), "failures": failures})["changed"] is True
+    result = run_action("run_report", {"run_dir": str(run_dir)})
+    assert (result["hosts"], result["failed_hosts"]) == (1, 1)
+    assert result["problems"] == ["web07: unreachable: No route to host"]
+    assert ", 1 failed host(s); 1 problem(s): web07: unreachable: No route to host" in result["msg"]

@@ -512,3 +512,99 @@ def test_a_shared_window_shows_each_start_and_a_late_host_is_a_problem(run_dir):
     ]
     text = Page((run_dir / "report.html").read_text()).all_text
     assert "shared window, +2.1 ms" in text and "late: 4.250 s after the shared start" in text
+
+
+# ---------------------------------------------------------------- failed hosts (issue 14)
+
+
+def test_failed_hosts_get_a_row_and_a_problem_each(run_dir):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["failed"] = {
+        "web07": {
+            "reason": "Failed to connect to the host via ssh: No route to host",
+            "unreachable": True,
+            "task": "tracefleet.ftrace.tracefs : Create the tracing group",
+            "time": "2026-11-27T03:15:20Z",
+        },
+        # Failed after its capture, at the teardown: its capture stays in the report.
+        "web01": {
+            "reason": "teardown: device busy",
+            "unreachable": False,
+            "task": None,
+            "time": "2026-11-27T03:16:00Z",
+        },
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = write_report(str(run_dir))
+    assert (result["hosts"], result["failed_hosts"], result["captures"]) == (3, 2, 3)
+    assert result["problems"] == [
+        "web01: failed: teardown: device busy",
+        "web07: unreachable: Failed to connect to the host via ssh: No route to host",
+    ]
+    text = (run_dir / "report.html").read_text()
+    page = Page(text)
+    rows = page.having("tr", class_="failed")
+    assert len(rows) == 2
+    assert "unreachable: Failed to connect to the host via ssh: No route to host" in page.all_text
+    assert "task: tracefleet.ftrace.tracefs : Create the tracing group" in page.all_text
+    assert "failed: teardown: device busy" in page.all_text
+    assert "2 failed host(s)" in page.all_text
+    # web01's capture row comes first, then its failure; web07 has its own row.
+    hosts_section = text[text.index('<section id="hosts">') : text.index('<section id="timeline">')]
+    order = [hosts_section.index(needle) for needle in ("6.1.0-56-cloud-amd64", "teardown: device busy", "web07")]
+    assert order == sorted(order)
+    # The timeline and the event tables have the captures only.
+    assert len(page.having("g", class_="row")) == 2
+
+
+def test_a_run_of_failed_hosts_only(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    manifest = {
+        "format": 1,
+        "run_id": "run",
+        "hosts": {},
+        "failed": {"web07": {"reason": "down", "unreachable": True}},
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    result = write_report(str(run))
+    assert (result["hosts"], result["failed_hosts"], result["captures"]) == (0, 1, 0)
+    assert result["problems"] == ["web07: unreachable: down"]
+    page = Page((run / "report.html").read_text())
+    assert page.having("tr", class_="failed") and "No trace.dat captures" in page.all_text
+
+
+def test_a_hostile_failed_map_renders_safely(run_dir):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["failed"] = {
+        HOSTILE: {"reason": HOSTILE + "\x1b[2J\nnext", "unreachable": "yes", "task": HOSTILE},
+        "web08": {"reason": 5},
+        "web09": "down",
+        "web10": {"reason": "x" * 5000},
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = write_report(str(run_dir))
+    text = (run_dir / "report.html").read_text()
+    page = Page(text)
+    assert not page.having("script") and "\x1b" not in text
+    problems = "\n".join(result["problems"])
+    # What the schema refuses is named and left out; the rest is shown, escaped.
+    assert "manifest.json.failed[%r].unreachable='yes'" % HOSTILE in problems
+    assert "manifest.json.failed['web08'].reason=5: a string is expected" in problems
+    assert "manifest.json.failed['web09']='down': a dict is expected" in problems
+    assert "manifest.json.failed['web10'].reason=" in problems and "longer than 2000" in problems
+    assert "%s: failed: %s\\x1b[2J next" % (HOSTILE, HOSTILE) in problems
+    assert "web08: failed: no reason recorded" in problems
+    assert result["failed_hosts"] == 3
+
+
+def test_the_perfetto_export_reads_a_manifest_with_failed_hosts(tmp_path):
+    from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _perfetto_archive
+
+    run = tmp_path / "run"
+    run.mkdir()
+    manifest = {"format": 1, "run_id": "run", "hosts": {}, "failed": {"web07": {"reason": "down"}, "web08": 5}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    result = _perfetto_archive.export(str(run))
+    assert result["files"] == [] and result["problems"][-1] == "no trace.dat capture in the run: nothing to export"
+    assert any("failed['web08']=5" in problem for problem in result["problems"])

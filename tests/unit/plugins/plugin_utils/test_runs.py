@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _host_result, _runs
 
 
 @pytest.mark.parametrize(
@@ -260,3 +260,168 @@ def test_unpack_refuses_what_it_does_not_know(tmp_path):
     (tmp_path / "damaged.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
     with pytest.raises(_runs.RunError, match="damaged"):
         _runs.unpack("gzip", str(tmp_path / "damaged.gz"), str(tmp_path / "out2"), 10)
+
+
+# ---------------------------------------------------------------- failed hosts (record_failures)
+
+DOWN = {"reason": "Failed to connect to the host via ssh: No route to host", "unreachable": True, "task": "probe"}
+STOPPED = {"reason": "the workload exited with rc 2", "task": "tracefleet.ftrace.session : Capture"}
+
+
+def _capture(run, host, tmp_path):
+    staging = tmp_path / ("stage-" + host)
+    staging.mkdir()
+    (staging / "trace.dat").write_bytes(b"x")
+    _runs.file_capture(run, host, host, str(staging), dict(name="trace"), "6.1.0")
+    staging.rmdir()
+
+
+def _manifest(run) -> dict:
+    return json.loads(open(os.path.join(run, "manifest.json")).read())
+
+
+def test_failures_make_the_manifest_of_a_run_nobody_captured_in(tmp_path):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    records, changed = _runs.record_failures(run, {"web07": DOWN, "web19": STOPPED})
+    assert changed == ["web07", "web19"]
+    manifest = _manifest(run)
+    assert manifest["format"] == _runs.FORMAT and manifest["run_id"] == "run1" and manifest["hosts"] == {}
+    assert manifest["created"] and manifest["updated"]
+    assert manifest["failed"] == records
+    assert records["web07"] == dict(DOWN, time=records["web07"]["time"])
+    assert records["web19"] == dict(STOPPED, unreachable=False, time=records["web19"]["time"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", records["web19"]["time"])
+    assert stat.S_IMODE(os.stat(os.path.join(run, "manifest.json")).st_mode) == 0o600
+
+
+def test_failures_join_the_captures_and_a_host_keeps_its_own(tmp_path):
+    """A host that failed after its capture (at the teardown) is failed and keeps the capture."""
+    run = _runs.run_dir(str(tmp_path), "run1")
+    for host in ("web01", "web02"):
+        _capture(run, host, tmp_path)
+    before = _manifest(run)
+    _records, changed = _runs.record_failures(run, {"web02": {"reason": "teardown: busy", "task": "teardown"}})
+    manifest = _manifest(run)
+    assert changed == ["web02"] and list(manifest["failed"]) == ["web02"]
+    assert manifest["hosts"] == before["hosts"] and manifest["created"] == before["created"]
+    assert manifest["failed"]["web02"]["reason"] == "teardown: busy"
+
+
+def test_recording_the_same_failures_again_changes_nothing(tmp_path):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    first, _changed = _runs.record_failures(run, {"web07": DOWN})
+    data = open(os.path.join(run, "manifest.json"), "rb").read()
+    # The next batch of a rollout records every host that failed so far.
+    records, changed = _runs.record_failures(run, {"web07": dict(DOWN), "web19": STOPPED})
+    assert changed == ["web19"] and records["web07"] == first["web07"]
+    again, changed = _runs.record_failures(run, {"web07": DOWN, "web19": STOPPED})
+    assert changed == [] and again == records
+    # A host already recorded and not named again stays; another reason replaces its record.
+    _records, changed = _runs.record_failures(run, {"web19": dict(STOPPED, reason="another")})
+    assert changed == ["web19"]
+    manifest = _manifest(run)
+    assert sorted(manifest["failed"]) == ["web07", "web19"] and manifest["failed"]["web19"]["reason"] == "another"
+    assert manifest["failed"]["web07"] == first["web07"]
+    assert data != open(os.path.join(run, "manifest.json"), "rb").read()
+
+
+def test_no_failures_and_a_dry_run_write_nothing(tmp_path):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    assert _runs.record_failures(run, {}) == ({}, [])
+    records, changed = _runs.record_failures(run, {"web07": DOWN}, dry_run=True)
+    assert changed == ["web07"] and records["web07"]["reason"] == DOWN["reason"]
+    assert os.listdir(run) == []
+
+
+def test_a_later_capture_of_a_failed_host_ends_its_record(tmp_path):
+    """The run id used again for another try: the host that failed is captured now."""
+    run = _runs.run_dir(str(tmp_path), "run1")
+    _runs.record_failures(run, {"web07": DOWN, "web19": STOPPED})
+    _capture(run, "web07", tmp_path)
+    manifest = _manifest(run)
+    assert list(manifest["failed"]) == ["web19"] and list(manifest["hosts"]) == ["web07"]
+
+
+@pytest.mark.parametrize(
+    "failure, expected",
+    [
+        # Kept whatever it holds, as one line of harmless text.
+        ({"reason": "line one\nline two\r\n"}, "line one line two "),
+        ({"reason": "\x1b[31mred\x1b[0m \x00 \u202eevil"}, "\\x1b[31mred\\x1b[0m \\x00 \\u202eevil"),
+        ({"reason": "undecodable \udcff byte"}, "undecodable \\udcff byte"),
+        ({"reason": ""}, ""),
+    ],
+)
+def test_a_hostile_reason_is_kept_harmless(tmp_path, failure, expected):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    records, _changed = _runs.record_failures(run, {"web07": failure})
+    assert records["web07"]["reason"] == expected
+    assert _manifest(run)["failed"]["web07"]["reason"] == expected
+
+
+def test_a_long_reason_or_task_is_cut_not_refused(tmp_path):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    reason = "E" * 50 + "y" * (10 << 20)
+    records, _changed = _runs.record_failures(run, {"web07": {"reason": reason, "task": "t" * 1000}})
+    kept = records["web07"]
+    assert len(kept["reason"]) == 2000 and kept["reason"].startswith("E" * 50)
+    assert kept["reason"].endswith("... (cut: %d characters)" % len(reason))
+    assert len(kept["task"]) == 255 and kept["task"].endswith("(cut: 1000 characters)")
+    # Escapes lengthen a text: it is cut all the same.
+    records, _changed = _runs.record_failures(run, {"web08": {"reason": "\x1b" * 1999}})
+    assert len(records["web08"]["reason"]) == 2000 and records["web08"]["reason"].startswith("\\x1b")
+    assert os.path.getsize(os.path.join(run, "manifest.json")) < 10000
+
+
+@pytest.mark.parametrize(
+    "failures, message",
+    [
+        ({"web07": {"reason": 5}}, r"failures\['web07'\]\.reason=5: a string is expected, not int"),
+        ({"web07": {"reason": ["a"]}}, r"reason=\['a'\]: a string is expected, not list"),
+        ({"web07": {"reason": None}}, r"reason=None: a value is required"),
+        ({"web07": {"unreachable": True}}, r"failures\['web07'\]\.reason=None: missing"),
+        ({"web07": {"reason": "x", "unreachable": "yes"}}, r"unreachable='yes': true or false is expected"),
+        ({"web07": {"reason": "x", "task": 3}}, r"task=3: a string is expected"),
+        ({"web07": {"reason": "x", "rc": 1}}, r"failures\['web07'\]\.rc=1: a key this result never has"),
+        ({"web07": "down"}, r"failures\['web07'\]='down': a dict is expected, not str"),
+        ({5: DOWN}, r"failures key=5: a string is expected, not int"),
+        ({"w" * 5000: DOWN}, r"failures key='w+'\.\.\. \(5000 characters\): longer than 4096"),
+        ({"web07\udcff": DOWN}, r"not valid Unicode"),
+    ],
+)
+def test_failures_of_the_wrong_type_are_refused_and_nothing_is_written(tmp_path, failures, message):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    with pytest.raises(_host_result.HostResultError, match=message):
+        _runs.record_failures(run, dict(failures, web01=DOWN))
+    assert os.listdir(run) == []
+
+
+def test_a_manifest_whose_failed_field_is_not_a_map_is_refused(tmp_path):
+    run = _runs.run_dir(str(tmp_path), "run1")
+    path = os.path.join(run, "manifest.json")
+    open(path, "w").write(json.dumps({"format": 1, "hosts": {}, "failed": ["web07"]}))
+    with pytest.raises(_runs.RunError, match="its `failed` field is not a map of hosts"):
+        _runs.record_failures(run, {"web07": DOWN})
+    open(path, "w").write(json.dumps({"format": 1}))
+    with pytest.raises(_runs.RunError, match="not a tracefleet manifest"):
+        _runs.record_failures(run, {"web07": DOWN})
+    assert json.loads(open(path).read()) == {"format": 1}
+
+
+def _file_or_fail(args):
+    run, host = args
+    if host.startswith("down"):
+        _runs.record_failures(run, {host: dict(DOWN, reason="%s: %s" % (host, DOWN["reason"]))})
+    else:
+        _file_one(args)
+
+
+def test_failures_recorded_while_hosts_are_filed_lose_nothing(tmp_path):
+    """The manifest's lock covers the failures too: none of them, and no capture, is lost."""
+    run = _runs.run_dir(str(tmp_path), "run1")
+    hosts = ["host%02d" % index for index in range(8)] + ["down%02d" % index for index in range(8)]
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        pool.map(_file_or_fail, [(run, host) for host in hosts])
+    manifest = _manifest(run)
+    assert sorted(manifest["hosts"]) == hosts[:8] and sorted(manifest["failed"]) == hosts[8:]
+    assert all(record["reason"].startswith(host) for host, record in manifest["failed"].items())
