@@ -41,8 +41,15 @@ def main() -> None:
     main_hosts = {"fleet-a-1": a["fleet-a-1"], "fleet-gone": gone, "fleet-b": b}
     main_hosts.update(("fleet-a-%d" % i, a["fleet-a-%d" % i]) for i in range(2, 15))
     write(out_main, main_hosts)
-    write(out_budget, {"fleet-a-15": a["fleet-a-15"], "fleet-gone": gone, "fleet-a-16": a["fleet-a-16"],
-                       "fleet-a-17": a["fleet-a-17"]})
+    write(
+        out_budget,
+        {
+            "fleet-a-15": a["fleet-a-15"],
+            "fleet-gone": gone,
+            "fleet-a-16": a["fleet-a-16"],
+            "fleet-a-17": a["fleet-a-17"],
+        },
+    )
 
 
 if __name__ == "__main__":
