@@ -63,7 +63,7 @@ def main() -> int:
     print(
         "fleet-main: %d captured, failed: %s; fleet-budget: captured %s, failed %s"
         % (
-            len(main_run["hosts"]) - len(failed),
+            len([name for name, host in main_run["hosts"].items() if host.get("captures")]),
             json.dumps({name: record.get("reason", "")[:120] for name, record in failed.items()}),
             captured,
             sorted(budget.get("failed") or {}),
