@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Callable
 
+from ansible_collections.tracefleet.ftrace.plugins.module_utils._capture_self import proc_stat
+
 # Sleeping in slices no longer than this keeps the keeper's wake-up on time when the
 # clock is stepped (by NTP) while it sleeps: each slice re-reads the time of day.
 SLICE = 1.0
@@ -46,12 +48,10 @@ def start_time(pid: int) -> int | None:
     """A process's start time (clock ticks since boot, /proc/PID/stat field 22), or
     None when it is gone (or a zombie nobody reaped yet): with the pid it names one
     process, never a later one."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            text = handle.read()
-    except OSError:
+    stat = proc_stat(pid)
+    if stat is None:
         return None
-    fields = text.rpartition(b")")[2].split()
+    fields = stat[1]
     try:
         return None if fields[0] in (b"Z", b"X") else int(fields[19])
     except (IndexError, ValueError):

@@ -36,16 +36,24 @@ FUNCTION_LIST = "set_ftrace_notrace_pid"
 STOP_AT = frozenset(("sshd", "sshd-session", "sshd-auth"))
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(comm, parent pid, session id) of a process, or None when it is gone."""
+def proc_stat(pid: int) -> tuple[str, list[bytes]] | None:
+    """A process's /proc/PID/stat as (comm, the fields after it: state first), or None
+    when it is gone. comm is cut out by its last ')', since it may hold anything."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as handle:
             text = handle.read()
     except OSError:
         return None
     head, _sep, tail = text.rpartition(b")")
-    comm = head.partition(b"(")[2].decode(errors="replace")
-    fields = tail.split()
+    return head.partition(b"(")[2].decode(errors="replace"), tail.split()
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(comm, parent pid, session id) of a process, or None when it is gone."""
+    stat = proc_stat(pid)
+    if stat is None:
+        return None
+    comm, fields = stat
     try:
         return comm, int(fields[1]), int(fields[3])
     except (IndexError, ValueError):

@@ -41,6 +41,7 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.run
   - tracefleet.ftrace.attributes.CONTROLLER
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
@@ -51,13 +52,6 @@ attributes:
     details:
       - The records are checked and returned, with what would change; nothing is written.
 options:
-  run_dir:
-    description:
-      - The run's directory on the controller, C(<dest>/<run_id>), which is the directory of the
-        C(manifest) path that M(tracefleet.ftrace.trace_capture) returns.
-      - A relative path is relative to the directory C(ansible-playbook) was started in.
-    type: path
-    required: true
   failures:
     description:
       - The failed hosts, by inventory name. Each value is a dictionary of

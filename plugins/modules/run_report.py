@@ -57,6 +57,7 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.run
   - tracefleet.ftrace.attributes.CONTROLLER
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
@@ -68,13 +69,6 @@ attributes:
       - Everything is read and checked; nothing is written. The result says whether the page
         would change.
 options:
-  run_dir:
-    description:
-      - The run's directory on the controller, C(<dest>/<run_id>), which is the directory of the
-        C(manifest) path that M(tracefleet.ftrace.trace_capture) returns.
-      - A relative path is relative to the directory C(ansible-playbook) was started in.
-    type: path
-    required: true
   title:
     description:
       - The page's title and heading.

@@ -28,6 +28,7 @@ author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
   - tracefleet.ftrace.attributes
+  - tracefleet.ftrace.run
   - tracefleet.ftrace.attributes.CONTROLLER
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
@@ -36,13 +37,6 @@ attributes:
     details:
       - The sample is drawn and returned; nothing is written.
 options:
-  run_dir:
-    description:
-      - The run's directory on the controller, C(<dest>/<run_id>), which is the directory of the
-        C(manifest) path that M(tracefleet.ftrace.trace_capture) returns.
-      - A relative path is relative to the directory C(ansible-playbook) was started in.
-    type: path
-    required: true
   group:
     description: The host pattern the sample was drawn from, as it is recorded.
     type: str

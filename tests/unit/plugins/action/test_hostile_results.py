@@ -240,6 +240,8 @@ CASES = [
     ("NaN in the clock anchor", _item("clock_anchor", wall=NAN), {}, r"clock_anchor\.wall=nan: not a finite number"),
     ("negative timing", _item("timings", before=-1.0), {}, r"timings\.before=-1\.0: out of range"),
     ("NaN capture CPU", _item("timings", cpu=NAN), {}, r"timings\.cpu=nan: not a finite number"),
+    ("NaN start delay", _set(start_delay=NAN), {}, r"start_delay=nan: not a finite number"),
+    ("late as a number", _set(late=1), {}, r"late=1: true or false is expected, not int"),
     # -- the clock anchor's integer fields (issue 13): nanoseconds since the epoch, of the
     # trace clock, and the bracket's width.
     ("negative wall_ns", _item("clock_anchor", wall_ns=-1), {}, r"clock_anchor\.wall_ns=-1: out of range 0\.\.10{20};"),
@@ -622,8 +624,27 @@ STARTED = {
         ({"excluded_pids": [4242]}, r"excluded_pids=\[4242\]: a key this result never has"),
         ({"file_version": 7}, r"file_version=7: a key this result never has"),
         ({"started": "2026-11-27T03:15:02Z\n../x"}, r"started='2026-11-27T03:15:02Z\\n\.\./x': not a UTC time"),
+        ({"started": None, "start_at": "2026-11-27T03:15:00.000000Z", "late": False}, None),
+        (
+            {"start_at": "2026-11-27T03:15:00Z\nx", "late": False},
+            r"start_at='2026-11-27T03:15:00Z\\nx': not a UTC time",
+        ),
+        ({"start_at": 1795750500, "late": False}, r"start_at=1795750500: a string is expected, not int"),
+        ({"start_at": "2026-11-27T03:15:00.000000Z", "late": "no"}, r"late='no': true or false is expected, not str"),
     ],
-    ids=["truthful", "negative wall_ns", "wall_ns as text", "huge uncertainty", "pids", "file_version", "newline"],
+    ids=[
+        "truthful",
+        "negative wall_ns",
+        "wall_ns as text",
+        "huge uncertainty",
+        "pids",
+        "file_version",
+        "newline",
+        "armed, truthful",
+        "armed, newline in start_at",
+        "armed, start_at as a number",
+        "armed, late as text",
+    ],
 )
 def test_a_started_window_s_result_is_checked_too(tmp_path, changes, message):
     """state=started returns the window's anchor (nothing to fetch yet): it goes through
