@@ -56,6 +56,21 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--timeout", type=float, default=None, help="seconds to wait for SSH (default 300 under TCG, 120 with KVM)"
     )
+    up.add_argument(
+        "--disk",
+        action="store_true",
+        help="a distribution-like host that survives reboots: a persistent root disk (ext4, a copy-on-write "
+        "layer of the disk image), systemd as init, the kernel command line from its /etc/kernel/cmdline "
+        "(implies --profile systemd)",
+    )
+
+    rb = sub.add_parser(
+        "reboot",
+        help="reboot a VM with a disk through its own boot configuration (the next boot's command line is the "
+        "guest's /etc/kernel/cmdline) and wait for SSH",
+    )
+    rb.add_argument("name")
+    rb.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for SSH (default 300)")
 
     down = sub.add_parser("down", help="stop VMs and remove their state")
     target = down.add_mutually_exclusive_group(required=True)
@@ -109,6 +124,8 @@ def _status(as_json: bool) -> int:
                 "pid": machine.pid(),
                 "state": state,
                 "accel": machine.accel,
+                "disk": machine.disk,
+                "boots": machine.boots,
                 "uptime_s": int(time.time() - machine.started),
                 "console": str(machine.console),
             }
@@ -155,12 +172,19 @@ def main(argv: list[str]) -> int:
             kernels = sorted(image.KERNELS) if args.kernel == "all" else [args.kernel]
             for kernel in kernels:
                 for name in names:
+                    # `all`: the disk image on the default kernel only (what --disk boots
+                    # unless asked otherwise; `up --disk --kernel X` builds the others).
+                    if args.image == "all" and name in image.DISK_IMAGES and kernel != image.DEFAULT_KERNEL:
+                        continue
                     image.build(name, kernel, force=args.force)
             if os.environ.get("TRACELAB_QEMU") != "system":
                 print("tracelab: qemu %s ready" % qemu.fetch().version, flush=True)
         elif args.command == "up":
             timeout = args.timeout or (120.0 if args.kvm else 300.0)
-            vm.up(args.name, args.profile, args.kvm, args.memory, args.cpus, timeout, args.max_cpus, args.kernel)
+            profile = "systemd" if args.disk and args.profile == "default" else args.profile
+            vm.up(args.name, profile, args.kvm, args.memory, args.cpus, timeout, args.max_cpus, args.kernel, args.disk)
+        elif args.command == "reboot":
+            vm.reboot(args.name, args.timeout)
         elif args.command == "down":
             names = [m.name for m in vm.all_vms()] if args.all else [args.name]
             for name in names:

@@ -5,6 +5,13 @@ Three cached layers, each rebuilt only when its inputs change:
   rootfs/<hash>.tar             mmdebstrap output for a suite and a package list
   images/<image>-k<series>/     vmlinuz + initrd.img + inputs.json (everything combined)
 
+The "disk" image is a distribution-like host instead: its root filesystem is an ext4
+image (root.img; each VM boots a copy-on-write layer of it), systemd is init, and
+initrd.img is the small initramfs Debian's initramfs-tools makes for it (it finds the
+root disk by label), the way an installed Debian boots. Its kernel command line is the
+image's /etc/kernel/cmdline (copied to `cmdline`); see vm.py for how a reboot takes
+the guest's own.
+
 Two kernel series (KERNELS): Debian's own cloud kernel (6.1 on bookworm) from the host's
 apt sources, and the newer one from <suite>-backports (6.12 on bookworm), resolved with
 a private apt state under the cache so the host's apt configuration is never changed.
@@ -99,7 +106,25 @@ IMAGES = {
         BASE_PACKAGES + ("systemd", "systemd-sysv", "udev"),
         ("tracelab-setup", "tracelab-setup.service", "10-tracelab.network"),
     ),
+    "disk": ImageSpec(
+        "disk",
+        BASE_PACKAGES + ("systemd", "systemd-sysv", "udev", "initramfs-tools", "e2fsprogs"),
+        (
+            "tracelab-setup",
+            "tracelab-setup.service",
+            "10-tracelab.network",
+            "tracelab-boot-entry",
+            "tracelab-boot-entry.service",
+        ),
+    ),
 }
+# Images that boot from a disk (root.img) rather than from their initramfs.
+DISK_IMAGES = ("disk",)
+ROOT_LABEL = "tracelab-root"
+# The disk image's /etc/kernel/cmdline as built: what its first boot gets.
+DISK_CMDLINE = "root=LABEL=%s rw console=ttyS0 panic=-1 loglevel=4" % ROOT_LABEL
+# Size of the (sparse) root file system image: room for what tests install and trace.
+DISK_SIZE = "3G"
 
 
 _run = apt.run
@@ -240,7 +265,10 @@ def _customise(spec: ImageSpec, root: Path, kernel: Path) -> None:
     for key in (root / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
     _install(GUEST_DIR / "tracelab-setup", root / "usr/local/sbin/tracelab-setup", 0o755)
-    (root / "etc" / "fstab").write_text("# tracelab: root filesystem is the initramfs\n")
+    if spec.name in DISK_IMAGES:
+        (root / "etc" / "fstab").write_text("LABEL=%s / ext4 defaults,noatime 0 1\n" % ROOT_LABEL)
+    else:
+        (root / "etc" / "fstab").write_text("# tracelab: root filesystem is the initramfs\n")
     if spec.name == "minimal":
         _install(GUEST_DIR / "init", root / "init", 0o755)
         return
@@ -249,18 +277,21 @@ def _customise(spec: ImageSpec, root: Path, kernel: Path) -> None:
     (root / "etc/modules-load.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/modules-load.d/tracelab.conf").write_text("virtio_pci\nvirtio_net\nvirtio_rng\n")
     (root / "etc/machine-id").write_text("")
-    _run(
-        [
-            "chroot",
-            str(root),
-            "systemctl",
-            "enable",
-            "--quiet",
-            "tracelab-setup.service",
-            "systemd-networkd.service",
-            "ssh.service",
-        ]
-    )
+    units = ["tracelab-setup.service", "systemd-networkd.service", "ssh.service"]
+    if spec.name in DISK_IMAGES:
+        _install(GUEST_DIR / "tracelab-boot-entry", root / "usr/local/sbin/tracelab-boot-entry", 0o755)
+        _install(
+            GUEST_DIR / "tracelab-boot-entry.service", root / "etc/systemd/system/tracelab-boot-entry.service", 0o644
+        )
+        units.append("tracelab-boot-entry.service")
+        (root / "etc/kernel").mkdir(parents=True, exist_ok=True)
+        (root / "etc/kernel/cmdline").write_text(DISK_CMDLINE + "\n")
+        _install(kernel / "vmlinuz", root / "boot" / ("vmlinuz-" + release), 0o644)
+        # No swap to resume from; the initramfs finds the root disk by its label.
+        (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/initramfs-tools/conf.d/resume").write_text("RESUME=none\n")
+        _run(["chroot", str(root), "update-initramfs", "-c", "-k", release], capture_output=True)
+    _run(["chroot", str(root), "systemctl", "enable", "--quiet"] + units)
 
 
 def _pack(root: Path, out: Path) -> None:
@@ -278,6 +309,18 @@ def _pack(root: Path, out: Path) -> None:
         codes = (zstd.wait(), cpio.wait(), find.wait())
     if any(codes):
         raise LabError("packing the initramfs failed (find/cpio/zstd exit codes %s)" % (codes,))
+
+
+def _make_disk(root: Path, kernel: Path, staged: Path) -> None:
+    """root.img (ext4, labelled, made from the tree), the initramfs initramfs-tools made
+    in it, and the command line the image boots with first."""
+    release = (kernel / "release").read_text().strip()
+    shutil.copyfile(root / "boot" / ("initrd.img-" + release), staged / "initrd.img")
+    (staged / "cmdline").write_text((root / "etc/kernel/cmdline").read_text())
+    _run(
+        ["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-d", str(root), str(staged / "root.img"), DISK_SIZE],
+        capture_output=True,
+    )
 
 
 def image_dir(name: str, kernel: str = DEFAULT_KERNEL) -> Path:
@@ -313,7 +356,10 @@ def build(name: str, kernel: str = DEFAULT_KERNEL, force: bool = False) -> Path:
         _customise(spec, root, kernel_dir)
         staged = tmp_path / "image"
         staged.mkdir()
-        _pack(root, staged / "initrd.img")
+        if name in DISK_IMAGES:
+            _make_disk(root, kernel_dir, staged)
+        else:
+            _pack(root, staged / "initrd.img")
         shutil.copyfile(kernel_dir / "vmlinuz", staged / "vmlinuz")
         shutil.copyfile(kernel_dir / "release", staged / "release")
         (staged / "inputs.json").write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
@@ -328,7 +374,8 @@ def build(name: str, kernel: str = DEFAULT_KERNEL, force: bool = False) -> Path:
 def ensure(name: str, kernel: str = DEFAULT_KERNEL) -> Path:
     """The image directory, building it first when it is missing."""
     target = image_dir(name, kernel)
-    if (target / "initrd.img").exists() and (target / "vmlinuz").exists():
+    wanted = ["initrd.img", "vmlinuz"] + (["root.img", "cmdline"] if name in DISK_IMAGES else [])
+    if all((target / part).exists() for part in wanted):
         return target
     return build(name, kernel)
 

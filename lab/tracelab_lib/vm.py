@@ -38,11 +38,30 @@ class VM:
     max_cpus: int = 0
     # Kernel series (image.KERNELS); VMs recorded before there was a choice ran 6.1.
     kernel: str = image.DEFAULT_KERNEL
+    # Booted from a persistent root disk (up --disk): a copy-on-write layer of the
+    # "disk" image's root.img, kept across `reboot`.
+    disk: bool = False
+    # Boots so far (1 after `up`, one more per `reboot`).
+    boots: int = 1
+
+    @property
+    def image(self) -> str:
+        """The boot image: the profile's, or the disk image for a VM with a disk."""
+        return "disk" if self.disk else profiles.get(self.profile).image
 
     @property
     def release(self) -> str:
         """The kernel release this VM boots (from its image), "" when unknown."""
-        return image.release_of(profiles.get(self.profile).image, self.kernel)
+        return image.release_of(self.image, self.kernel)
+
+    @property
+    def root_disk(self) -> Path:
+        return self.dir / "root.qcow2"
+
+    @property
+    def boot_disk(self) -> Path:
+        """The raw disk the guest writes its boot entry to (its "ESP")."""
+        return self.dir / "boot.img"
 
     @property
     def dir(self) -> Path:
@@ -180,10 +199,46 @@ def allocate_port(taken: set[int]) -> int:
     raise LabError("no free loopback port in %d-%d" % (FIRST_PORT, LAST_PORT))
 
 
+BOOT_ENTRY_MAGIC = "tracelab-boot-entry 1"
+BOOT_DISK_SIZE = 1 << 20
+
+
+def write_boot_entry(path: Path, cmdline: str) -> None:
+    """A boot disk holding `cmdline` as its entry (the format tracelab-boot-entry writes)."""
+    data = ("%s\n%s\n" % (BOOT_ENTRY_MAGIC, cmdline.strip())).encode()
+    path.write_bytes(data + b"\0" * (BOOT_DISK_SIZE - len(data)))
+
+
+def read_boot_entry(path: Path) -> str:
+    """The command line the guest chose for its next boot, from its boot disk.
+
+    The guest writes it there (tracelab-boot-entry, at boot and at shutdown) from its
+    /etc/kernel/cmdline; a boot disk without a readable entry is an error, as a boot
+    loader without an entry has nothing to boot."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise LabError("cannot read the boot disk %s: %s" % (path, exc.strerror)) from None
+    lines = head.split(b"\0", 1)[0].decode("utf-8", "replace").split("\n")
+    if lines[0] != BOOT_ENTRY_MAGIC or len(lines) < 2 or not lines[1].strip():
+        raise LabError("the boot disk %s holds no boot entry (first line %r)" % (path, lines[0][:40]))
+    return " ".join(lines[1].split())
+
+
 def kernel_cmdline(vm: VM, profile: profiles.Profile) -> str:
+    """The command line qemu boots the kernel with.
+
+    A VM with a disk boots what its boot entry says (the guest's /etc/kernel/cmdline
+    as of its last boot or shutdown); the others the profile's. Both get the VM's name
+    and SSH key as tracelab.* words, as a cloud host gets its identity from the
+    platform rather than from its disk."""
     pubkey = (vm.key.with_suffix(".pub")).read_text().strip()
-    words = ["console=ttyS0", "panic=-1", "loglevel=4", "rdinit=" + profile.init]
-    words += list(profile.cmdline)
+    if vm.disk:
+        words = read_boot_entry(vm.boot_disk).split()
+    else:
+        words = ["console=ttyS0", "panic=-1", "loglevel=4", "rdinit=" + profile.init]
+        words += list(profile.cmdline)
     words += ["tracelab.hostname=" + vm.name, "tracelab.key=" + base64.b64encode(pubkey.encode()).decode()]
     return " ".join(words)
 
@@ -214,8 +269,11 @@ def qemu_command(vm: VM, profile: profiles.Profile, image_dir: Path, emulator: q
             "none",
             "-monitor",
             "none",
+            # The console log of every boot, one after the other (append: a reboot keeps it).
+            "-chardev",
+            "file,id=console,append=on,path=" + str(vm.console),
             "-serial",
-            "file:" + str(vm.console),
+            "chardev:console",
             "-netdev",
             "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % vm.port,
             "-device",
@@ -223,12 +281,51 @@ def qemu_command(vm: VM, profile: profiles.Profile, image_dir: Path, emulator: q
             "virtio-net-pci,netdev=n0,romfile=",
             "-device",
             "virtio-rng-pci",
+        ]
+        + _disk_options(vm)
+        + [
+            # A guest that reboots makes qemu exit: `reboot` starts it again with the
+            # boot entry the guest left (a VM without a disk has nothing to come back to).
             "-no-reboot",
             "-daemonize",
             "-pidfile",
             str(vm.dir / "qemu.pid"),
         ]
     )
+
+
+def _disk_options(vm: VM) -> list[str]:
+    if not vm.disk:
+        return []
+    return [
+        "-drive",
+        "file=%s,if=virtio,format=qcow2,discard=unmap" % vm.root_disk,
+        "-drive",
+        "file=%s,if=none,id=boot,format=raw" % vm.boot_disk,
+        "-device",
+        "virtio-blk-pci,drive=boot,serial=tracelab-boot",
+    ]
+
+
+def _make_disks(vm: VM, image_dir: Path) -> None:
+    """The VM's copy-on-write layer over the image's root.img, and its boot disk
+    holding the image's first command line."""
+    subprocess.run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-b",
+            str(image_dir / "root.img"),
+            str(vm.root_disk),
+        ],
+        check=True,
+    )
+    write_boot_entry(vm.boot_disk, (image_dir / "cmdline").read_text())
 
 
 def _stop(vm: VM) -> None:
@@ -287,6 +384,7 @@ def _start(
     smp: int,
     max_cpus: int,
     kernel: str,
+    disk: bool = False,
 ) -> VM:
     """Start qemu for a new VM (called with the state lock held)."""
     if vm_dir(name).exists():
@@ -302,19 +400,30 @@ def _start(
         started=time.time(),
         max_cpus=max_cpus,
         kernel=kernel,
+        disk=disk,
     )
     vm.dir.mkdir(parents=True)
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tracelab-" + name, "-f", str(vm.key)], check=True
     )
+    if disk:
+        _make_disks(vm, image_dir)
+    _save(vm)
+    _launch(vm, profile, image_dir)
+    return vm
+
+
+def _save(vm: VM) -> None:
     (vm.dir / "vm.json").write_text(json.dumps(asdict(vm), indent=2) + "\n")
+
+
+def _launch(vm: VM, profile: profiles.Profile, image_dir: Path) -> None:
     emulator = qemu.ensure()
     result = subprocess.run(
         qemu_command(vm, profile, image_dir, emulator), capture_output=True, text=True, check=False, env=emulator.env()
     )
     if result.returncode != 0:
-        raise LabError("qemu failed to start VM %s: %s" % (name, result.stderr.strip()))
-    return vm
+        raise LabError("qemu failed to start VM %s: %s" % (vm.name, result.stderr.strip()))
 
 
 def up(
@@ -326,6 +435,7 @@ def up(
     timeout: float,
     max_cpus: int = 0,
     kernel: str = image.DEFAULT_KERNEL,
+    disk: bool = False,
 ) -> VM:
     validate_name(name)
     image.kernel_series(kernel)
@@ -337,27 +447,36 @@ def up(
         raise LabError(str(exc)) from None
     if kvm and not os.access("/dev/kvm", os.R_OK | os.W_OK):
         raise LabError("--kvm needs read/write access to /dev/kvm")
-    image_dir = image.ensure(profile.image, kernel)
+    if disk and profile.image != "systemd":
+        raise LabError("--disk boots a distribution-like host with systemd: use it with --profile systemd")
+    image_dir = image.ensure("disk" if disk else profile.image, kernel)
 
     with _state_lock():
         existing = load(name)
         if existing is not None and existing.running():
-            if (existing.profile, existing.kernel) != (profile.name, kernel):
+            if (existing.profile, existing.kernel, existing.disk) != (profile.name, kernel, disk):
                 raise LabError(
-                    "VM %s is already running with profile %s on kernel %s" % (name, existing.profile, existing.kernel)
+                    "VM %s is already running with profile %s on kernel %s%s"
+                    % (name, existing.profile, existing.kernel, " with a disk" if existing.disk else "")
                 )
             if existing.ready():
                 print("tracelab: %s is already up (port %d)" % (name, existing.port))
                 return existing
             vm = existing  # an earlier `up` was interrupted while waiting: wait again
         else:
-            vm = _start(name, profile, image_dir, kvm, memory, smp, max_cpus, kernel)
+            vm = _start(name, profile, image_dir, kvm, memory, smp, max_cpus, kernel, disk)
 
     print(
-        "tracelab: booting %s (profile %s, kernel %s, %s, port %d)..."
-        % (name, profile.name, kernel, vm.accel, vm.port),
+        "tracelab: booting %s (profile %s, kernel %s%s, %s, port %d)..."
+        % (name, profile.name, kernel, ", persistent disk" if disk else "", vm.accel, vm.port),
         flush=True,
     )
+    _booted(vm, timeout)
+    return vm
+
+
+def _booted(vm: VM, timeout: float) -> None:
+    """Wait for SSH (stopping qemu if it never answers), set the clock, mark the VM ready."""
     started = time.monotonic()
     try:
         _wait_for_ssh(vm, timeout)
@@ -367,8 +486,56 @@ def up(
     booted = time.monotonic() - started
     set_clock(vm)
     (vm.dir / "ready").write_text("%d\n" % int(time.time()))
-    print("tracelab: %s is up after %.0fs (lab/tracelab ssh %s)" % (name, booted, name), flush=True)
+    print("tracelab: %s is up after %.0fs (lab/tracelab ssh %s)" % (vm.name, booted, vm.name), flush=True)
+
+
+def reboot(name: str, timeout: float = 300.0) -> VM:
+    """Reboot VM `name` (it must have a disk) through the guest's own boot configuration.
+
+    The guest shuts down the way it always does (`systemctl reboot`): on the way down
+    it writes its /etc/kernel/cmdline to its boot disk. qemu exits at the reset
+    (-no-reboot); tracelab then does what a boot loader does with an entry: boots the
+    kernel and initramfs with the entry's command line, on the same disks. Waits for
+    SSH again and sets the clock."""
+    vm = _running_vm(name)
+    if not vm.disk:
+        raise LabError("VM %s has no disk: it forgets everything when it stops (start one with up --disk)" % name)
+    profile = profiles.get(vm.profile)
+    image_dir = image.ensure(vm.image, vm.kernel)
+    with contextlib.suppress(FileNotFoundError):
+        (vm.dir / "ready").unlink()
+    pid = vm.pid()
+    # The session ends when the guest goes down: its exit status is not the reboot's.
+    subprocess.run(
+        vm.ssh_command(["systemctl", "reboot"]),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    deadline = time.monotonic() + min(timeout, 180.0)
+    while vm.running() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if vm.running():
+        raise LabError(
+            "VM %s (qemu pid %s) did not go down within 180s after systemctl reboot; console tail:\n%s"
+            % (name, pid, vm.console_tail())
+        )
+    with _state_lock():
+        vm.boots += 1
+        vm.started = time.time()
+        _save(vm)
+        line = kernel_cmdline(vm, profile)
+        print("tracelab: booting %s (boot %d): %s" % (name, vm.boots, _shown(line)), flush=True)
+        _launch(vm, profile, image_dir)
+    _booted(vm, timeout)
     return vm
+
+
+def _shown(cmdline: str) -> str:
+    """A command line as printed: the SSH key's word shortened."""
+    return " ".join(w if not w.startswith("tracelab.key=") else "tracelab.key=..." for w in cmdline.split())
 
 
 def pause(name: str) -> VM:

@@ -359,3 +359,55 @@ def test_inventory_cli_refuses_bad_aliases_before_looking_at_vms(capsys):
 
     assert cli.main(["inventory", "--aliases", "0"]) != 0
     assert "--aliases 0" in capsys.readouterr().err
+
+
+def test_disk_vm_boots_the_entry_the_guest_left():
+    machine = make_vm("d", "systemd")
+    machine.disk = True
+    vm.write_boot_entry(machine.boot_disk, image.DISK_CMDLINE + "\n")
+    words = vm.kernel_cmdline(machine, profiles.get("systemd")).split()
+    assert words[: len(image.DISK_CMDLINE.split())] == image.DISK_CMDLINE.split()
+    assert "rdinit=/sbin/init" not in words  # the initramfs-tools initrd finds the root disk itself
+    assert "tracelab.hostname=d" in words
+    # What the guest's tracelab-boot-entry writes: the magic line, the words, NUL padding.
+    machine.boot_disk.write_bytes(
+        b"tracelab-boot-entry 1\nroot=LABEL=x rw  trace_event=sched:sched_switch\n" + b"\0" * 4000
+    )
+    words = vm.kernel_cmdline(machine, profiles.get("systemd")).split()
+    assert words[:3] == ["root=LABEL=x", "rw", "trace_event=sched:sched_switch"]
+    cmd = vm.qemu_command(machine, profiles.get("systemd"), machine.dir)
+    drives = [cmd[i + 1] for i, word in enumerate(cmd) if word == "-drive"]
+    assert drives[0].startswith("file=%s," % machine.root_disk) and "format=qcow2" in drives[0]
+    assert drives[1].startswith("file=%s," % machine.boot_disk) and "format=raw" in drives[1]
+    assert "virtio-blk-pci,drive=boot,serial=tracelab-boot" in cmd
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\0" * 4096,
+        b"tracelab-boot-entry 1\n\n",
+        b"grub env block\nroot=/dev/vda\n",
+        b"tracelab-boot-entry 2\nx\n",
+    ],
+)
+def test_a_boot_disk_without_an_entry_is_an_error(content):
+    machine = make_vm("e", "systemd")
+    machine.disk = True
+    machine.boot_disk.write_bytes(content)
+    with pytest.raises(LabError, match="holds no boot entry"):
+        vm.kernel_cmdline(machine, profiles.get("systemd"))
+
+
+def test_vm_without_a_disk_has_no_drives_and_cannot_reboot(monkeypatch):
+    machine = make_vm("n")
+    assert "-drive" not in vm.qemu_command(machine, profiles.get("default"), machine.dir)
+    monkeypatch.setattr(vm, "_running_vm", lambda name: machine)
+    with pytest.raises(LabError, match="has no disk"):
+        vm.reboot("n")
+
+
+def test_disk_needs_the_systemd_profile():
+    with pytest.raises(LabError, match="--profile systemd"):
+        vm.up("x", "default", False, 512, 1, 10.0, disk=True)
