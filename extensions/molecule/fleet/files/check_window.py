@@ -1,11 +1,11 @@
-"""The shared window of window.yml, from the run's manifest: every host of the batch
-was armed in time (none late) for one start_at, its window opened within LIMIT of
-every other host's and lasted the asked duration, and the start it reports agrees with
-its trace: the anchor markers the keeper wrote right after it turned recording on were
+"""One batch's shared window, from the run's manifest: every host of the batch was
+armed in time (none late) for one start_at, its window opened within LIMIT of every
+other host's and lasted the asked duration, and the start it reports agrees with its
+trace: the anchor markers the keeper wrote right after it turned recording on were
 found in the fetched trace.dat at a time of day just after that start. Prints the
 measured spread.
 
-usage: check_window.py RUN_DIR HOSTS DURATION
+usage: check_window.py RUN_DIR DURATION HOST...
 """
 
 import datetime
@@ -21,13 +21,17 @@ def when(text: str) -> float:
 
 
 def main() -> int:
-    run_dir, hosts, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    run_dir, duration, hosts = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
     with open(run_dir + "/manifest.json", encoding="utf-8") as handle:
         manifest = json.load(handle)
-    entries = {name: host["captures"][-1] for name, host in manifest["hosts"].items() if host.get("captures")}
+    entries = {
+        name: host["captures"][-1]
+        for name, host in manifest["hosts"].items()
+        if host.get("captures") and name in hosts
+    }
     problems = []
-    if len(entries) != hosts:
-        problems.append("%d hosts in the manifest, expected %d: %s" % (len(entries), hosts, sorted(entries)))
+    if sorted(entries) != sorted(hosts):
+        problems.append("captures in the manifest for %s, expected %s" % (sorted(entries), sorted(hosts)))
     start_ats = {entry.get("start_at") for entry in entries.values()}
     if len(start_ats) != 1 or None in start_ats:
         problems.append("the hosts were not armed for one start_at: %s" % sorted(map(str, start_ats)))
