@@ -1,9 +1,10 @@
 # Copyright: tracefleet contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What tracefs_info reports: a host's mount, debugfs and lockdown facts, the tracing
-state of the top level or one instance, its drift from the kernel's defaults, and
-the ledger as it is on disk. Read-only: nothing is mounted, written or locked.
+"""What tracefs_info reports: a host's mount, debugfs and lockdown facts (and what the
+next boot mounts: `_tracefs_boot`, `_debugfs_boot`), the tracing state of the top
+level or one instance, its drift from the kernel's defaults, and the ledger as it is
+on disk. Read-only: nothing is mounted, written or locked.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -11,7 +12,12 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _debugfs_boot, _instance, _knob_state
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import (
+    _debugfs_boot,
+    _instance,
+    _knob_state,
+    _tracefs_boot,
+)
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._ledger import Ledger, LedgerError
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._locate import Host, read_host, usable
@@ -119,6 +125,7 @@ def gather(instance: str | None, wanted: list[str], ledger_path: str) -> dict:
     parts = _parts(wanted)
     host = read_host("mount table")
     tracefs = host.tracefs()
+    tracefs["boot"] = _tracefs_boot.boot_facts(host.root, host.mounts, tracefs["path"], host.cmdline)
     debugfs = host.debugfs()
     debugfs["boot"] = _debugfs_boot.boot_facts(host.root, debugfs["policy"])
     result = dict(

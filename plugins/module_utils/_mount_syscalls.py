@@ -107,6 +107,66 @@ def split_options(options: list[str]) -> list[str]:
     return result
 
 
+# What a tracefs superblock has when no mount gave gid= or mode= (fs/tracefs/inode.c:
+# TRACEFS_DEFAULT_MODE, and root's group); mountinfo shows gid= and mode= only when
+# they differ from these.
+TRACEFS_DEFAULT_GID = 0
+TRACEFS_DEFAULT_MODE = 0o700
+# The default that cancels each flag of CONTRADICTIONS (`exec` cancels `noexec`).
+_CANCELS = {default: flag for flag, default in CONTRADICTIONS}
+
+
+def flags_in_effect(options: list[str]) -> list[str]:
+    """The per-mount flags a mount given `options` ends up with, read left to right as
+    mount(8) reads an fstab line or a unit's Options=: a later default cancels an earlier
+    flag (`noexec,exec` is exec), the last atime option wins. Anything that is not a flag
+    (`defaults`, `gid=`, `noauto`, `x-systemd.*`) is left out; unlike `split_options`,
+    nothing is refused. In FLAG_OPTIONS order."""
+    on: set[str] = set()
+    for option in options:
+        option = option.strip(" ")
+        if option in FLAG_OPTIONS:
+            if option in ATIME_OPTIONS:
+                on.difference_update(ATIME_OPTIONS)
+            on.add(option)
+        elif option in _CANCELS:
+            on.discard(_CANCELS[option])
+    return [option for option in FLAG_OPTIONS if option in on]
+
+
+def option_value(options: list[str], name: str) -> str | None:
+    """The value of `name=` in `options` (the last one: the kernel takes the last), or None."""
+    value = None
+    for option in options:
+        key, separator, text = option.strip(" ").partition("=")
+        if separator and key == name:
+            value = text
+    return value
+
+
+def tracefs_gid(options: list[str]) -> int:
+    """The group a tracefs mount with `options` (mountinfo's super options, an fstab
+    line's options) has: its gid=, else TRACEFS_DEFAULT_GID. ValueError when gid= is
+    not a number."""
+    value = option_value(options, "gid")
+    if value is None:
+        return TRACEFS_DEFAULT_GID
+    if not value or value.strip("0123456789"):
+        raise ValueError("gid=%s is not a number" % value)
+    return int(value, 10)
+
+
+def tracefs_mode(options: list[str]) -> int:
+    """The mode a tracefs mount with `options` has: its mode= (octal), else
+    TRACEFS_DEFAULT_MODE. ValueError when mode= is not octal."""
+    value = option_value(options, "mode")
+    if value is None:
+        return TRACEFS_DEFAULT_MODE
+    if not value or value.strip("01234567"):
+        raise ValueError("mode=%s is not octal" % value)
+    return int(value, 8)
+
+
 def flags_for(options: list[str]) -> int:
     flags = 0
     for option in options:

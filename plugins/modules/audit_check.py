@@ -19,8 +19,9 @@ description:
     always returns RV(ignore:changed=false).
   - The facts are host data and are checked before any check reads them; a value of the wrong
     type or size fails the task with a message naming the field and the value.
-  - "Default policy: tracefs mounted at O(policy.tracefs_path) with O(policy.tracefs_options);
-    debugfs not mounted; no instances, probes or enabled events left behind by tracefleet."
+  - "Default policy: tracefs mounted at O(policy.tracefs_path) with O(policy.tracefs_options),
+    and mounted the same way at the next boot (O(policy.require_persistent)); debugfs not mounted;
+    no instances, probes or enabled events left behind by tracefleet."
   - "Opt-in checks: debugfs not allowed at all (O(policy.require_debugfs_disallowed)), a minimum
     lockdown mode (O(policy.min_lockdown)), the group (O(policy.tracefs_gid)) and mode
     (O(policy.tracefs_mode)) of the tracefs mount."
@@ -115,12 +116,28 @@ options:
         type: list
         elements: str
         default: [tracefleet]
+      require_persistent:
+        description:
+          - Check V(tracefs_persistent) - the mount the next boot makes at O(policy.tracefs_path)
+            (an C(/etc/fstab) line, a systemd mount unit or drop-in, systemd's own unit; see
+            RV(tracefleet.ftrace.tracefs_info#module:tracefs.boot)) meets the policy - the
+            options, O(policy.tracefs_gid), O(policy.tracefs_mode) - and is the live mount
+            (same flags, gid and mode), so a host compliant now is compliant after a reboot.
+          - V(false) leaves the check out, for hosts whose tracefs is meant to be mounted
+            for a while only.
+        type: bool
+        default: true
 notes:
   - "What counts as left behind: an instance the ledger records as created by tracefleet that
     still exists; a dynamic event (kprobe, uprobe, ...) in a group of O(policy.probe_groups) or
     of a probe the ledger recorded; an event enabled at the top level (whoever enabled it) or in
     an instance tracefleet created."
   - A skipped check is not a violation; RV(compliant) only counts failures.
+  - V(tracefs_persistent) is skipped when the facts describe another mount point than
+    O(policy.tracefs_path) (M(tracefleet.ftrace.tracefs_info) reports the boot configuration of the
+    mount point tracefs is mounted at, else C(/sys/kernel/tracing)) or when the host's configuration
+    could not be read. When tracefs is not mounted now, only the boot configuration is judged
+    against the policy (V(tracefs_mounted) reports the missing mount).
 seealso:
   - module: tracefleet.ftrace.tracefs_info
   - module: tracefleet.ftrace.audit_report
@@ -149,6 +166,13 @@ EXAMPLES = r"""
       tracefs_mode: "0750"
   register: strict
 
+- name: Judge a host whose tracefs is mounted for a while only (not at boot)
+  tracefleet.ftrace.audit_check:
+    facts: "{{ tracing }}"
+    policy:
+      require_persistent: false
+  register: transient
+
 - name: Show the violations
   ansible.builtin.debug:
     msg: "{{ item.check }}: {{ item.message }}"
@@ -162,8 +186,9 @@ checks:
   description:
     - One entry per check the policy asks for, in a fixed order.
     - "The checks: V(tracefs_mounted), V(tracefs_options), V(tracefs_gid), V(tracefs_mode),
-      V(debugfs_not_mounted), V(debugfs_disallowed), V(lockdown), V(no_leftover_instances),
-      V(no_leftover_probes), V(no_enabled_events). Checks the policy turns off are left out."
+      V(tracefs_persistent), V(debugfs_not_mounted), V(debugfs_disallowed), V(lockdown),
+      V(no_leftover_instances), V(no_leftover_probes), V(no_enabled_events). Checks the policy
+      turns off are left out."
   returned: success
   type: list
   elements: dict

@@ -12,6 +12,9 @@ version_added: 0.1.0
 description:
   - Reads the kernel's own files and reports where tracefs and debugfs are mounted and
     how, whether debugfs may be mounted at all, the lockdown mode and the kernel release.
+  - Also reports what the next boot mounts - from C(/etc/fstab), systemd's mount units and
+    their drop-ins - and whether that agrees with the live mount (RV(tracefs.boot),
+    RV(debugfs.boot)), so a host that meets a policy now but not after a reboot shows.
   - When tracefs is mounted and usable, also reports the tracing state of the top level
     (or of O(instance)) - tracers, current tracer, tracing_on, buffer size, clock,
     options, instances, enabled events, dynamic events, error_log - and RV(drift), every
@@ -73,6 +76,13 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: not tracing.debugfs.mounted
     fail_msg: "debugfs is mounted at {{ tracing.debugfs.mountpoints | map(attribute='mount_point') | join(', ') }}"
+
+- name: Warn when tracefs would come back different after a reboot
+  ansible.builtin.debug:
+    msg: >-
+      After a reboot ({{ tracing.tracefs.boot.source }}: {{ tracing.tracefs.boot.file }}) these change:
+      {{ tracing.tracefs.boot.differences | map(attribute='setting') | join(', ') }}
+  when: tracing.tracefs.boot.agrees is false
 
 - name: Report a host that is not idle (tracers, events, probes left behind)
   ansible.builtin.debug:
@@ -161,6 +171,99 @@ tracefs:
         mount_id:
           description: The kernel's mount id.
           type: int
+    boot:
+      description:
+        - The tracefs mount the next boot makes at RV(tracefs.boot.mount_point), read from the
+          configuration on disk (nothing is run, nothing is mounted), and whether it agrees
+          with the live mount there. A host can meet a policy now and not after a reboot.
+        - With systemd, systemd's own order decides (see systemd.unit(5), systemd.mount(5)) -
+          a unit or mask of the admin's in C(/etc/systemd/system) beats an C(/etc/fstab) line
+          (turned into a unit by systemd-fstab-generator), which beats systemd's own unit in
+          C(/usr/local/lib), C(/lib) or C(/usr/lib/systemd/system); drop-ins with C(Options=)
+          apply on top. Without systemd, the C(/etc/fstab) line, mounted at boot unless
+          C(noauto). Runtime units in C(/run) do not survive a reboot and are not read.
+      type: dict
+      contains:
+        mount_point:
+          description:
+            - The mount point described - RV(tracefs.path), or C(/sys/kernel/tracing) when
+              tracefs is not mounted or only through the debugfs automount.
+          type: str
+          sample: /sys/kernel/tracing
+        unit:
+          description: The systemd mount unit named after RV(tracefs.boot.mount_point).
+          type: str
+          sample: sys-kernel-tracing.mount
+        systemd:
+          description:
+            - Whether systemd decides the boot-time mount (it is PID 1, or a unit of that name
+              is on disk). V(null) when the configuration could not be read.
+          type: bool
+        source:
+          description:
+            - Where the boot-time mount comes from - V(fstab) (an C(/etc/fstab) line), V(unit)
+              (a unit of the admin's own in C(/etc/systemd/system)), V(systemd) (the unit systemd
+              or the distribution ships), V(masked) (the unit is masked, nothing is mounted) or
+              V(none) (nothing mounts it at boot). V(null) when it could not be read.
+          type: str
+          sample: fstab
+        file:
+          description: The file that defines the boot-time mount (the mask for V(masked)), V(null) for V(none).
+          type: str
+          sample: /etc/fstab
+        dropins:
+          description: The drop-ins (C(*.conf)) that change the unit's C([Mount]) section, in the order systemd applies them.
+          type: list
+          elements: str
+        options_file:
+          description: The file whose options are in effect - RV(tracefs.boot.file), or the drop-in that sets C(Options=).
+          type: str
+        mounted:
+          description:
+            - Whether the next boot mounts it. A V(noauto) fstab line is still mounted by
+              systemd when a C(.wants/) or C(.requires/) link of the unit's name pulls it in
+              (systemd ships C(sysinit.target.wants/sys-kernel-tracing.mount)).
+          type: bool
+        fstype:
+          description: The filesystem type the boot-time mount gives (C(Type=), the fstab's third field).
+          type: str
+          sample: tracefs
+        configured_options:
+          description: The options exactly as configured (C(Options=), the fstab's fourth field).
+          type: list
+          elements: str
+          sample: [nosuid, nodev, noexec, gid=1001, mode=0750]
+        options:
+          description:
+            - The per-mount options the boot-time mount gets, as RV(tracefs.options) shows the
+              live ones (C(rw) unless C(ro); C(relatime), the kernel's default, unless an atime
+              option is given).
+          type: list
+          elements: str
+          sample: [rw, nosuid, nodev, noexec, relatime]
+        gid:
+          description: The group of the boot-time mount (C(gid=); 0 when not given). V(null) when C(gid=) is not a number.
+          type: int
+          sample: 1001
+        mode:
+          description: The mode of the boot-time mount (C(mode=); C(0700) when not given).
+          type: str
+          sample: "0750"
+        agrees:
+          description:
+            - Whether the boot-time mount is the live one - mounted or not alike, and, when
+              both are mounted, the same type, per-mount flags (C(ro), C(nosuid), C(nodev),
+              C(noexec); an atime option when configured), gid and mode. V(null) when the
+              configuration could not be read.
+          type: bool
+        differences:
+          description: What differs, one entry per setting, the values in words.
+          type: list
+          elements: dict
+          sample: [{"setting": "gid", "live": "1001", "boot": "0"}, {"setting": "noexec", "live": "on", "boot": "off"}]
+        error:
+          description: Why the configuration could not be read (an unreadable fstab or unit file), else V(null).
+          type: str
 debugfs:
   description: debugfs as the kernel reports it.
   returned: always

@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile, _validation
+from ansible_collections.tracefleet.ftrace.plugins.module_utils import _atomicfile, _mount_syscalls, _validation
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._errors import TracefleetError
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _escape, _host_result, _runs
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import PathEscapeError, inside
@@ -29,10 +29,6 @@ from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._paths import Pa
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 STATUSES = (PASS, FAIL, SKIP)
 LOCKDOWN_LEVELS = {"none": 0, "integrity": 1, "confidentiality": 2}
-# TRACEFS_DEFAULT_MODE (fs/tracefs/inode.c); mountinfo shows gid= and mode= only
-# when they differ from root and 0700.
-TRACEFS_DEFAULT_MODE = 0o700
-TRACEFS_DEFAULT_GID = 0
 
 POLICY_SPEC = dict(
     tracefs_path=dict(type="str", default="/sys/kernel/tracing"),
@@ -45,6 +41,7 @@ POLICY_SPEC = dict(
     min_lockdown=dict(type="str", default="none", choices=list(LOCKDOWN_LEVELS)),
     allow_leftovers=dict(type="bool", default=False),
     probe_groups=dict(type="list", elements="str", default=["tracefleet"]),
+    require_persistent=dict(type="bool", default=True),
 )
 
 FORMATS = ("json", "junit", "markdown", "html")
@@ -115,13 +112,6 @@ def _listing(items) -> str:
     return ", ".join(str(item) for item in items)
 
 
-def _super_option(options: list, name: str) -> str | None:
-    for option in options or []:
-        if option.startswith(name + "="):
-            return option.split("=", 1)[1]
-    return None
-
-
 def _tracefs_mounts(facts: dict) -> list[dict]:
     return [mount for mount in facts["tracefs"].get("mountpoints") or [] if isinstance(mount, dict)]
 
@@ -180,10 +170,11 @@ def check_tracefs_gid(facts: dict, policy: dict) -> dict | None:
         return _result(name, FAIL, group, None, "the group %r required on tracefs does not exist on this host" % group)
     if not _tracefs_mounts(facts):
         return _result(name, SKIP, gid, None, "tracefs is not mounted: no group to check")
-    shown = _super_option(_superblock(facts), "gid")
+    options = _superblock(facts)
     try:
-        actual = TRACEFS_DEFAULT_GID if shown is None else int(shown)
+        actual = _mount_syscalls.tracefs_gid(options)
     except ValueError:
+        shown = _mount_syscalls.option_value(options, "gid")
         return _result(name, FAIL, gid, shown, "tracefs gid=%s is not a number" % shown)
     if actual == gid:
         return _result(name, PASS, gid, actual, "tracefs files belong to group %s" % wanted)
@@ -199,10 +190,11 @@ def check_tracefs_mode(facts: dict, policy: dict) -> dict | None:
     name = "tracefs_mode"
     if not _tracefs_mounts(facts):
         return _result(name, SKIP, _octal(mode), None, "tracefs is not mounted: no mode to check")
-    shown = _super_option(_superblock(facts), "mode")
+    options = _superblock(facts)
     try:
-        actual = TRACEFS_DEFAULT_MODE if shown is None else int(shown, 8)
+        actual = _mount_syscalls.tracefs_mode(options)
     except ValueError:
+        shown = _mount_syscalls.option_value(options, "mode")
         return _result(name, FAIL, _octal(mode), shown, "tracefs mode=%s is not octal" % shown)
     if actual == mode:
         return _result(name, PASS, _octal(mode), _octal(actual), "tracefs is mounted with mode=%s" % _octal(actual))
@@ -212,6 +204,128 @@ def check_tracefs_mode(facts: dict, policy: dict) -> dict | None:
         _octal(mode),
         _octal(actual),
         "tracefs is mounted with mode=%s; the policy requires mode=%s" % (_octal(actual), _octal(mode)),
+    )
+
+
+def _not_at_boot(boot: dict) -> str:
+    """Why nothing mounts tracefs at boot, in the words of the configuration."""
+    source, where, unit = boot.get("source"), boot.get("file"), boot.get("unit")
+    if source == "masked":
+        return "%s masks %s, so systemd mounts nothing there at boot" % (where, unit)
+    if source == "fstab":
+        return "its %s line has noauto and no systemd link starts %s at boot" % (where, unit)
+    if source in ("unit", "systemd"):
+        return "%s defines %s but nothing starts it at boot (no .wants/ or .requires/ link)" % (where, unit)
+    if boot.get("systemd"):
+        return "nothing mounts it at boot (no /etc/fstab line, no %s)" % unit
+    return "nothing mounts it at boot (no /etc/fstab line, and no systemd)"
+
+
+def _stated(boot: dict, name: str, value: str) -> str:
+    """`value` as the boot configuration gives it: `gid=0 (none given)` when it gives none."""
+    given = _mount_syscalls.option_value(boot.get("configured_options") or [], name)
+    return "%s=%s" % (name, value) + ("" if given is not None else " (none given)")
+
+
+def _boot_problems(boot: dict, policy: dict, path: str, live_mounted: bool) -> list[str]:
+    """What keeps the boot-time mount from matching the policy and the live mount."""
+    problems = []
+    origin = boot.get("options_file") or boot.get("file")
+    if boot.get("fstype") != "tracefs":
+        problems.append("%s mounts %s at %s, not tracefs" % (boot.get("file"), boot.get("fstype") or "no type", path))
+    options = boot.get("options") or []
+    missing = [option for option in policy["tracefs_options"] if option not in options]
+    if missing:
+        problems.append(
+            "%s mounts it without %s (the policy requires %s)"
+            % (origin, _listing(missing), _listing(policy["tracefs_options"]))
+        )
+    gid, mode = policy["tracefs_gid"], policy["tracefs_mode"]
+    if gid is not None and boot.get("gid") != gid:
+        problems.append(
+            "%s mounts it with %s; the policy requires gid=%s"
+            % (origin, _stated(boot, "gid", "%s" % boot.get("gid")), gid)
+        )
+    if mode is not None and boot.get("mode") != _octal(mode):
+        problems.append(
+            "%s mounts it with %s; the policy requires mode=%s"
+            % (origin, _stated(boot, "mode", "%s" % boot.get("mode")), _octal(mode))
+        )
+    # Not mounted now is tracefs_mounted's finding; a boot configuration that mounts
+    # the policy's mount is what this check asks for.
+    changes = [
+        "%s %s now, %s at boot" % (item.get("setting"), item.get("live"), item.get("boot"))
+        for item in boot.get("differences") or []
+        if live_mounted or item.get("setting") != "mounted"
+    ]
+    if changes:
+        problems.append("the next boot's mount (%s) differs from the live one: %s" % (origin, _listing(changes)))
+    return problems
+
+
+def check_tracefs_persistent(facts: dict, policy: dict) -> dict | None:
+    """The mount the next boot makes (an /etc/fstab line, a mount unit) matches the
+    policy and the live mount: a host compliant now stays compliant after a reboot."""
+    if not policy["require_persistent"]:
+        return None
+    name = "tracefs_persistent"
+    path = policy["tracefs_path"]
+    expected: dict = {"mounted_at_boot": True, "options": list(policy["tracefs_options"])}
+    if policy["tracefs_gid"] is not None:
+        expected["gid"] = policy["tracefs_gid"]
+    if policy["tracefs_mode"] is not None:
+        expected["mode"] = _octal(policy["tracefs_mode"])
+    expected["same_as_live"] = True
+    boot = facts["tracefs"].get("boot")
+    if not isinstance(boot, dict):
+        return _result(
+            name,
+            SKIP,
+            expected,
+            None,
+            "the facts have no tracefs.boot (gather them with this collection's tracefs_info)",
+        )
+    actual = {key: boot.get(key) for key in ("source", "file", "dropins", "mounted", "options", "gid", "mode")}
+    actual["differences"] = boot.get("differences") or []
+    if boot.get("error"):
+        return _result(
+            name, SKIP, expected, actual, "the boot configuration of %s cannot be read: %s" % (path, boot["error"])
+        )
+    if boot.get("mount_point") != path:
+        return _result(
+            name,
+            SKIP,
+            expected,
+            actual,
+            "the facts describe the boot configuration of %s, not of %s (tracefs_info reports the "
+            "mount point tracefs is mounted at, else /sys/kernel/tracing)" % (boot.get("mount_point"), path),
+        )
+    live_mounted = path in [mount.get("mount_point") for mount in _tracefs_mounts(facts)]
+    if boot.get("mounted") is None:
+        return _result(name, SKIP, expected, actual, "the facts do not say whether %s is mounted at boot" % path)
+    if not boot["mounted"]:
+        now = "tracefs is mounted at %s now, but " if live_mounted else "tracefs at %s: "
+        return _result(name, FAIL, expected, actual, now % path + _not_at_boot(boot))
+    problems = _boot_problems(boot, policy, path, live_mounted)
+    if problems:
+        return _result(
+            name, FAIL, expected, actual, "tracefs at %s after the next boot: %s" % (path, "; ".join(problems))
+        )
+    dropins = boot.get("dropins") or []
+    settings = list(boot.get("options") or []) + ["gid=%s" % boot.get("gid"), "mode=%s" % boot.get("mode")]
+    return _result(
+        name,
+        PASS,
+        expected,
+        actual,
+        "%s%s mounts tracefs at %s at boot %s: %s"
+        % (
+            boot.get("file"),
+            " with %s" % _listing(dropins) if dropins else "",
+            path,
+            "as it is mounted now" if live_mounted else "as the policy asks",
+            _listing(settings),
+        ),
     )
 
 
@@ -427,6 +541,7 @@ CHECKS = (
     check_tracefs_options,
     check_tracefs_gid,
     check_tracefs_mode,
+    check_tracefs_persistent,
     check_debugfs_not_mounted,
     check_debugfs_disallowed,
     check_lockdown,

@@ -566,6 +566,38 @@ _MOUNT = Record(
     extra="ignore",
 )
 _MOUNTS = List(_MOUNT, max_items=4096, nullable=True)
+_PATH = Str(max_len=MAX_LINE, text=True, nullable=True)
+_OPTIONS = List(_OPTION, max_items=256, nullable=True)
+# tracefs.boot (_tracefs_boot.boot_facts): the mount the next boot makes.
+_BOOT = Record(
+    dict(
+        mount_point=_PATH,
+        unit=_PATH,
+        systemd=Bool(nullable=True),
+        source=Str(max_len=32, text=True, nullable=True),
+        file=_PATH,
+        dropins=List(Str(max_len=MAX_LINE, text=True), max_items=256, nullable=True),
+        options_file=_PATH,
+        mounted=Bool(nullable=True),
+        fstype=Str(max_len=MAX_NAME, text=True, nullable=True),
+        configured_options=_OPTIONS,
+        options=_OPTIONS,
+        gid=Int(0, (1 << 32) - 1, nullable=True),
+        mode=Str(max_len=16, text=True, nullable=True),
+        agrees=Bool(nullable=True),
+        differences=List(
+            Record(
+                dict(setting=_OPTION, live=_OPTION, boot=_OPTION),
+                extra="ignore",
+            ),
+            max_items=64,
+            nullable=True,
+        ),
+        error=Str(max_len=MAX_LINE, text=True, nullable=True),
+    ),
+    extra="ignore",
+    nullable=True,
+)
 _NAMES = List(Str(max_len=MAX_LINE, text=True), nullable=True)
 TRACEFS_INFO_FACTS = Record(
     dict(
@@ -578,6 +610,7 @@ TRACEFS_INFO_FACTS = Record(
                 path=Str(max_len=MAX_LINE, text=True, nullable=True),
                 super_options=List(_OPTION, max_items=256, nullable=True),
                 mountpoints=_MOUNTS,
+                boot=_BOOT,
             ),
             extra="ignore",
         ),

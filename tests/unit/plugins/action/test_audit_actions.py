@@ -29,6 +29,23 @@ COMPLIANT = {
                 "super_options": ["rw"],
             }
         ],
+        "boot": {
+            "mount_point": "/sys/kernel/tracing",
+            "unit": "sys-kernel-tracing.mount",
+            "systemd": True,
+            "source": "fstab",
+            "file": "/etc/fstab",
+            "options_file": "/etc/fstab",
+            "mounted": True,
+            "fstype": "tracefs",
+            "configured_options": ["nosuid", "nodev", "noexec"],
+            "options": ["rw", "nosuid", "nodev", "noexec", "relatime"],
+            "gid": 0,
+            "mode": "0700",
+            "agrees": True,
+            "differences": [],
+            "error": None,
+        },
     },
     "debugfs": {
         "registered": True,
@@ -70,7 +87,7 @@ def test_check_compliant(run_action):
     result = run_action("audit_check", {"facts": COMPLIANT})
     assert result["changed"] is False and result["compliant"] is True
     assert result["violations"] == 0 and result["msg"] == "compliant"
-    assert [check["status"] for check in result["checks"]] == ["pass"] * 6
+    assert [check["status"] for check in result["checks"]] == ["pass"] * 7
 
 
 def test_check_violation_and_policy(run_action):

@@ -30,6 +30,31 @@ def mount(point, fstype, options=("rw", "nosuid", "nodev", "noexec", "relatime")
     }
 
 
+def boot(**changes):
+    """tracefs.boot of a systemd host whose own unit mounts tracefs as it is mounted now."""
+    unit = "/lib/systemd/system/sys-kernel-tracing.mount"
+    result = {
+        "mount_point": TRACING,
+        "unit": "sys-kernel-tracing.mount",
+        "systemd": True,
+        "source": "systemd",
+        "file": unit,
+        "dropins": [],
+        "options_file": unit,
+        "mounted": True,
+        "fstype": "tracefs",
+        "configured_options": ["nosuid", "nodev", "noexec"],
+        "options": ["rw", "nosuid", "nodev", "noexec", "relatime"],
+        "gid": 0,
+        "mode": "0700",
+        "agrees": True,
+        "differences": [],
+        "error": None,
+    }
+    result.update(changes)
+    return result
+
+
 def facts(**changes):
     """A compliant host as tracefs_info reports it (gather: all), then `changes`."""
     result = {
@@ -42,6 +67,7 @@ def facts(**changes):
             "options": ["rw", "nosuid", "nodev", "noexec", "relatime"],
             "super_options": ["rw"],
             "mountpoints": [mount(TRACING, "tracefs")],
+            "boot": boot(),
         },
         "debugfs": {
             "registered": True,
@@ -100,6 +126,7 @@ def test_default_policy_on_a_compliant_host():
     assert list(checks) == [
         "tracefs_mounted",
         "tracefs_options",
+        "tracefs_persistent",
         "debugfs_not_mounted",
         "no_leftover_instances",
         "no_leftover_probes",
@@ -116,6 +143,7 @@ def test_opt_in_checks_only_when_asked():
         "tracefs_options",
         "tracefs_gid",
         "tracefs_mode",
+        "tracefs_persistent",
         "debugfs_not_mounted",
         "debugfs_disallowed",
         "lockdown",
@@ -124,7 +152,13 @@ def test_opt_in_checks_only_when_asked():
         "no_enabled_events",
     ]
     relaxed = run(facts(), debugfs_mounted_allowed=True, allow_leftovers=True, tracefs_options=[])
-    assert list(relaxed) == ["tracefs_mounted"]
+    assert list(relaxed) == ["tracefs_mounted", "tracefs_persistent"]
+    assert list(run(facts(), require_persistent=False, tracefs_options=[], debugfs_mounted_allowed=True)) == [
+        "tracefs_mounted",
+        "no_leftover_instances",
+        "no_leftover_probes",
+        "no_enabled_events",
+    ]
 
 
 # One row per check and outcome: (facts, policy, check, status, words in the message).
@@ -457,6 +491,218 @@ def test_audit_result():
     assert _audit.audit(facts(), {})["compliant"] is True
 
 
+FSTAB_BOOT = dict(
+    source="fstab",
+    file="/etc/fstab",
+    options_file="/etc/fstab",
+    configured_options=["nosuid", "nodev", "noexec", "gid=1001", "mode=0750"],
+    gid=1001,
+    mode="0750",
+)
+GROUP_MOUNT = {"super_options": ["rw", "gid=1001", "mode=750"]}
+DROPIN = "/etc/systemd/system/sys-kernel-tracing.mount.d/50-tracing.conf"
+
+# tracefs_persistent: (tracefs facts, policy, status, words in the message).
+PERSISTENT_CASES = [
+    # systemd's own unit mounts what the default policy asks, as it is mounted now
+    ({}, {}, "pass", "/lib/systemd/system/sys-kernel-tracing.mount mounts tracefs at /sys/kernel/tracing at boot as"),
+    (
+        dict(GROUP_MOUNT, boot=boot(**FSTAB_BOOT)),
+        {"tracefs_gid": 1001, "tracefs_mode": "0750"},
+        "pass",
+        "/etc/fstab mounts tracefs at /sys/kernel/tracing at boot as it is mounted now: rw, nosuid, nodev, "
+        "noexec, relatime, gid=1001, mode=0750",
+    ),
+    (
+        dict(boot=boot(dropins=[DROPIN], options_file=DROPIN)),
+        {},
+        "pass",
+        "sys-kernel-tracing.mount with %s mounts" % DROPIN,
+    ),
+    # the finding: compliant now, nothing at boot
+    (
+        dict(boot=boot(source="none", file=None, mounted=False, systemd=False)),
+        {},
+        "fail",
+        "tracefs is mounted at /sys/kernel/tracing now, but nothing mounts it at boot (no /etc/fstab line, "
+        "and no systemd)",
+    ),
+    (
+        dict(boot=boot(source="none", file=None, mounted=False)),
+        {},
+        "fail",
+        "nothing mounts it at boot (no /etc/fstab line, no sys-kernel-tracing.mount)",
+    ),
+    (
+        dict(boot=boot(source="masked", file="/etc/systemd/system/sys-kernel-tracing.mount", mounted=False)),
+        {},
+        "fail",
+        "now, but /etc/systemd/system/sys-kernel-tracing.mount masks sys-kernel-tracing.mount, so systemd mounts "
+        "nothing there at boot",
+    ),
+    (
+        dict(boot=boot(mounted=False, **FSTAB_BOOT)),
+        {},
+        "fail",
+        "its /etc/fstab line has noauto and no systemd link starts sys-kernel-tracing.mount at boot",
+    ),
+    (
+        dict(boot=boot(source="unit", file="/etc/systemd/system/sys-kernel-tracing.mount", mounted=False)),
+        {},
+        "fail",
+        "defines sys-kernel-tracing.mount but nothing starts it at boot",
+    ),
+    # the boot configuration against the policy, naming the file and the option
+    (
+        dict(
+            boot=boot(
+                options=["rw", "nosuid", "nodev", "relatime"],
+                agrees=False,
+                differences=[{"setting": "noexec", "live": "on", "boot": "off"}],
+                **FSTAB_BOOT,
+            )
+        ),
+        {},
+        "fail",
+        "tracefs at /sys/kernel/tracing after the next boot: /etc/fstab mounts it without noexec (the policy "
+        "requires nosuid, nodev, noexec); "
+        "the next boot's mount (/etc/fstab) differs from the live one: noexec on now, off at boot",
+    ),
+    (
+        dict(GROUP_MOUNT, boot=boot(options_file=DROPIN, gid=0, mode="0750", configured_options=["mode=0750"])),
+        {"tracefs_gid": 1001, "tracefs_group": "tracing"},
+        "fail",
+        "%s mounts it with gid=0 (none given); the policy requires gid=1001" % DROPIN,
+    ),
+    (
+        dict(GROUP_MOUNT, boot=boot(**dict(FSTAB_BOOT, mode="0755", configured_options=["mode=0755"]))),
+        {"tracefs_mode": "0750"},
+        "fail",
+        "/etc/fstab mounts it with mode=0755; the policy requires mode=0750",
+    ),
+    (
+        dict(boot=boot(fstype="tmpfs", **{key: FSTAB_BOOT[key] for key in ("source", "file")})),
+        {},
+        "fail",
+        "/etc/fstab mounts tmpfs at /sys/kernel/tracing, not tracefs",
+    ),
+    # the policy is met at boot, but the live mount is not what the next boot makes
+    (
+        dict(
+            GROUP_MOUNT,
+            boot=boot(
+                agrees=False,
+                differences=[
+                    {"setting": "gid", "live": "1001", "boot": "0"},
+                    {"setting": "mode", "live": "0750", "boot": "0700"},
+                ],
+            ),
+        ),
+        {},
+        "fail",
+        "differs from the live one: gid 1001 now, 0 at boot, mode 0750 now, 0700 at boot",
+    ),
+    # not mounted now: tracefs_mounted's finding; the boot configuration alone is judged
+    (
+        dict(
+            mounted=False,
+            path=None,
+            mountpoints=[],
+            boot=boot(agrees=False, differences=[{"setting": "mounted", "live": "not mounted", "boot": "mounted"}]),
+        ),
+        {},
+        "pass",
+        "at boot as the policy asks",
+    ),
+    (
+        dict(mounted=False, path=None, mountpoints=[], boot=boot(source="none", file=None, mounted=False)),
+        {},
+        "fail",
+        "tracefs at /sys/kernel/tracing: nothing mounts it at boot",
+    ),
+    # what the facts cannot answer
+    (dict(boot=None), {}, "skip", "the facts have no tracefs.boot"),
+    (
+        dict(boot=boot(error="fstab=/etc/fstab is not a regular file", source=None, mounted=None, agrees=None)),
+        {},
+        "skip",
+        "the boot configuration of /sys/kernel/tracing cannot be read: fstab=/etc/fstab is not a regular file",
+    ),
+    (
+        {},
+        {"tracefs_path": "/srv/trace"},
+        "skip",
+        "describe the boot configuration of /sys/kernel/tracing, not of /srv/trace",
+    ),
+]
+
+
+@pytest.mark.parametrize("tracefs, policy, expected, words", PERSISTENT_CASES)
+def test_tracefs_persistent(tracefs, policy, expected, words):
+    host_facts = facts(tracefs=tracefs)
+    if tracefs.get("boot", "") is None:
+        del host_facts["tracefs"]["boot"]
+    result = run(host_facts, **policy)["tracefs_persistent"]
+    assert result["status"] == expected, result
+    assert words in result["message"]
+    assert result["expected"]["mounted_at_boot"] is True and result["expected"]["same_as_live"] is True
+
+
+def test_tracefs_persistent_expected_and_actual():
+    result = run(facts(tracefs=dict(GROUP_MOUNT, boot=boot(**FSTAB_BOOT))), tracefs_gid=1001, tracefs_mode="750")
+    check = result["tracefs_persistent"]
+    assert check["expected"] == {
+        "mounted_at_boot": True,
+        "options": ["nosuid", "nodev", "noexec"],
+        "gid": 1001,
+        "mode": "0750",
+        "same_as_live": True,
+    }
+    assert check["actual"] == {
+        "source": "fstab",
+        "file": "/etc/fstab",
+        "dropins": [],
+        "mounted": True,
+        "options": ["rw", "nosuid", "nodev", "noexec", "relatime"],
+        "gid": 1001,
+        "mode": "0750",
+        "differences": [],
+    }
+
+
+def test_tracefs_persistent_is_left_out_when_not_required():
+    assert "tracefs_persistent" not in run(facts(tracefs={"boot": boot(mounted=False)}), require_persistent=False)
+    assert _audit.normalize_policy({})["require_persistent"] is True
+
+
+def test_tracefs_persistent_flows_into_every_report():
+    """The finding reaches the JSON, JUnit, Markdown and HTML reports like the other mount checks."""
+    drifted = facts(
+        tracefs=dict(
+            GROUP_MOUNT,
+            boot=boot(agrees=False, differences=[{"setting": "gid", "live": "1001", "boot": "0"}]),
+        )
+    )
+    report = _audit.build_report({"web1": _audit.audit(drifted, {})}, "boot")
+    assert report["summary"]["violating"] == {"web1": ["tracefs_persistent"]}
+    message = report["hosts"]["web1"]["checks"][2]["message"]
+    assert "/lib/systemd/system/sys-kernel-tracing.mount" in message and "gid 1001 now, 0 at boot" in message
+    assert json.loads(_audit.render_json(report))["hosts"]["web1"]["checks"][2]["status"] == "fail"
+    junit = ET.fromstring(_audit.render_junit(report).encode("utf-8"))
+    failure = junit.find("testsuite/testcase[@name='tracefs_persistent']/failure")
+    assert failure is not None and failure.get("message") == message
+    assert "differences" in failure.text
+    assert "| web1 | tracefs\\_persistent |" in _audit.render_markdown(report)  # markdown escapes the _
+    page = _audit.render_html(report)
+    assert "<td>tracefs_persistent</td>" in page and "gid 1001 now, 0 at boot" in page
+
+
+def test_hostile_boot_facts_are_refused_naming_the_field():
+    bad = facts(tracefs={"boot": boot(differences=[{"setting": ["x"], "live": "on", "boot": "off"}])})
+    with pytest.raises(_audit.AuditError, match=r"facts\.tracefs\.boot\.differences\[0\]\.setting"):
+        _audit.audit(bad, {})
+
+
 def test_evaluation_does_not_modify_facts():
     host_facts = facts(instances=["tf-a"], ledger={"instances": ["tf-a"]})
     before = copy.deepcopy(host_facts)
@@ -495,7 +741,7 @@ def test_report_summary(report):
     assert summary["compliant"] == ["good"]
     assert summary["violating"] == {HOSTILE: ["debugfs_not_mounted", "no_leftover_instances"]}
     assert summary["no_result"] == ["down"]
-    assert summary["checks"] == {"pass": 10, "fail": 2, "skip": 1}
+    assert summary["checks"] == {"pass": 12, "fail": 2, "skip": 1}
     assert report["hosts"]["down"]["error"] == _audit.NO_RESULT
 
 
@@ -533,11 +779,11 @@ def test_json(report):
 def test_junit(report):
     root = ET.fromstring(_audit.render_junit(report).encode("utf-8"))
     assert root.tag == "testsuites"
-    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("14", "2", "1", "1")
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped")) == ("16", "2", "1", "1")
     suites = {suite.get("name"): suite for suite in root.iter("testsuite")}
     assert set(suites) == {"good", "down", HOSTILE.replace("\x1b", "\\x1b").replace("\x00", "\\x00")}
     good = suites["good"]
-    assert len(good.findall("testcase")) == 6 and good.get("failures") == "0"
+    assert len(good.findall("testcase")) == 7 and good.get("failures") == "0"
     assert not good.findall("testcase/failure") and not good.findall("testcase/skipped")
     bad = next(suite for name, suite in suites.items() if name.startswith("<script>"))
     failures = {
@@ -548,7 +794,7 @@ def test_junit(report):
     assert "actual: /sys/kernel/debug" in failures["debugfs_not_mounted"].text
     skipped = [case.get("name") for case in bad.findall("testcase") if case.find("skipped") is not None]
     assert skipped == ["lockdown"]
-    assert bad.get("tests") == "7" and bad.get("skipped") == "1"
+    assert bad.get("tests") == "8" and bad.get("skipped") == "1"
     error = suites["down"].find("testcase/error")
     assert error is not None and error.get("message") == _audit.NO_RESULT
     properties = {prop.get("name"): prop.get("value") for prop in good.iter("property")}
