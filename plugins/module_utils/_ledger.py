@@ -28,12 +28,14 @@ Entry kinds and their keys (one entry per key; the first original value wins):
   capture       instance                    a capture window opened by trace_capture
                                             (state=started); its tracing_on change is
                                             a knob entry of its own
+  persist       name                        a boot-time tracing setup of trace_persist;
+                                            what it owns is in its state file
 
 Each kind is recorded and undone by the code that owns it: that code describes its
 kinds with a `LedgerKind` (what teardown says and does) in a `LEDGER_KINDS` dict, and
 `_teardown.KINDS` gathers those dicts (instance: `_instance`; knob, list_add,
 list_remove: `_knob_changes`; event, filter, trigger_*: `_events`; probe: `_probes`;
-mount and capture: `_teardown` itself, until the mount and capture code carry theirs).
+mount: `_mountpolicy`; capture: `_capture_window`; persist: `_persist_apply`).
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
 """
 
@@ -69,12 +71,14 @@ KEY_FIELDS = {
     "probe": ("group", "event"),
     "mount": ("path", "fstype"),
     "capture": ("instance",),
+    "persist": ("name",),
 }
 # Fields an entry needs besides its key fields, for the code that undoes it.
 EXTRA_FIELDS = {
     "knob": ("original",),
     "event": ("original",),
     "filter": ("original",),
+    "persist": ("backend", "state_file"),
 }
 # Fields that may be None (the top level); every other field is a string.
 OPTIONAL_FIELDS = ("instance",)
@@ -98,7 +102,8 @@ class LedgerKind:
     (`tracing` is the top level of tracefs) and returns a note when there was nothing
     left to undo. `needs_tracefs` False: undone without tracefs (mounts, capture
     windows); otherwise teardown opens tracefs first, and an entry about an instance
-    that is gone becomes a note without calling `undo`.
+    that is gone becomes a note without calling `undo`. `needs_reboot` True: undoing
+    it changes what the next boot does, not the running kernel (boot-time setups).
     """
 
     def __init__(
@@ -106,10 +111,12 @@ class LedgerKind:
         describe: Callable[[dict], str],
         undo: Callable[..., str | None],
         needs_tracefs: bool = True,
+        needs_reboot: bool = False,
     ) -> None:
         self.describe = describe
         self.undo = undo
         self.needs_tracefs = needs_tracefs
+        self.needs_reboot = needs_reboot
 
 
 def place(entry: dict) -> str:

@@ -21,6 +21,7 @@ from ansible_collections.tracefleet.ftrace.plugins.module_utils import (
     _instance,
     _knob_changes,
     _mountpolicy,
+    _persist_apply,
     _probes,
 )
 from ansible_collections.tracefleet.ftrace.plugins.module_utils._control import ControlError
@@ -45,12 +46,18 @@ KINDS: dict[str, LedgerKind] = {
     **_probes.LEDGER_KINDS,
     **_mountpolicy.LEDGER_KINDS,
     **_capture_window.LEDGER_KINDS,
+    **_persist_apply.LEDGER_KINDS,
 }
 
 
 def describe(entry: dict) -> str:
     kind = KINDS.get(entry["kind"])
     return kind.describe(entry) if kind is not None else "unknown entry %r" % (entry,)
+
+
+def needs_reboot(entry: dict) -> bool:
+    kind = KINDS.get(entry["kind"])
+    return kind is not None and kind.needs_reboot
 
 
 def needs_tracefs(entry: dict) -> bool:
@@ -127,9 +134,15 @@ def run(params: dict, check_mode: bool) -> dict:
                 top = open_tracefs(params["tracefs_path"])
             except TracingUnavailable as exc:
                 raise TaskError("cannot undo the tracing changes: %s" % exc, remaining=len(ledger.entries)) from None
+        for_reboot = [describe(entry) for entry in ledger.session_entries(session) if needs_reboot(entry)]
         undone, notes, failures = teardown(top, ledger, session, params["keep_mounts"], check_mode)
         remaining = len(ledger.entries)
-    result = dict(changed=bool(undone), undone=undone, notes=notes, remaining=remaining)
+    reboot_required = any(text in undone for text in for_reboot)
+    result = dict(
+        changed=bool(undone), undone=undone, notes=notes, remaining=remaining, reboot_required=reboot_required
+    )
+    if reboot_required:
+        result["msg"] = "boot-time tracing was removed from the next boot's configuration; a reboot completes the undo"
     if failures:
         raise TaskError("teardown could not undo %d change(s): %s" % (len(failures), "; ".join(failures)), **result)
     return result

@@ -13,7 +13,9 @@ description:
   - Reads the ledger that the tracefleet modules keep on the target and undoes its
     entries, newest first - knobs back to their original values, list entries and
     triggers removed or put back, events and filters restored, instances tracefleet
-    created removed, mounts it made unmounted - and forgets each entry once undone.
+    created removed, mounts it made unmounted, boot-time setups of
+    M(tracefleet.ftrace.trace_persist) removed from the next boot's configuration - and
+    forgets each entry once undone.
   - Works from a later, separate play too, for example after the play that made the
     changes was killed; an interrupted teardown can simply be run again.
   - Anything not in the ledger (other users' instances, probes, knobs) is left alone.
@@ -58,6 +60,7 @@ seealso:
   - module: tracefleet.ftrace.trace_instance
   - module: tracefleet.ftrace.tracer
   - module: tracefleet.ftrace.trace_event
+  - module: tracefleet.ftrace.trace_persist
 """
 
 EXAMPLES = r"""
@@ -87,6 +90,12 @@ remaining:
   description: Number of ledger entries left (other sessions, kept mounts, failures).
   returned: always
   type: int
+reboot_required:
+  description:
+    - Whether a boot-time setup (M(tracefleet.ftrace.trace_persist)) was removed. Its undo changes
+      what the next boot does; the running kernel keeps tracing as it was until a reboot.
+  returned: always
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule

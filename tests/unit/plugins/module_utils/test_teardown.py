@@ -162,7 +162,7 @@ def test_run_needs_tracefs_only_for_tracing_entries(tmp_path, fake_host):
     params["tracefs_path"] = str(tmp_path / "nowhere")
     with Ledger(params["ledger_path"]) as ledger:
         ledger.record("s", kind="mount", path="/sys/kernel/tracing", fstype="tracefs")
-    assert _teardown.run(params, False) == dict(changed=False, undone=[], notes=[], remaining=1)
+    assert _teardown.run(params, False) == dict(changed=False, undone=[], notes=[], remaining=1, reboot_required=False)
     with Ledger(params["ledger_path"]) as ledger:
         ledger.record("s", kind="knob", instance=None, file="no_such_knob", original="1")
     with pytest.raises(TaskError, match="cannot undo the tracing changes: tracefs_path=") as failed:
