@@ -329,6 +329,16 @@ def _make_disks(vm: VM, image_dir: Path) -> None:
 
 
 def _stop(vm: VM) -> None:
+    # A VM with a disk: its boot loop first, so that it boots nothing again.
+    try:
+        loop = int((vm.dir / "boot-loop.pid").read_text().strip())
+        cmdline = Path("/proc/%d/cmdline" % loop).read_bytes()
+    except (OSError, ValueError):
+        loop = 0
+        cmdline = b""
+    if loop and b"tracelab" in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(loop, signal.SIGTERM)
     if vm.running():
         pid = vm.pid()
         assert pid is not None
@@ -419,11 +429,116 @@ def _save(vm: VM) -> None:
 
 def _launch(vm: VM, profile: profiles.Profile, image_dir: Path) -> None:
     emulator = qemu.ensure()
+    if vm.disk:
+        _supervise(vm, profile, image_dir, emulator)
+        return
     result = subprocess.run(
         qemu_command(vm, profile, image_dir, emulator), capture_output=True, text=True, check=False, env=emulator.env()
     )
     if result.returncode != 0:
         raise LabError("qemu failed to start VM %s: %s" % (vm.name, result.stderr.strip()))
+
+
+# What the kernel prints on its console when it resets the machine for a reboot
+# (kernel/reboot.c, at KERN_EMERG: printed whatever the loglevel).
+RESTART_MARK = "reboot: Restarting system"
+
+
+def _supervise(vm: VM, profile: profiles.Profile, image_dir: Path, emulator: qemu.Qemu) -> None:
+    """Run a VM with a disk under a boot loop of its own: a detached process that runs
+    qemu in the foreground and, each time the guest reboots (the kernel's restart
+    message on the console, then qemu's exit at the reset: -no-reboot), boots it again
+    with the entry the guest left on its boot disk. Any other exit (power off, `down`,
+    a crash) ends the loop. So a reboot from inside the guest (`systemctl reboot`,
+    ansible.builtin.reboot) works like `tracelab reboot`. Returns once qemu runs, or
+    raises with qemu's complaint."""
+    first = _qemu_foreground(qemu_command(vm, profile, image_dir, emulator))
+    (vm.dir / "booted-cmdline").write_text(kernel_cmdline(vm, profile) + "\n")
+    ready_r, ready_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the detached side, exercised on real VMs
+        os.close(ready_r)
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            # Nothing of the caller's stays open here (a pipe held open would keep whoever
+            # reads tracelab's output waiting for its end).
+            os.closerange(3, ready_w)
+            os.closerange(ready_w + 1, 1 << 16)
+            _boot_loop(vm, profile, image_dir, emulator, first, ready_w)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.waitpid(child, 0)
+    with os.fdopen(ready_r, "rb") as ready:
+        answer = ready.read().decode("utf-8", "replace")
+    if answer != "ok":
+        raise LabError("qemu failed to start VM %s: %s" % (vm.name, answer.strip() or "no answer from its boot loop"))
+
+
+def _qemu_foreground(cmd: list[str]) -> list[str]:
+    """The qemu command of a VM with a disk: run in the foreground by its boot loop."""
+    return [arg for arg in cmd if arg != "-daemonize"]
+
+
+def _boot_loop(  # pragma: no cover - runs detached, exercised on real VMs
+    vm: VM, profile: profiles.Profile, image_dir: Path, emulator: qemu.Qemu, cmd: list[str], ready_w: int
+) -> None:
+    (vm.dir / "boot-loop.pid").write_text("%d\n" % os.getpid())
+    while True:
+        offset = vm.console.stat().st_size if vm.console.exists() else 0
+        with open(vm.dir / "qemu.log", "wb") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=emulator.env())
+        if ready_w >= 0:
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and vm.pid() != proc.pid and time.monotonic() < deadline:
+                time.sleep(0.1)
+            answer = "ok" if proc.poll() is None and vm.pid() == proc.pid else _tail(vm.dir / "qemu.log")
+            os.write(ready_w, answer.encode())
+            os.close(ready_w)
+            ready_w = -1
+            if answer != "ok":
+                proc.kill()
+                proc.wait()
+                return
+        proc.wait()
+        if RESTART_MARK not in _console_since(vm, offset):
+            return  # powered off, stopped by `down`, or crashed: no boot loader runs again
+        with _state_lock():
+            current = load(vm.name)
+            if current is None or not vm.dir.exists():
+                return
+            vm = current
+            vm.boots += 1
+            vm.started = time.time()
+            _save(vm)
+            try:
+                cmd = _qemu_foreground(qemu_command(vm, profile, image_dir, emulator))
+            except LabError as exc:
+                with open(vm.console, "a") as console:
+                    console.write("\ntracelab: no boot: %s\n" % exc)
+                return
+            (vm.dir / "booted-cmdline").write_text(kernel_cmdline(vm, profile) + "\n")
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-2000:]
+    except OSError:
+        return ""
+
+
+def _console_since(vm: VM, offset: int) -> str:
+    try:
+        with open(vm.console, "rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def up(
@@ -492,19 +607,17 @@ def _booted(vm: VM, timeout: float) -> None:
 def reboot(name: str, timeout: float = 300.0) -> VM:
     """Reboot VM `name` (it must have a disk) through the guest's own boot configuration.
 
-    The guest shuts down the way it always does (`systemctl reboot`): on the way down
-    it writes its /etc/kernel/cmdline to its boot disk. qemu exits at the reset
-    (-no-reboot); tracelab then does what a boot loader does with an entry: boots the
-    kernel and initramfs with the entry's command line, on the same disks. Waits for
-    SSH again and sets the clock."""
+    The guest reboots the way it always does (`systemctl reboot`): on the way down it
+    writes its /etc/kernel/cmdline to its boot disk; qemu exits at the reset and the
+    VM's boot loop boots the kernel and initramfs again with that entry's command line,
+    on the same disks, as a boot loader would. Waits for that boot, then for SSH, and
+    sets the clock."""
     vm = _running_vm(name)
     if not vm.disk:
         raise LabError("VM %s has no disk: it forgets everything when it stops (start one with up --disk)" % name)
-    profile = profiles.get(vm.profile)
-    image_dir = image.ensure(vm.image, vm.kernel)
     with contextlib.suppress(FileNotFoundError):
         (vm.dir / "ready").unlink()
-    pid = vm.pid()
+    before = vm.boots
     # The session ends when the guest goes down: its exit status is not the reboot's.
     subprocess.run(
         vm.ssh_command(["systemctl", "reboot"]),
@@ -515,20 +628,21 @@ def reboot(name: str, timeout: float = 300.0) -> VM:
         check=False,
     )
     deadline = time.monotonic() + min(timeout, 180.0)
-    while vm.running() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        current = load(name)
+        if current is not None and current.boots > before and current.running():
+            vm = current
+            break
         time.sleep(0.5)
-    if vm.running():
+    else:
         raise LabError(
-            "VM %s (qemu pid %s) did not go down within 180s after systemctl reboot; console tail:\n%s"
-            % (name, pid, vm.console_tail())
+            "VM %s did not boot again within 180s after systemctl reboot; console tail:\n%s" % (name, vm.console_tail())
         )
-    with _state_lock():
-        vm.boots += 1
-        vm.started = time.time()
-        _save(vm)
-        line = kernel_cmdline(vm, profile)
-        print("tracelab: booting %s (boot %d): %s" % (name, vm.boots, _shown(line)), flush=True)
-        _launch(vm, profile, image_dir)
+    try:
+        line = (vm.dir / "booted-cmdline").read_text().strip()
+    except OSError:
+        line = "?"
+    print("tracelab: booting %s (boot %d): %s" % (name, vm.boots, _shown(line)), flush=True)
     _booted(vm, timeout)
     return vm
 

@@ -25,9 +25,7 @@ def main() -> int:
     with open(run_dir + "/manifest.json", encoding="utf-8") as handle:
         manifest = json.load(handle)
     entries = {
-        name: host["captures"][-1]
-        for name, host in manifest["hosts"].items()
-        if host.get("captures") and name in hosts
+        name: host["captures"][-1] for name, host in manifest["hosts"].items() if host.get("captures") and name in hosts
     }
     problems = []
     if sorted(entries) != sorted(hosts):

@@ -68,7 +68,10 @@ def main() -> int:
         any(line.startswith("p:tfboot/tf_boot_exec ") and "__x64_sys_execve" in line for line in got["dynamic_events"]),
         "dynamic_events: %s" % got["dynamic_events"],
     )
-    need(got["buffer_size_kb"] == [str(args.buffer_kb)], "buffer_size_kb %s" % got["buffer_size_kb"])
+    # trace_buf_size= is in bytes; the kernel rounds the per-CPU buffer up to whole pages
+    # plus its own (measured: 2048k reads back as 2051 on 6.1).
+    size = int(got["buffer_size_kb"][0]) if got["buffer_size_kb"][:1] and got["buffer_size_kb"][0].isdigit() else 0
+    need(args.buffer_kb <= size <= args.buffer_kb + 16, "buffer_size_kb %s" % got["buffer_size_kb"])
     need(got["instance"][:1] == [args.filter], "instance filter %s" % got["instance"][:1])
     need(got["instance"][1:2] == ["1"], "instance event enable %s" % got["instance"][1:2])
     need(got["unit"] == ["active"], "the unit is %s" % got["unit"])
