@@ -40,7 +40,7 @@ KERNEL_MATRIX := $(call matrix,$(KERNEL_SCENARIOS))
 # with tools/run-scenarios: INTEGRATION_JOBS at once (default: one per core; a TCG
 # guest keeps one core busy), started longest first (measured), a scenario never
 # twice at once. A scenario missing from SCENARIO_ORDER runs last.
-SCENARIO_ORDER := state fleet session reboot capture bad-input playbooks debugfs probes compliance default systemd role-tracefs lockdown
+SCENARIO_ORDER := state fleet session reboot capture bad-input playbooks debugfs probes compliance default role-tracefs lockdown
 INTEGRATION_RUNS := $(foreach s,$(SCENARIO_ORDER) $(filter-out $(SCENARIO_ORDER),$(SCENARIOS)),$(s) \
 	$(if $(filter $(s),$(KERNEL_SCENARIOS)),$(addprefix $(s)@,$(wordlist 2,$(words $(KERNELS)),$(KERNELS)))))
 INTEGRATION_JOBS ?=
