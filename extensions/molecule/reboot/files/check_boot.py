@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check, from the kernel's own files read right after a reboot (verify.yml pipes them
 in as "== section" blocks), that the reboot scenario's persisted setup is there from
 boot: the command line words, the tracefs mount with the policy, debugfs unmounted, the

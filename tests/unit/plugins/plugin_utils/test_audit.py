@@ -575,7 +575,7 @@ PERSISTENT_CASES = [
         "%s mounts it with gid=0 (none given); the policy requires gid=1001" % DROPIN,
     ),
     (
-        dict(GROUP_MOUNT, boot=boot(**dict(FSTAB_BOOT, mode="0755", configured_options=["mode=0755"]))),
+        dict(GROUP_MOUNT, boot=boot(**{**FSTAB_BOOT, "mode": "0755", "configured_options": ["mode=0755"]})),
         {"tracefs_mode": "0750"},
         "fail",
         "/etc/fstab mounts it with mode=0755; the policy requires mode=0750",
