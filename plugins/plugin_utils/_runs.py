@@ -334,7 +334,8 @@ def _reap(process: subprocess.Popen) -> None:
 # A host's record is four lines, each one JSON value: the host's inventory name, its
 # entry in the manifest's `hosts` map (or null), its entry in the `failed` map (or
 # null), and when the record was written. manifest.json is made of those lines as they
-# are, so rewriting it parses the records but serialises nothing again.
+# are, so rewriting it serialises nothing again, and parses only the entries that are
+# not in manifest.json already (those were checked when it was written).
 
 RECORDS = ".records"
 RUN_RECORD = "run.json"
@@ -355,7 +356,11 @@ class _Record(typing.NamedTuple):
     captured: dict | None  # the host's entry in the manifest's hosts map
     failed: dict | None  # its entry in the failed map
     updated: str | None
-    lines: tuple  # the text of the two entries, as stored
+    lines: tuple  # the text of the host's name and of its two entries, as stored
+
+
+# An entry found, as it is, in manifest.json: known to be a map, not parsed again.
+_IN_MANIFEST: dict = {}
 
 
 def _record_text(host: str, captured: dict | None, failed: dict | None) -> bytes:
@@ -363,14 +368,24 @@ def _record_text(host: str, captured: dict | None, failed: dict | None) -> bytes
     return "".join(json.dumps(value, sort_keys=True) + "\n" for value in values).encode("ascii")
 
 
-def _parse_record(name: str, data: bytes) -> _Record:
-    """The record stored as `name`; raises ValueError saying why it is not one."""
+def _parse_record(name: str, data: bytes, known: frozenset = frozenset()) -> _Record:
+    """The record stored as `name`; raises ValueError saying why it is not one. An
+    entry whose line of manifest.json is in `known` is not parsed again (it is
+    _IN_MANIFEST)."""
     if not _RECORD_NAME.fullmatch(name):
         raise ValueError("not the name of a host's record")
     lines = data.decode("utf-8").split("\n")
     if len(lines) != 5 or lines[4]:
         raise ValueError("not the four lines of a host's record")
-    host, captured, failed, updated = (json.loads(line) for line in lines[:4])
+    host, updated = json.loads(lines[0]), json.loads(lines[3])
+    captured, failed = (
+        None
+        if line == "null"
+        else _IN_MANIFEST
+        if "    %s: %s" % (lines[0], line) in known or "    %s: %s," % (lines[0], line) in known
+        else json.loads(line)
+        for line in lines[1:3]
+    )
     if not isinstance(host, str):
         raise ValueError("its host is %s, not a name" % type(host).__name__)
     if host_dir_name(host) + ".json" != name:
@@ -378,7 +393,7 @@ def _parse_record(name: str, data: bytes) -> _Record:
     for field, value in (("hosts", captured), ("failed", failed)):
         if value is not None and not isinstance(value, dict):
             raise ValueError("its entry in the %s map is %s, not a map" % (field, type(value).__name__))
-    return _Record(host, captured, failed, updated if isinstance(updated, str) else None, (lines[1], lines[2]))
+    return _Record(host, captured, failed, updated if isinstance(updated, str) else None, tuple(lines[:3]))
 
 
 def _records_path(run: str, *parts: str) -> str:
@@ -494,9 +509,11 @@ class _Assembled:
     """A run's manifest as its records make it: the one place that puts them together,
     for the readers (`manifest`) and for manifest.json (`text`). A record that cannot be
     read, or that is not the record of the host it names, is left out, and `problems`
-    says why."""
+    says why. `known`: the lines of the manifest.json being replaced, whose entries are
+    not parsed again (for `text` only)."""
 
-    def __init__(self, run: str) -> None:
+    def __init__(self, run: str, known: frozenset = frozenset()) -> None:
+        self.parsed = not known
         fields = _run_fields(run)
         self.fields = {key: value for key, value in fields.items() if key not in _FROM_RECORDS}
         self.records: list = []
@@ -510,7 +527,7 @@ class _Assembled:
             if entry.name.startswith("."):  # a record being written (_atomicfile's temporary file)
                 continue
             try:
-                self.records.append(_parse_record(entry.name, _read(entry.path)))
+                self.records.append(_parse_record(entry.name, _read(entry.path), known))
             except (OSError, ValueError) as exc:
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 name = _host_result.show("%s/%s/%s" % (RECORDS, HOST_RECORDS, entry.name))
@@ -521,6 +538,8 @@ class _Assembled:
         self.updated = max(times) if times else None
 
     def manifest(self) -> dict:
+        if not self.parsed:
+            raise AssertionError("an assembly that did not parse every entry has no manifest")
         manifest = dict(self.fields, hosts={}, updated=self.updated)
         failed = {}
         for record in self.records:
@@ -536,11 +555,11 @@ class _Assembled:
         """manifest.json: the manifest's fields in order, one host per line in its maps."""
         blocks = {key: json.dumps(value, sort_keys=True) for key, value in self.fields.items()}
         blocks["updated"] = json.dumps(self.updated)
-        for key, index in (("hosts", 0), ("failed", 1)):
+        for key, index in (("hosts", 1), ("failed", 2)):
             lines = [
-                "    %s: %s" % (json.dumps(record.host), record.lines[index])
+                "    %s: %s" % (record.lines[0], record.lines[index])
                 for record in self.records
-                if (record.captured, record.failed)[index] is not None
+                if (record.captured, record.failed)[index - 1] is not None
             ]
             if lines:
                 blocks[key] = "{\n%s\n  }" % ",\n".join(lines)
@@ -555,6 +574,13 @@ def assemble(run: str) -> tuple[dict, list]:
     _run_dir.checked_manifest), and the records left out, each with why."""
     assembled = _Assembled(run)
     return assembled.manifest(), assembled.problems
+
+
+def _lines(path: str) -> frozenset:
+    try:
+        return frozenset(_read(path).decode("utf-8", "replace").split("\n"))
+    except OSError:
+        return frozenset()
 
 
 def refresh_manifest(run: str) -> bool:
@@ -577,7 +603,7 @@ def refresh_manifest(run: str) -> bool:
             while os.path.lexists(stale) or os.path.lexists(refreshing) or not os.path.lexists(path):
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(stale, refreshing)
-                _atomicfile.replace(path, _Assembled(run).text(), mode=FILE_MODE)
+                _atomicfile.replace(path, _Assembled(run, _lines(path)).text(), mode=FILE_MODE)
                 wrote = True
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(refreshing)

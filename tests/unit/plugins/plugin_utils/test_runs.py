@@ -544,6 +544,7 @@ def test_concurrent_writers_leave_a_manifest_with_every_host(tmp_path):
     assert sorted(manifest["hosts"]) == captured and sorted(manifest["failed"]) == failed
     assert all(manifest["hosts"][host]["captures"][0]["events"] == len(host) for host in captured)
     assert manifest == _runs.assemble(run)[0]
+    assert open(os.path.join(run, "manifest.json"), "rb").read() == _runs._Assembled(run).text()
     assert sorted(os.listdir(os.path.join(run, ".records"))) == ["hosts", "refresh.lock", "run.json"]
     assert _records(run) == sorted(host + ".json" for host in captured + failed)
     assert [name for name in os.listdir(tmp_path) if name != "run1"] == []
@@ -693,3 +694,28 @@ def test_an_older_run_with_other_directory_names_is_refused(tmp_path):
     with pytest.raises(_runs.RunError, match="host 'Web01' has its files in 'Web01'.*use another run id"):
         _capture(run, "web01", tmp_path)
     assert sorted(os.listdir(run)) == [".manifest.lock", "manifest.json"]
+
+
+def test_a_refresh_parses_only_the_entries_manifest_json_does_not_hold_yet(tmp_path, monkeypatch):
+    """Rewriting manifest.json reads every record but parses again only the entries
+    that changed; what it writes is what the full assembly (the readers') makes."""
+    run = _runs.run_dir(str(tmp_path), "run1")
+    for host in ("web01", "web02", "web03"):
+        _capture(run, host, tmp_path)
+    _runs.refresh_manifest(run)
+    _capture(run, "web04", tmp_path)
+    _runs.record_failures(run, {"web02": DOWN})
+    parsed = []
+    real_loads = json.loads
+
+    def counting(text, *args, **kwargs):
+        if len(text) > 60 and not text.startswith("{\n"):  # an entry: not a name, a time, null or run.json
+            parsed.append(text)
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting)
+    assert _runs.refresh_manifest(run) is True
+    monkeypatch.setattr(json, "loads", real_loads)
+    assert len(parsed) == 2 and '"web04/trace.dat"' in parsed[0] + parsed[1] and "No route" in parsed[0] + parsed[1]
+    assert open(os.path.join(run, "manifest.json"), "rb").read() == _runs._Assembled(run).text()
+    assert sorted(_manifest(run)["failed"]) == ["web02"]
