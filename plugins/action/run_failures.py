@@ -42,6 +42,8 @@ class ActionModule(ControllerAction):
                     "run_dir=%r: no such directory, and not one to make: %s" % (args["run_dir"], exc)
                 ) from None
         records, changed = _runs.record_failures(run, args["failures"], dry_run=check_mode)
+        if not check_mode:
+            _runs.refresh_manifest(run)
         if not records:
             what = "no failed host to record"
         elif not changed:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _run_report
+from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _run_report, _runs
 from ansible_collections.tracefleet.ftrace.plugins.plugin_utils._controller_action import (
     ControllerAction,
 )
@@ -27,6 +27,10 @@ class ActionModule(ControllerAction):
     def act(self, args: dict, check_mode: bool) -> dict:
         # Relative paths are relative to the directory ansible-playbook was started in.
         run_dir = os.path.abspath(args["run_dir"])
+        if not check_mode and os.path.isdir(run_dir):
+            # A no-op unless a writer of the run was killed before it rewrote
+            # manifest.json: the run's end brings it up to date with the records.
+            _runs.refresh_manifest(run_dir)
         audit = os.path.abspath(args["audit"]) if args["audit"] else None
         report = _run_report.write_report(
             run_dir, title=args["title"], audit=audit, top=args["top_events"], dry_run=check_mode

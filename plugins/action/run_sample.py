@@ -36,6 +36,7 @@ class ActionModule(ControllerAction):
         if not os.path.isdir(run):
             raise _runs.RunError("run_dir=%r: no such directory (record a sample after a capture)" % args["run_dir"])
         changed = _runs.record_sample(run, sample)
+        _runs.refresh_manifest(run)
         return dict(
             changed=changed,
             sample=sample,

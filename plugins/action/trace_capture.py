@@ -4,7 +4,7 @@
 """Controller side of trace_capture: check the controller's options, run the capture
 on the target in the task's temporary directory, check what the host returned, bring
 the file home, decompress it, and file it under <dest>/<run_id>/<host dir>/ with the
-run's manifest.
+host's record in the run's manifest.
 
 The host is not trusted (see docs/security.md): its result goes through
 _host_result's schema before anything uses it, the controller names every file it
@@ -129,11 +129,22 @@ class ActionModule(ActionBase):
             run_id = args["run_id"] or _runs.play_run_id(dest, self._play_key())
             run_dir = _runs.run_dir(dest, run_id)
             stored = _runs.file_capture(
-                run_dir, host, host_dir, staging, _manifest_entry(args, checked, method), kernel=checked["kernel"]
+                run_dir, host, staging, _manifest_entry(args, checked, method), kernel=checked["kernel"]
             )
             kept = True
+            # This host's record and any other that changed meanwhile (one worker at a
+            # time rewrites manifest.json; the others find it at work and go on).
+            _runs.refresh_manifest(run_dir)
         except (AnsibleError, OSError, TracefleetError) as exc:
-            result.update(failed=True, msg="trace_capture: %s; nothing was kept for %s" % (exc, host))
+            if kept:
+                what = "the capture of %s is filed in %s, but %s was not rewritten" % (
+                    host,
+                    os.path.join(run_dir, host_dir),
+                    _runs.MANIFEST,
+                )
+            else:
+                what = "nothing was kept for %s" % host
+            result.update(failed=True, msg="trace_capture: %s; %s" % (exc, what))
             return result
         finally:
             if staging is not None and os.path.isdir(staging):

@@ -15,6 +15,10 @@ options:
       - The run's directory on the controller, C(<dest>/<run_id>), which is the directory of the
         C(manifest) path that M(tracefleet.ftrace.trace_capture) returns.
       - A relative path is relative to the directory C(ansible-playbook) was started in.
+      - The run's manifest is read from the per-host records under C(<run_dir>/.records/) that
+        the run's writers keep, and C(<run_dir>/manifest.json) is brought up to date with them
+        (outside check mode) when a writer was killed before it could rewrite it. A run without
+        records (copied without its hidden files) is read from its C(manifest.json).
     type: path
     required: true
 """

@@ -27,8 +27,9 @@ description:
     same, at most 255 characters. A value of the wrong type (a host name or a reason that is not
     a string, C(unreachable) that is not a boolean, a key not listed here) refuses the
     whole record, and nothing is written.
-  - The manifest is written under its lock, as M(tracefleet.ftrace.trace_capture) writes it. A
-    host already recorded with the same reason, reachability and task is left as it is
+  - Each host's record in the manifest is written under the manifest's lock, as
+    M(tracefleet.ftrace.trace_capture) writes it, and C(manifest.json) is then rewritten
+    from the records. A host already recorded with the same reason, reachability and task is left as it is
     (RV(ignore:changed=false)), so every batch of a rollout under C(serial) may record every host
     that failed so far. A host that has captures in the run and failed after them (at the
     teardown, say) is recorded as failed and keeps its captures. Hosts already recorded and not in

@@ -247,7 +247,9 @@ def export(run_dir: str, tasks: dict[str, list[Task]] | None = None, dry_run: bo
     path, changed, run_id, files, hosts, events, bytes, problems."""
     if not os.path.isdir(run_dir):
         raise _run_dir.RunDirError("run_dir=%r is not a directory" % run_dir)
-    manifest, problems = _run_dir.checked_manifest(_run_dir.load_manifest(run_dir))
+    left_out: list[str] = []
+    manifest, problems = _run_dir.checked_manifest(_run_dir.load_manifest(run_dir, left_out))
+    problems[:0] = left_out
     run_id = _str(manifest.get("run_id"), os.path.basename(run_dir))
     try:
         target = inside(run_dir, ARCHIVE)

@@ -1,8 +1,9 @@
 # Copyright: tracefleet contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Reading a run directory back on the controller: its manifest, checked as host data,
-and the files it names, which must stay inside the run directory and match their
+"""Reading a run directory back on the controller: its manifest (assembled from the
+run's records by _runs, or its manifest.json), checked as host data, and the files it
+names, which must stay inside the run directory and match their
 recorded size and sha256. Shared by the run report and the Perfetto export; the
 writing side is _runs.
 Private to the collection: no compatibility promise outside tracefleet.ftrace.
@@ -25,8 +26,20 @@ class RunDirError(TracefleetError):
     """The run directory or its manifest cannot be read; nothing was written."""
 
 
-def load_manifest(run_dir: str) -> dict:
-    """The run's manifest.json as JSON (not yet checked: see `checked_manifest`)."""
+def load_manifest(run_dir: str, problems: list[str] | None = None) -> dict:
+    """The run's manifest, not yet checked (see `checked_manifest`): as the run's
+    records make it (_runs.assemble; every host recorded so far, even when
+    manifest.json is behind them), with the records left out, and why, added to
+    `problems`; or, for a run without records (an older tracefleet.ftrace wrote it, or
+    it was copied without its hidden files), its manifest.json as JSON."""
+    if _runs.has_records(run_dir):
+        try:
+            manifest, left_out = _runs.assemble(run_dir)
+        except (_runs.RunError, OSError) as exc:
+            raise RunDirError("run_dir=%r: the run's records cannot be read: %s" % (run_dir, exc)) from None
+        if problems is not None:
+            problems.extend(left_out)
+        return manifest
     path = os.path.join(run_dir, MANIFEST)
     try:
         with open(path, encoding="utf-8") as handle:

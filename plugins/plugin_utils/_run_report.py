@@ -273,8 +273,11 @@ def _scan_histograms(run_dir: str, models: list[dict], buckets: int) -> dict:
     return {"ns": axis_ns, "ns_rows": ns_rows, "wall_aligned": bool(origins)}
 
 
-def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS) -> dict:
+def build_model(run_dir: str, manifest: dict, buckets: int = BUCKETS, left_out: list[str] | None = None) -> dict:
+    """The report's model of the run; `left_out`: what loading the manifest left out
+    (load_manifest's problems), listed first among the problems."""
     manifest, problems = _run_dir.checked_manifest(manifest)
+    problems[:0] = left_out or []
     hosts: list[dict[str, Any]] = []
     for name, record in sorted(_dict(manifest.get("hosts")).items(), key=lambda item: str(item[0])):
         record = _dict(record)
@@ -878,8 +881,9 @@ def write_report(
         raise RunReportError("run_dir=%r is not a directory" % run_dir)
     if top < 1:
         raise RunReportError("top_events=%r: at least 1" % top)
-    manifest = _run_dir.load_manifest(run_dir)
-    model = build_model(run_dir, manifest)
+    left_out: list[str] = []
+    manifest = _run_dir.load_manifest(run_dir, left_out)
+    model = build_model(run_dir, manifest, left_out=left_out)
     data = render(model, title=title, audit=audit_summary(run_dir, audit), top=top).encode("utf-8", "backslashreplace")
     path = os.path.join(run_dir, REPORT_NAME)
     try:

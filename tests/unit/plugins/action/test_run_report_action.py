@@ -94,3 +94,23 @@ def test_failed_hosts_recorded_by_run_failures_are_counted(run_dir, run_action):
     assert (result["hosts"], result["failed_hosts"]) == (1, 1)
     assert result["problems"] == ["web07: unreachable: No route to host"]
     assert ", 1 failed host(s); 1 problem(s): web07: unreachable: No route to host" in result["msg"]
+
+
+def test_the_report_brings_a_manifest_json_left_behind_up_to_date(tmp_path, run_action):
+    """A controller killed between a host's record and the rewrite of manifest.json:
+    the report reads the records, and (not in check mode) catches manifest.json up."""
+    from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _runs
+
+    run = _runs.run_dir(str(tmp_path / "traces"), "r1")
+    for host in ("web01", "web02"):
+        staging = tmp_path / "stage"
+        staging.mkdir()
+        (staging / "trace.txt").write_text("# tracer: nop\n")
+        _runs.file_capture(run, host, str(staging), {"name": "trace", "format": "text", "events": 1}, None)
+        staging.rmdir()
+    checked = run_action("run_report", {"run_dir": run}, check_mode=True)
+    assert checked["hosts"] == 2 and not (tmp_path / "traces" / "r1" / "manifest.json").exists()
+    result = run_action("run_report", {"run_dir": run})
+    assert not result.get("failed") and result["hosts"] == 2, result
+    manifest = json.loads((tmp_path / "traces" / "r1" / "manifest.json").read_text())
+    assert sorted(manifest["hosts"]) == ["web01", "web02"]

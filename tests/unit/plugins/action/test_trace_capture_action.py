@@ -126,6 +126,30 @@ def test_fetch_lands_the_file_and_the_manifest(remote, tmp_path):
     action._remove_tmp_path.assert_called_once_with(str(remote.parent), force=True)
 
 
+def test_a_manifest_json_that_cannot_be_rewritten_fails_the_task_but_keeps_the_capture(remote, tmp_path, monkeypatch):
+    """The host's record is filed; the task says manifest.json is behind, and the
+    readers (the records) and the next writer catch it up."""
+    from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _run_dir, _runs
+
+    def full(run):
+        raise OSError(28, "No space left on device")
+
+    action, task = make_action(remote)
+    with monkeypatch.context() as patched:
+        patched.setattr(_runs, "refresh_manifest", full)
+        result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "traces"), "run_id": "r1"})
+    run_dir = tmp_path / "traces" / "r1"
+    assert result.get("failed") and "No space left on device" in result["msg"], result
+    assert (
+        "the capture of web01 is filed in %s, but manifest.json was not rewritten" % (run_dir / "web01")
+        in result["msg"]
+    )
+    assert (run_dir / "web01" / "trace.dat").read_bytes() == PAYLOAD and not (run_dir / "manifest.json").exists()
+    assert list(_run_dir.load_manifest(str(run_dir))["hosts"]) == ["web01"]
+    assert _runs.refresh_manifest(str(run_dir)) is True
+    assert list(json.loads((run_dir / "manifest.json").read_text())["hosts"]) == ["web01"]
+
+
 def test_fetch_that_fails_falls_back_to_chunks(remote, tmp_path):
     action, task = make_action(remote, fetch_works=False)
     result = run(action, task, {"instance": "cap", "duration": 1, "dest": str(tmp_path / "t"), "run_id": "r1"})
@@ -174,7 +198,13 @@ def test_default_run_id_is_shared_by_the_play(remote, tmp_path):
         ids.add(result["run_id"])
     assert len(ids) == 1
     (run_id,) = ids
-    assert sorted(os.listdir(tmp_path / "t" / run_id)) == [".manifest.lock", "manifest.json", "web01", "web02"]
+    assert sorted(os.listdir(tmp_path / "t" / run_id)) == [
+        ".manifest.lock",
+        ".records",
+        "manifest.json",
+        "web01",
+        "web02",
+    ]
 
 
 def test_check_mode_and_started_fetch_nothing(remote, tmp_path):

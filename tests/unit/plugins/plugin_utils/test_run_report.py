@@ -608,3 +608,25 @@ def test_the_perfetto_export_reads_a_manifest_with_failed_hosts(tmp_path):
     result = _perfetto_archive.export(str(run))
     assert result["files"] == [] and result["problems"][-1] == "no trace.dat capture in the run: nothing to export"
     assert any("failed['web08']=5" in problem for problem in result["problems"])
+
+
+def test_a_run_kept_as_records_reads_as_its_manifest_and_a_bad_record_is_a_problem(tmp_path, tracedat):
+    """The readers go through _run_dir.load_manifest, which assembles the records the
+    trace_capture action wrote (whether or not manifest.json caught up), and lists a
+    record it had to leave out among the problems."""
+    from ansible_collections.tracefleet.ftrace.plugins.plugin_utils import _perfetto_archive, _runs
+
+    run = _runs.run_dir(str(tmp_path / "traces"), "r1")
+    for host in ("web01", "web02"):
+        entry = dat_capture(tracedat(), tmp_path, "stage")
+        _runs.file_capture(run, host, str(tmp_path / "stage"), entry, "6.1.0")
+        (tmp_path / "stage").rmdir()
+    result = write_report(run)
+    assert (result["hosts"], result["captures"], result["events"], result["problems"]) == (2, 2, 14, [])
+    assert not os.path.exists(os.path.join(run, "manifest.json"))  # nobody rewrote it: the records are read
+    with open(os.path.join(run, ".records", "hosts", "web03.json"), "w") as planted:
+        planted.write('"web01"\n{"dir": "web01", "captures": []}\nnull\nnull\n')
+    left_out = "'.records/hosts/web03.json': it records host 'web01', whose record is web01.json; left out"
+    result = write_report(run)
+    assert result["hosts"] == 2 and result["problems"] == [left_out]
+    assert left_out in _perfetto_archive.export(run, dry_run=True)["problems"]
