@@ -132,8 +132,8 @@ class ActionModule(ActionBase):
                 run_dir, host, staging, _manifest_entry(args, checked, method), kernel=checked["kernel"]
             )
             kept = True
-            # This host's record and any other that changed meanwhile (one worker at a
-            # time rewrites manifest.json; the others find it at work and go on).
+            # manifest.json, with this host's record and any other written meanwhile (one
+            # worker at a time rewrites it; none waits for more than two rewrites).
             _runs.refresh_manifest(run_dir)
         except (AnsibleError, OSError, TracefleetError) as exc:
             if kept:

@@ -10,7 +10,7 @@ The manifest is kept as one record per host under <run>/.records/ (and one for t
 run's own fields), so that filing a host costs the same whatever the run already
 holds; manifest.json is made of the records (`_Assembled`, the one place that puts
 them together, for the readers too: `assemble`), rewritten by one process at a time
-for all the records that changed meanwhile (`refresh_manifest`).
+for all the records written before it (`refresh_manifest`).
 Host names come from the inventory and are only ever used as one path component,
 through `host_dir_name`, whose mapping is collision-free by construction (see there),
 and `_paths.inside` checks. Everything written here is private to the user running
@@ -200,18 +200,12 @@ def free_bytes(path: str) -> int:
 
 
 @contextlib.contextmanager
-def _locked(path: str, wait: bool = True):
-    """An exclusive flock on `path` for the block; with wait=False, yields False at once
-    when another process holds it (True when this one does)."""
+def _locked(path: str):
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
     with os.fdopen(fd, "r+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -346,6 +340,7 @@ _STALE = "stale"
 # refresh starts again).
 _REFRESHING = "refreshing"
 _REFRESH_LOCK = "refresh.lock"
+_NEXT_LOCK = "refresh-next.lock"
 _RECORD_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]{0,119}\.json")
 # The manifest's fields that the hosts' records make; the others are the run's own.
 _FROM_RECORDS = ("hosts", "failed", "updated")
@@ -583,33 +578,58 @@ def _lines(path: str) -> frozenset:
         return frozenset()
 
 
+def _flock(path: str, wait: bool) -> int | None:
+    """An open descriptor of `path` holding an exclusive flock (closing it releases
+    it), or None when wait=False and another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def refresh_manifest(run: str) -> bool:
     """Bring <run>/manifest.json up to date with the run's records, when a record
     changed since it was last written (or it is missing): rewritten whole, atomically,
-    from all of them. One process at a time does it; a process that finds another one
-    at it leaves at once, since that one looks for changed records again before it
-    leaves - when the last writer of a run is done, manifest.json holds every record,
-    and no writer ever waits for another one's rewrite. Every action that records
-    something in a run calls it at its end. Returns whether this process wrote it."""
+    from all of them (entries it holds already are not parsed again). Every action
+    that records something in a run calls it at its end. Returns whether this process
+    rewrote it.
+
+    One process at a time rewrites it (refresh.lock), and one more may wait for its
+    turn (refresh-next.lock): a process that finds both taken leaves at once, since
+    the one waiting reads the records only once it is its turn, this process's record
+    among them. So no process waits for more than the rewrite under way and its own,
+    and when the last writer of a run is done, manifest.json holds every record."""
     if not has_records(run):
         return False
-    stale, refreshing = _records_path(run, _STALE), _records_path(run, _REFRESHING)
-    path = os.path.join(run, MANIFEST)
-    wrote = False
-    while True:
-        with _locked(_records_path(run, _REFRESH_LOCK), wait=False) as locked:
-            if not locked:
-                return wrote
-            while os.path.lexists(stale) or os.path.lexists(refreshing) or not os.path.lexists(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(stale, refreshing)
-                _atomicfile.replace(path, _Assembled(run, _lines(path)).text(), mode=FILE_MODE)
-                wrote = True
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(refreshing)
-        # A record that changed between the last look and the lock's release.
-        if not os.path.lexists(stale):
-            return wrote
+    rewrite_lock = _records_path(run, _REFRESH_LOCK)
+    fd = _flock(rewrite_lock, wait=False)
+    if fd is None:
+        waiting = _flock(_records_path(run, _NEXT_LOCK), wait=False)
+        if waiting is None:
+            return False
+        try:
+            fd = typing.cast(int, _flock(rewrite_lock, wait=True))  # waits: never None
+        finally:
+            os.close(waiting)  # the next one may queue up: the records are read after this
+    try:
+        stale, refreshing = _records_path(run, _STALE), _records_path(run, _REFRESHING)
+        path = os.path.join(run, MANIFEST)
+        if not (os.path.lexists(stale) or os.path.lexists(refreshing) or not os.path.lexists(path)):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(stale, refreshing)
+        _atomicfile.replace(path, _Assembled(run, _lines(path)).text(), mode=FILE_MODE)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(refreshing)
+        return True
+    finally:
+        os.close(fd)
 
 
 def file_capture(run: str, host: str, staging: str, entry: dict, kernel: str | None) -> list:

@@ -12,6 +12,7 @@ import re
 import shutil
 import stat
 import subprocess
+import threading
 import unittest.mock
 
 import pytest
@@ -497,21 +498,28 @@ def test_a_refresh_rewrites_manifest_json_only_when_a_record_changed(tmp_path):
     ]
 
 
-def test_a_writer_never_waits_for_another_one_s_rewrite(tmp_path):
-    """A worker that finds another one rewriting manifest.json leaves at once; the one
-    at it takes the new record in before it leaves."""
+def test_a_writer_waits_at_most_for_the_rewrite_under_way(tmp_path):
+    """A worker that finds another one rewriting manifest.json waits for it and
+    rewrites it once more, with its own record; a worker that finds one waiting too
+    leaves at once: the one waiting reads the records after it."""
     run = _runs.run_dir(str(tmp_path), "run1")
     _capture(run, "web01", tmp_path)
     _runs.refresh_manifest(run)
-    with _runs._locked(os.path.join(run, ".records", "refresh.lock"), wait=False) as locked:
-        assert locked  # this process is "another worker" rewriting it
-        _capture(run, "web02", tmp_path)
-        assert _runs.refresh_manifest(run) is False
-        assert sorted(json.loads(open(os.path.join(run, "manifest.json")).read())["hosts"]) == ["web01"]
-        # The readers see every record all the same.
-        assert sorted(_run_dir.load_manifest(run)["hosts"]) == ["web01", "web02"]
-    assert _runs.refresh_manifest(run) is True
-    assert sorted(_manifest(run)["hosts"]) == ["web01", "web02"]
+    records = os.path.join(run, ".records")
+    rewriting = _runs._flock(os.path.join(records, "refresh.lock"), wait=False)
+    waiting = _runs._flock(os.path.join(records, "refresh-next.lock"), wait=False)
+    assert rewriting is not None and waiting is not None  # two other workers, in this process
+    _capture(run, "web02", tmp_path)
+    assert _runs.refresh_manifest(run) is False  # at once
+    assert sorted(json.loads(open(os.path.join(run, "manifest.json")).read())["hosts"]) == ["web01"]
+    # The readers see every record all the same.
+    assert sorted(_run_dir.load_manifest(run)["hosts"]) == ["web01", "web02"]
+    os.close(waiting)
+    _capture(run, "web03", tmp_path)
+    threading.Timer(0.3, os.close, (rewriting,)).start()  # the rewrite under way ends
+    assert _runs.refresh_manifest(run) is True  # waited for it, then rewrote it
+    assert sorted(json.loads(open(os.path.join(run, "manifest.json")).read())["hosts"]) == ["web01", "web02", "web03"]
+    assert _runs.refresh_manifest(run) is False  # nothing changed since
 
 
 def _file_many(args):
@@ -545,7 +553,8 @@ def test_concurrent_writers_leave_a_manifest_with_every_host(tmp_path):
     assert all(manifest["hosts"][host]["captures"][0]["events"] == len(host) for host in captured)
     assert manifest == _runs.assemble(run)[0]
     assert open(os.path.join(run, "manifest.json"), "rb").read() == _runs._Assembled(run).text()
-    assert sorted(os.listdir(os.path.join(run, ".records"))) == ["hosts", "refresh.lock", "run.json"]
+    left = set(os.listdir(os.path.join(run, ".records"))) - {"refresh-next.lock"}  # made when a worker waited
+    assert sorted(left) == ["hosts", "refresh.lock", "run.json"]
     assert _records(run) == sorted(host + ".json" for host in captured + failed)
     assert [name for name in os.listdir(tmp_path) if name != "run1"] == []
 
@@ -561,9 +570,9 @@ def test_a_crash_between_the_record_and_manifest_json_leaves_a_readable_run(tmp_
     # A rewrite killed half-way: the flag taken, the lock released by the kernel.
     child = os.fork()
     if child == 0:  # pragma: no cover - the child
-        with _runs._locked(os.path.join(run, ".records", "refresh.lock")):
-            os.replace(os.path.join(run, ".records", "stale"), os.path.join(run, ".records", "refreshing"))
-            os._exit(0)
+        _runs._flock(os.path.join(run, ".records", "refresh.lock"), wait=True)
+        os.replace(os.path.join(run, ".records", "stale"), os.path.join(run, ".records", "refreshing"))
+        os._exit(0)
     os.waitpid(child, 0)
     # A record write killed half-way leaves _atomicfile's temporary file.
     open(os.path.join(run, ".records", "hosts", ".web03.json.x1y2z3"), "w").write('"web03"\n{"dir": ')
