@@ -57,7 +57,7 @@ export PY_COLORS := 0
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
 .PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy \
-        format sanity sanity-all unit unit-all bench-configure bench-capture bench-fleet bench-perfetto bench-manifest integration changelog docs clean \
+        format sanity sanity-all unit unit-all bench-configure bench-capture bench-fleet bench-perfetto bench-manifest bench-strategy integration changelog docs clean \
         $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
         $(addprefix molecule-,$(SCENARIOS)) $(KERNEL_MATRIX)
 
@@ -69,7 +69,7 @@ help:
 	@echo "                  (sanity and unit: ansible-core $(CORE_TESTED); sanity-all, unit-all:"
 	@echo "                  $(CORE_VERSIONS); one version: sanity-2.X, unit-2.X)"
 	@echo "make format       ruff: fix what it can, then format"
-	@echo "make bench-configure, bench-capture, bench-fleet, bench-perfetto, bench-manifest (benchmarks under bench/)"
+	@echo "make bench-configure, bench-capture, bench-fleet, bench-perfetto, bench-manifest, bench-strategy (benchmarks under bench/)"
 	@echo "make deps | venv | venv-2.X | lab-image | changelog | docs | clean"
 
 deps:
@@ -231,6 +231,12 @@ bench-perfetto: deps venv collection
 # and 5,000 hosts (BENCH_MANIFEST_ARGS: bench/manifest --help).
 bench-manifest: venv collection
 	$(ROOT)/bench/manifest $(BENCH_MANIFEST_ARGS)
+
+# Controller only: the CPU the controller spends waiting for a free fork, with
+# ansible.builtin.linear and with tracefleet.ftrace.linear (BENCH_STRATEGY_ARGS:
+# bench/strategy --help).
+bench-strategy: venv collection
+	$(ROOT)/bench/strategy $(BENCH_STRATEGY_ARGS)
 
 changelog: venv
 	antsibull-changelog release
