@@ -36,7 +36,7 @@ description:
     clock stands in for C(BOOTTIME) (trace processor's clock for ftrace data), related to C(REALTIME) by a
     clock snapshot. Hosts line up as well as their wall clocks are synchronised (NTP)."
   - O(tasks) adds each host's Ansible tasks as a track of their own on that machine, one slice per task.
-    The M(tracefleet.ftrace.session) role passes the tasks it ran.
+    The C(tracefleet.ftrace.session) role passes the tasks it ran.
   - Left out, and named in RV(problems) (the task does not fail) - text captures, captures whose trace clock
     does not count nanoseconds (C(counter), C(x86-tsc), C(uptime)), captures with neither a clock anchor nor
     a DATE option, and files that are missing or whose size or sha256 differs from the manifest's.
