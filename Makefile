@@ -57,7 +57,7 @@ export PY_COLORS := 0
 export ANSIBLE_TASK_TIMEOUT ?= 600
 
 .PHONY: help deps venv collection lab-image demo demo-down test lint lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy \
-        format sanity sanity-all unit unit-all bench-configure bench-capture bench-fleet bench-perfetto bench-manifest bench-strategy integration changelog docs clean \
+        lint-docs format sanity sanity-all unit unit-all bench-configure bench-capture bench-fleet bench-perfetto bench-manifest bench-strategy integration changelog docs clean \
         $(addprefix venv-,$(CORE_VERSIONS)) $(addprefix sanity-,$(CORE_VERSIONS)) $(addprefix unit-,$(CORE_VERSIONS)) \
         $(addprefix molecule-,$(SCENARIOS)) $(KERNEL_MATRIX)
 
@@ -120,7 +120,7 @@ demo-down:
 test: lint sanity unit integration
 	@echo "make test: all tiers passed (lint, sanity and unit on ansible-core $(CORE_TESTED), integration)"
 
-lint: lint-ruff lint-mypy lint-py38 lint-ansible lint-galaxy
+lint: lint-ruff lint-mypy lint-py38 lint-ansible lint-docs lint-galaxy
 
 # Python: the linter and the formatter (configured in pyproject.toml).
 lint-ruff: venv
@@ -142,6 +142,12 @@ lint-ansible: venv collection
 	@# ansible-lint installs the collection it lints into ANSIBLE_HOME: keep that out of ~/.ansible
 	ANSIBLE_HOME=$(ROOT)/build/ansible-home ansible-lint --profile production $(wildcard roles/*/ playbooks/)
 	antsibull-changelog lint
+
+# The plugins' and modules' documentation as antsibull-docs (docs.ansible.com) reads it:
+# markup, references (M() to a module that exists, ...), option names. In the built
+# collection, where ansible-doc finds it by its name.
+lint-docs: venv collection
+	cd $(ROOT)/build/collections/ansible_collections/tracefleet/ftrace && antsibull-docs lint-collection-docs --plugin-docs .
 
 # What Galaxy does with an upload: the collection built as `ansible-galaxy collection
 # publish` would send it, then galaxy-importer over the tarball with its default
