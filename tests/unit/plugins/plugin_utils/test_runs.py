@@ -79,9 +79,7 @@ def test_a_second_host_on_a_directory_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(_runs, "host_dir_name", lambda host: host.lower())
     run = _runs.run_dir(str(tmp_path), "run1")
     for host in ("Web01", "web01"):
-        staging = tmp_path / "stage"
-        staging.mkdir()
-        (staging / "trace.dat").write_bytes(host.encode())
+        staging = _staging(tmp_path, host.encode())
         try:
             _runs.file_capture(run, host, str(staging), dict(name="trace"), None)
         except _runs.RunError as exc:
@@ -99,9 +97,7 @@ def test_the_run_s_own_names_are_never_a_host_directory(tmp_path, monkeypatch, d
     """host_dir_name never makes one of them; file_capture checks it all the same."""
     monkeypatch.setattr(_runs, "host_dir_name", lambda host: directory)
     run = _runs.run_dir(str(tmp_path), "run1")
-    staging = tmp_path / "stage"
-    staging.mkdir()
-    (staging / "trace.dat").write_bytes(b"x")
+    staging = _staging(tmp_path)
     with pytest.raises(_runs.RunError):
         _runs.file_capture(run, "h", str(staging), dict(name="trace"), None)
     assert os.listdir(run) == []
@@ -154,9 +150,7 @@ def test_parallel_hosts_all_land_in_the_manifest(tmp_path):
 def test_same_name_replaces_the_capture(tmp_path):
     run = _runs.run_dir(str(tmp_path), "run1")
     for events in (1, 2):
-        staging = tmp_path / "stage"
-        staging.mkdir()
-        (staging / "trace.dat").write_bytes(b"x" * events)
+        staging = _staging(tmp_path, b"x" * events)
         _runs.file_capture(run, "h", str(staging), dict(name="trace", events=events), None)
         staging.rmdir()
     captures = _manifest(run)["hosts"]["h"]["captures"]
@@ -168,9 +162,7 @@ def test_a_host_directory_that_leads_outside_is_refused(tmp_path):
     run = _runs.run_dir(str(tmp_path), "run1")
     (tmp_path / "elsewhere").mkdir()
     os.symlink(str(tmp_path / "elsewhere"), os.path.join(run, "planted"))
-    staging = tmp_path / "stage"
-    staging.mkdir()
-    (staging / "trace.dat").write_bytes(b"x")
+    staging = _staging(tmp_path)
     with pytest.raises(_runs.RunError, match="host 'planted' would land outside"):
         _runs.file_capture(run, "planted", str(staging), dict(name="trace"), None)
     assert os.listdir(tmp_path / "elsewhere") == []
@@ -184,9 +176,7 @@ def test_files_are_0600_and_directories_0700(tmp_path):
         run = _runs.run_dir(str(tmp_path / "dest" / "deeper"), "run1")
         manifest = os.path.join(run, "manifest.json")
         for _attempt in range(2):
-            staging = tmp_path / "stage"
-            staging.mkdir()
-            (staging / "trace.dat").write_bytes(b"x")
+            staging = _staging(tmp_path)
             (staging / "trace.dat").chmod(0o644)
             _runs.file_capture(run, "h", str(staging), dict(name="trace"), None)
             _runs.refresh_manifest(run)
@@ -290,10 +280,16 @@ DOWN = {"reason": "Failed to connect to the host via ssh: No route to host", "un
 STOPPED = {"reason": "the workload exited with rc 2", "task": "tracefleet.ftrace.session : Capture"}
 
 
-def _capture(run, host, tmp_path):
-    staging = tmp_path / ("stage-" + _runs.host_dir_name(host))
+def _staging(tmp_path, content=b"x", name="stage"):
+    """A staging directory holding one trace.dat, as the fetch leaves it."""
+    staging = tmp_path / name
     staging.mkdir()
-    (staging / "trace.dat").write_bytes(b"x")
+    (staging / "trace.dat").write_bytes(content)
+    return staging
+
+
+def _capture(run, host, tmp_path):
+    staging = _staging(tmp_path, name="stage-" + _runs.host_dir_name(host))
     _runs.file_capture(run, host, str(staging), dict(name="trace"), "6.1.0")
     staging.rmdir()
 
@@ -655,9 +651,7 @@ def test_records_that_lead_outside_the_run_are_refused(tmp_path):
     run = _runs.run_dir(str(tmp_path), "run1")
     (tmp_path / "elsewhere").mkdir()
     os.symlink(str(tmp_path / "elsewhere"), os.path.join(run, ".records"))
-    staging = tmp_path / "stage"
-    staging.mkdir()
-    (staging / "trace.dat").write_bytes(b"x")
+    staging = _staging(tmp_path)
     with pytest.raises(_runs.RunError, match=".records leads outside the run directory"):
         _runs.file_capture(run, "web01", str(staging), dict(name="trace"), None)
     with pytest.raises(_runs.RunError, match=".records leads outside the run directory"):
