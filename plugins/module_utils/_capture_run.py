@@ -222,12 +222,14 @@ class CaptureRun:
         ):
             try:
                 output.check()
-                began = time.monotonic()
-                cpu_began = cpu_seconds()
                 if state == "collected":
                     # The window ends as this task begins: nothing of its own work is recorded.
+                    # An armed window is waited for first; its time is the window's, not
+                    # this task's (the timings and the CPU start after it).
                     facts = self.window.started_facts()
                     self.window.stop()
+                began = time.monotonic()
+                cpu_began = cpu_seconds()
                 pids = output.spawn()
                 if state == "captured":
                     # Made before the pids are listed (see _capture_self), run once the window is open.

@@ -554,8 +554,9 @@ timings:
       just before the window opened until the file was ready to fetch, without the
       O(command) workload's own CPU (nor anything the workload started). The module's
       start (Python and its imports, before the window) is not in it; for
-      O(state=collected), the window was open before this task, and C(cpu) counts
-      from its end.
+      O(state=collected), the window was open before this task, and C(before) and
+      C(cpu) count from its end (for an armed window with a duration, from the moment
+      it closed, however long this task waited for that).
   returned: when a window was collected
   type: dict
   sample: {"before": 0.02, "window": 5.0, "during": 0.41, "after": 0.08, "compress_cpu": 0.3, "cpu": 0.62}

@@ -558,6 +558,35 @@ def test_started_then_collected(host, tmp_path):
         _capture_run.capture(params(host, tmp_path, state="collected", duration=None))
 
 
+def test_collected_does_not_count_the_wait_for_an_armed_window(host, tmp_path, monkeypatch):
+    """The wait for an armed window to close is the window's time: the task's own
+    timings and CPU start once it has closed."""
+    (host.tracing / "instances/cap/tracing_on").write_text("0\n")
+    _capture_run.capture(params(host, tmp_path, state="started", duration=None))
+    waited = 1000.0  # a fake clock: the wait takes 1000 s of it and no real time
+    clock = {"skew": 0.0}
+
+    class Clock:
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def monotonic(self):
+            return time.monotonic() + clock["skew"]
+
+    started_facts = _capture_run.Window.started_facts
+
+    def waiting(window):
+        clock["skew"] += waited
+        return started_facts(window)
+
+    monkeypatch.setattr(_capture_run, "time", Clock())
+    monkeypatch.setattr(_capture_run.Window, "started_facts", waiting)
+    collected, _warnings = _capture_run.capture(params(host, tmp_path, state="collected", duration=None))
+    assert clock["skew"] == waited  # the wait happened
+    assert collected["timings"]["before"] < waited
+    assert collected["timings"]["after"] < waited
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
