@@ -62,6 +62,12 @@ class Policy:
         self.debugfs = debugfs
         self.debugfs_force = debugfs_force
 
+    @property
+    def unmounts_debugfs(self) -> bool:
+        """debugfs unmounted now and kept from mounting at boot (`disallowed` adds the
+        kernel's own refusal from the next boot on)."""
+        return self.debugfs in ("unmounted", "disallowed")
+
 
 class Facts:
     """What the host looks like, as read from the kernel (see `gather_facts`)."""
@@ -312,22 +318,27 @@ def _plan_debugfs(policy: Policy, facts: Facts, result: Plan) -> list[Action]:
     needs debugfs itself."""
     if result.fstype == "debugfs":
         raise PolicyError(
-            "debugfs=unmounted contradicts legacy_debugfs=true here: this kernel has no usable tracefs "
-            "mount point, so the tracing files are reached through debugfs at %s" % result.mount_point
+            "debugfs=%s contradicts legacy_debugfs=true here: this kernel has no usable tracefs "
+            "mount point, so the tracing files are reached through debugfs at %s" % (policy.debugfs, result.mount_point)
         )
     subtrees = _debugfs_subtrees(facts)
     inside = [entry.mount_point for _root, ordered in subtrees for entry in ordered] + [DEBUGFS_MOUNT_POINT]
     for mount_point in inside:
         if _inside(policy.path, mount_point):
             raise PolicyError(
-                "path=%s lies inside debugfs (%s), which debugfs=unmounted unmounts; "
-                "use a tracefs mount point outside it, such as %s" % (policy.path, mount_point, TRACEFS_MOUNT_POINT)
+                "path=%s lies inside debugfs (%s), which debugfs=%s unmounts; "
+                "use a tracefs mount point outside it, such as %s"
+                % (policy.path, mount_point, policy.debugfs, TRACEFS_MOUNT_POINT)
             )
     actions = []
     for root, ordered in subtrees:
         result.debugfs_mount_points.append(root.mount_point)
         for entry in ordered:
-            reason = "debugfs=unmounted" if entry.fstype == "debugfs" else "inside debugfs at %s" % root.mount_point
+            reason = (
+                "debugfs=%s" % policy.debugfs
+                if entry.fstype == "debugfs"
+                else "inside debugfs at %s" % root.mount_point
+            )
             actions.append(
                 Action("umount", entry.mount_point, entry.fstype, reason=reason, detach_if_busy=policy.debugfs_force)
             )
@@ -337,7 +348,7 @@ def _plan_debugfs(policy: Policy, facts: Facts, result: Plan) -> list[Action]:
 def plan(policy: Policy, facts: Facts) -> Plan:
     fstype, mount_point, tracing_path = _target(policy, facts)
     result = Plan(fstype, mount_point, tracing_path)
-    debugfs = _plan_debugfs(policy, facts, result) if policy.debugfs == "unmounted" else None
+    debugfs = _plan_debugfs(policy, facts, result) if policy.unmounts_debugfs else None
     _plan_tracefs(policy, facts, result)
     if debugfs is not None:
         # debugfs first: a debugfs that cannot be unmounted stops the task before tracefs is touched.

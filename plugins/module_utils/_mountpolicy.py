@@ -120,13 +120,13 @@ class Request:
 class FstabChange:
     """The edit of the fstab the request asks for, worked out before anything is
     applied (the file is read, not yet written): the policy's own line with
-    O(persistent), the debugfs lines commented out with O(debugfs=unmounted).
+    O(persistent), the debugfs lines commented out with O(debugfs=unmounted) or V(disallowed).
     `refresh` works it out again from the file as it is under the lock, just before
     writing."""
 
     def __init__(self, request: Request, policy: Policy, result: Plan) -> None:
         self.manage_entry = request.persistent
-        self.comment_debugfs = policy.debugfs == "unmounted"
+        self.comment_debugfs = policy.unmounts_debugfs
         self.wanted = None
         if self.manage_entry and policy.state == "mounted":
             self.wanted = _fstab.policy_entry(
@@ -234,7 +234,7 @@ def _apply_plan(request: Request, result: Plan, planned: list[str], host: Host) 
         return apply_plan(result)
     except _mount_syscalls.MountError as exc:
         if exc.errno == errno.EBUSY and any(_under(exc.target, point) for point in result.debugfs_mount_points):
-            raise _busy_debugfs(exc, planned, host) from None
+            raise _busy_debugfs(exc, planned, host, request.policy.debugfs) from None
         raise MountPolicyError("path=%s: %s" % (request.policy.path, exc), actions=planned) from None
     except OSError as exc:  # mkdir
         raise MountPolicyError("path=%s: %s" % (request.policy.path, exc), actions=planned) from None
@@ -244,7 +244,7 @@ def _under(path: str, mount_point: str) -> bool:
     return path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
 
 
-def _busy_debugfs(exc: _mount_syscalls.MountError, planned: list[str], host: Host) -> MountPolicyError:
+def _busy_debugfs(exc: _mount_syscalls.MountError, planned: list[str], host: Host, option: str) -> MountPolicyError:
     """A debugfs unmount the kernel found busy after all (a process that started
     meanwhile, a mount made inside it, a kernel user): say who, as far as /proc tells."""
     users = users_of(exc.target, host.path("/proc"))
@@ -261,7 +261,7 @@ def _busy_debugfs(exc: _mount_syscalls.MountError, planned: list[str], host: Hos
     else:
         who = "no process on this host holds it (a kernel user, or a process in another mount namespace)"
     return MountPolicyError(
-        "debugfs=unmounted: %s; %s. Set debugfs_force=true to detach it lazily" % (exc, who),
+        "debugfs=%s: %s; %s. Set debugfs_force=true to detach it lazily" % (option, exc, who),
         actions=planned,
         users=users,
     )
@@ -278,9 +278,10 @@ def _refuse_busy_debugfs(request: Request, host: Host, result: Plan) -> list[str
             continue
         if not request.policy.debugfs_force:
             raise MountPolicyError(
-                "debugfs=unmounted: debugfs at %s is in use by %s; nothing was changed. Stop them, "
+                "debugfs=%s: debugfs at %s is in use by %s; nothing was changed. Stop them, "
                 "or set debugfs_force=true to detach it lazily (it goes from the mount table now, "
-                "and the kernel frees it when they let go)" % (mount_point, describe_users(users)),
+                "and the kernel frees it when they let go)"
+                % (request.policy.debugfs, mount_point, describe_users(users)),
                 users=users,
             )
         warnings.append(
@@ -312,21 +313,33 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
     duplicated."""
     host = read_host()
     result = _plan(request.policy, host)
-    managing_debugfs = request.policy.debugfs == "unmounted"
+    managing_debugfs = request.policy.unmounts_debugfs
     warnings = _refuse_busy_debugfs(request, host, result) if managing_debugfs else []
-    mask = _debugfs_boot.Mask(host.root) if managing_debugfs else None
+    mask = _debugfs_boot.Mask(host.root, request.policy.debugfs) if managing_debugfs else None
+    # debugfs=off on the next boot's command line: put there by `disallowed`; taken off
+    # by `unmounted` where tracefleet put it (read only where it has a record of that).
+    parameter = (
+        _debugfs_boot.BootParameter(
+            host.root, host.release, host.debugfs_policy["mode"], request.policy.debugfs == "disallowed"
+        )
+        if managing_debugfs
+        else None
+    )
     fstab = FstabChange(request, request.policy, result) if request.persistent or managing_debugfs else None
     # The edits that are needed, None when not.
     fstab_edit = fstab if fstab is not None and fstab.changed else None
-    mask_edit = mask if mask is not None and mask.changed else None
+    boot_edits = [edit for edit in (mask, parameter) if edit is not None and edit.changed]
     extra = {}
     if managing_debugfs:
         result.before["debugfs"] = _debugfs_view(host, fstab.commented if fstab else [], mask.before if mask else None)
         result.after["debugfs"] = dict(result.after["debugfs"], fstab=[], systemd_unit=mask.after if mask else None)
-    changed = result.changed or fstab_edit is not None or mask_edit is not None
+        if parameter is not None and parameter.path is not None:
+            result.before["debugfs"]["next_boot"] = parameter.before
+            result.after["debugfs"]["next_boot"] = parameter.next_boot
+    changed = result.changed or fstab_edit is not None or bool(boot_edits)
     if changed and not check_mode:
-        if mask_edit is not None:
-            mask_edit.check_writable()
+        for edit in boot_edits:
+            edit.check_writable()
         if fstab_edit is not None:
             _fstab.check_writable(request.fstab_file)
             with _fstab.locked(request.fstab_file):
@@ -345,25 +358,29 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
                     done.extend(fstab_edit.describe())
         else:
             done = _apply(request, result, [action.describe() for action in result.actions], host)
-        if mask_edit is not None:
+        for edit in boot_edits:
             try:
-                mask_edit.apply()
+                edit.apply()
             except _debugfs_boot.DebugfsBootError as exc:
                 raise MountPolicyError("%s; done: %s" % (exc, "; ".join(done) or "nothing"), actions=done) from None
-            done.append(mask_edit.describe())
+            done.extend(edit.describe())
     else:
         done = [action.describe() for action in result.actions]
         if fstab_edit is not None:
             done.extend(fstab_edit.describe())
-        if mask_edit is not None:
-            done.append(mask_edit.describe())
+        for edit in boot_edits:
+            done.extend(edit.describe())
+    if parameter is not None and parameter.reboot_required:
+        extra["reboot_required"] = True
+        extra["msg"] = parameter.message
     if request.persistent and fstab is not None:
         result.before["fstab"] = fstab.before
         result.after["fstab"] = fstab.line
     after_host = host if check_mode else read_host()
     after, report_warnings = _report(after_host, result, check_mode)
     warnings += report_warnings
-    output = dict(changed=changed, **after, actions=done, **extra)
+    output = dict(changed=changed, **after, actions=done, reboot_required=False)
+    output.update(extra)
     if request.persistent and fstab is not None:
         output["fstab"] = fstab.line
         if not check_mode:
@@ -373,6 +390,8 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
         result.after["debugfs"] = _debugfs_view(
             after_host, [entry.render() for entry in left], _debugfs_boot.unit_state(host.root)
         )
+        if parameter is not None and parameter.path is not None:
+            result.after["debugfs"]["next_boot"] = parameter.next_boot
     if diff:
         output["diff"] = {"before": result.before, "after": result.after}
     return output, warnings

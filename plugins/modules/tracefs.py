@@ -26,7 +26,9 @@ description:
     optionally with a backup) so the policy survives a reboot.
   - With O(debugfs=unmounted), debugfs is unmounted and kept unmounted across reboots
     (systemd's C(sys-kernel-debug.mount) masked, debugfs lines in O(fstab) commented out),
-    so that a host passes the audit check C(debugfs_not_mounted). Teardown leaves all of it in place.
+    so that a host passes the audit check C(debugfs_not_mounted). O(debugfs=disallowed) also
+    puts C(debugfs=off) on the next boot's kernel command line, so that the kernel itself
+    refuses debugfs from then on. Teardown leaves all of it in place.
 author:
   - tracefleet contributors (@tracefleet)
 extends_documentation_fragment:
@@ -37,13 +39,14 @@ attributes:
     support: full
     details:
       - Nothing is mounted, remounted, unmounted or written; RV(ignore:changed) is predicted.
-      - With O(debugfs=unmounted), a debugfs that processes hold fails the task in check mode too.
+      - With O(debugfs=unmounted) or V(disallowed), a debugfs that processes hold fails the task in check mode too.
   diff_mode:
     support: full
     details:
       - Shows the mount (mounted, options, gid, mode) and the fstab line before and after.
-      - With O(debugfs=unmounted), also C(debugfs) - where it is mounted, the fstab's active
-        debugfs lines, and the state of systemd's C(sys-kernel-debug.mount).
+      - With O(debugfs=unmounted) or V(disallowed), also C(debugfs) - where it is mounted, the fstab's active
+        debugfs lines, the state of systemd's C(sys-kernel-debug.mount) and, where tracefleet
+        edits the next boot's command line, its C(debugfs=) word (C(next_boot)).
   idempotent:
     support: full
 options:
@@ -130,15 +133,26 @@ options:
         refused before anything changes, naming their pids and commands, unless O(debugfs_force=true).
       - Refused together with a O(path) inside debugfs, and where O(legacy_debugfs=true)
         reaches the tracing files through debugfs.
+      - V(disallowed) does all that V(unmounted) does and puts C(debugfs=off) on the next
+        boot's kernel command line (kernel 5.10 and newer), in the boot loader configuration
+        M(tracefleet.ftrace.trace_persist) edits - C(/etc/kernel/cmdline), else
+        C(GRUB_CMDLINE_LINUX) in C(/etc/default/grub), followed by C(update-grub) (or
+        C(grub-mkconfig)). From the next boot on the kernel registers no debugfs at all;
+        tracefs is unaffected. Until the host reboots, RV(reboot_required) is V(true) and
+        RV(msg) says so. The word is recorded in C(/etc/tracefleet/debugfs.json); another
+        C(debugfs=) word that tracefleet did not add is refused (the kernel takes the last one).
+      - V(unmounted) takes a C(debugfs=off) that V(disallowed) added off the command line again
+        (RV(reboot_required) until the host reboots); one tracefleet did not add stays.
       - Nothing of it is recorded in the ledger; M(tracefleet.ftrace.teardown) neither
-        remounts debugfs nor unmasks the unit. To undo it by hand, run
-        C(systemctl unmask sys-kernel-debug.mount) and remove the comment mark from the fstab lines.
+        remounts debugfs, unmasks the unit nor edits the command line. To undo it by hand, run
+        C(systemctl unmask sys-kernel-debug.mount) and remove the comment mark from the fstab lines
+        (and run this module with O(debugfs=unmounted) to take C(debugfs=off) off the command line).
     type: str
-    choices: [unmanaged, unmounted]
+    choices: [unmanaged, unmounted, disallowed]
     default: unmanaged
   debugfs_force:
     description:
-      - With O(debugfs=unmounted), detach a busy debugfs lazily (C(umount2) with C(MNT_DETACH))
+      - With O(debugfs=unmounted) or V(disallowed), detach a busy debugfs lazily (C(umount2) with C(MNT_DETACH))
         instead of failing. It leaves the mount table at once; the processes that hold it keep
         what they have open until they close it. The task warns, naming them.
     type: bool
@@ -213,6 +227,15 @@ EXAMPLES = r"""
   tracefleet.ftrace.tracefs:
     debugfs: unmounted
     backup: true
+
+- name: Also keep the kernel from offering debugfs at all from the next boot on (debugfs=off)
+  tracefleet.ftrace.tracefs:
+    debugfs: disallowed
+  register: tracefs_policy
+
+- name: Reboot where the kernel command line changed
+  ansible.builtin.reboot:
+  when: tracefs_policy.reboot_required
 
 - name: The same where a process may hold debugfs open - detach it lazily, with a warning naming it
   tracefleet.ftrace.tracefs:
@@ -339,6 +362,22 @@ backup_file:
   description: The backup of O(fstab), when one was made.
   returned: when O(backup=true) and O(fstab) changed
   type: str
+reboot_required:
+  description:
+    - V(true) while the next boot's kernel command line says something about debugfs that the
+      running kernel does not (O(debugfs=disallowed) added C(debugfs=off), or O(debugfs=unmounted)
+      took it off again, and the host has not rebooted since). It stays V(true) on later runs
+      until the reboot, even when they change nothing.
+  returned: always
+  type: bool
+  sample: true
+msg:
+  description: What a reboot will change, when RV(reboot_required) is V(true).
+  returned: when RV(reboot_required) is V(true)
+  type: str
+  sample: >-
+    debugfs=off is on the next boot's command line (/etc/kernel/cmdline): the kernel refuses
+    debugfs from the next boot on; until the host reboots, debugfs is only unmounted
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -357,7 +396,7 @@ ARGUMENT_SPEC = dict(
     fstab=dict(type="path", default="/etc/fstab"),
     backup=dict(type="bool", default=False),
     legacy_debugfs=dict(type="bool", default=False),
-    debugfs=dict(type="str", default="unmanaged", choices=["unmanaged", "unmounted"]),
+    debugfs=dict(type="str", default="unmanaged", choices=["unmanaged", "unmounted", "disallowed"]),
     debugfs_force=dict(type="bool", default=False),
     session=dict(type="str", default="default"),
     ledger_path=LEDGER_PATH_ARG,

@@ -1,12 +1,15 @@
 """tracefs with debugfs: unmounted, on a fake systemd host: debugfs (and the tracing
 automount inside it) unmounted, the fstab's debugfs lines commented out byte for byte,
-sys-kernel-debug.mount masked; check mode, diff, idempotence, busy refusal and force."""
+sys-kernel-debug.mount masked; check mode, diff, idempotence, busy refusal and force.
+And debugfs: disallowed: debugfs=off on the next boot's command line (/etc/kernel/cmdline
+or GRUB), reboot_required, taken back by unmounted, refusals before any change."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import shutil
 
 import bad_input_cases
 import pytest
@@ -284,3 +287,207 @@ def test_bad_input_suite_debugfs_cases(run, kernel, host, tmp_path, case):
     assert "exception" not in result and "MODULE FAILURE" not in result["msg"]
     assert re.search(case["msg"], result["msg"]), (case["msg"], result["msg"])
     assert calls == [] and state() == before
+
+
+# -- debugfs: disallowed: debugfs=off on the next boot's kernel command line ------------
+
+CMDLINE = "root=UUID=1234 ro quiet\n"
+STATE = "etc/tracefleet/debugfs.json"
+
+
+@pytest.fixture
+def kernel_cmdline(host, tmp_path):
+    """The next boot's command line in /etc/kernel/cmdline (kernel-install, systemd-boot)."""
+    path = tmp_path / "etc/kernel/cmdline"
+    path.parent.mkdir(parents=True)
+    path.write_text(CMDLINE)
+    return path
+
+
+def boot_files(tmp_path):
+    return [
+        (tmp_path / name).read_bytes() if os.path.lexists(tmp_path / name) else None
+        for name in ("etc/kernel/cmdline", "etc/default/grub", STATE)
+    ]
+
+
+def test_disallowed_check_mode_predicts_and_writes_nothing(run, kernel, host, tmp_path, kernel_cmdline):
+    calls, _busy = kernel
+    result = run({"debugfs": "disallowed"}, check=True)
+    assert result["changed"] is True and result["reboot_required"] is True
+    assert result["actions"] == [
+        "unmount /sys/kernel/debug/tracing: inside debugfs at /sys/kernel/debug",
+        "unmount /sys/kernel/debug: debugfs=disallowed",
+        planned(tmp_path)[2],
+        planned(tmp_path)[3],
+        "write /etc/tracefleet/debugfs.json",
+        "write /etc/kernel/cmdline",
+    ]
+    assert result["diff"]["before"]["debugfs"]["next_boot"] is None
+    assert result["diff"]["after"]["debugfs"]["next_boot"] == "debugfs=off"
+    assert calls == [] and boot_files(tmp_path) == [CMDLINE.encode(), None, None]
+
+
+def test_disallowed_puts_debugfs_off_on_the_command_line_until_a_reboot(run, kernel, host, tmp_path, kernel_cmdline):
+    result = run({"debugfs": "disallowed"})
+    assert result["changed"] is True
+    assert kernel_cmdline.read_text() == "root=UUID=1234 ro quiet debugfs=off\n"
+    assert json.loads((tmp_path / STATE).read_text())["cmdline"]["words"] == ["debugfs=off"]
+    # Everything `unmounted` does, too.
+    assert os.readlink(tmp_path / MASK) == "/dev/null"
+    assert " - debugfs " not in (host.root / "proc/self/mountinfo").read_text()
+    # The running kernel still has debugfs (/proc/filesystems, /proc/cmdline): a reboot is due.
+    assert result["reboot_required"] is True
+    assert result["msg"].startswith("debugfs=off is on the next boot's command line (/etc/kernel/cmdline)")
+
+    again = run({"debugfs": "disallowed"})
+    assert again["changed"] is False and again["actions"] == []
+    assert again["reboot_required"] is True  # until the reboot, whatever the run changed
+
+    # After the reboot: the kernel says debugfs=off and has no debugfs.
+    host.write("proc/cmdline", "root=UUID=1234 ro quiet debugfs=off\n")
+    host.write("proc/filesystems", "nodev\tsysfs\nnodev\ttracefs\n")
+    booted = run({"debugfs": "disallowed"})
+    assert booted["changed"] is False and booted["reboot_required"] is False and "msg" not in booted
+    assert booted["debugfs"]["policy"] == "off" and booted["debugfs"]["registered"] is False
+
+
+def test_unmounted_takes_back_the_word_disallowed_added(run, kernel, host, tmp_path, kernel_cmdline):
+    run({"debugfs": "disallowed"})
+    result = run({"debugfs": "unmounted"}, check=True)
+    assert result["changed"] is True and result["actions"] == [
+        "write /etc/kernel/cmdline",
+        "remove /etc/tracefleet/debugfs.json",
+    ]
+    assert kernel_cmdline.read_text() == "root=UUID=1234 ro quiet debugfs=off\n"
+    result = run({"debugfs": "unmounted"})
+    assert result["changed"] is True
+    assert kernel_cmdline.read_text() == CMDLINE and not os.path.lexists(tmp_path / STATE)
+    # Taken back before any reboot: the running kernel never had it.
+    assert result["reboot_required"] is False
+    assert result["diff"]["after"]["debugfs"]["next_boot"] is None
+    assert run({"debugfs": "unmounted"})["changed"] is False
+
+
+def test_unmounted_after_a_reboot_with_debugfs_off_says_a_reboot_brings_debugfs_back(
+    run, kernel, host, tmp_path, kernel_cmdline
+):
+    run({"debugfs": "disallowed"})
+    host.write("proc/cmdline", "root=UUID=1234 ro quiet debugfs=off\n")
+    host.write("proc/filesystems", "nodev\tsysfs\nnodev\ttracefs\n")
+    result = run({"debugfs": "unmounted"})
+    assert result["changed"] is True and kernel_cmdline.read_text() == CMDLINE
+    assert result["reboot_required"] is True
+    assert "no longer on the next boot's command line" in result["msg"]
+
+
+def test_a_debugfs_word_tracefleet_did_not_add_is_refused_before_anything(run, kernel, host, tmp_path, kernel_cmdline):
+    calls, _busy = kernel
+    kernel_cmdline.write_text("root=UUID=1234 debugfs=on ro\n")
+    before = boot_files(tmp_path)
+    result = run({"debugfs": "disallowed"})
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "debugfs=disallowed: /etc/kernel/cmdline already has 'debugfs=on', which tracefleet did not add "
+        "(the kernel takes the last debugfs= word); remove it; nothing was changed"
+    )
+    assert calls == [] and boot_files(tmp_path) == before
+    assert (tmp_path / "fstab").read_bytes() == FSTAB and not os.path.lexists(tmp_path / MASK)
+
+
+def test_debugfs_off_already_there_is_left_as_it_is_and_not_owned(run, kernel, host, tmp_path, kernel_cmdline):
+    kernel_cmdline.write_text("debugfs=off root=UUID=1234\n")
+    result = run({"debugfs": "disallowed"})
+    assert result["changed"] is True  # the unmounts, the fstab, the mask
+    assert not any("cmdline" in action or "tracefleet" in action for action in result["actions"])
+    assert kernel_cmdline.read_text() == "debugfs=off root=UUID=1234\n" and not os.path.lexists(tmp_path / STATE)
+    assert result["reboot_required"] is True
+    # Not ours: `unmounted` leaves it.
+    assert run({"debugfs": "unmounted"})["changed"] is False
+    assert kernel_cmdline.read_text() == "debugfs=off root=UUID=1234\n"
+
+
+def test_disallowed_is_refused_where_the_kernel_has_no_debugfs_parameter(
+    run, kernel, host, tmp_path, kernel_cmdline, monkeypatch
+):
+    calls, _busy = kernel
+    monkeypatch.setattr(_locate.platform, "release", lambda: "5.4.0-150-generic")
+    result = run({"debugfs": "disallowed"})
+    assert result["failed"] is True
+    assert "kernel 5.4.0-150-generic has no debugfs= boot parameter (5.10 and newer have it)" in result["msg"]
+    assert calls == [] and boot_files(tmp_path) == [CMDLINE.encode(), None, None]
+
+
+def test_disallowed_is_refused_without_a_boot_loader_file(run, kernel, host, tmp_path):
+    calls, _busy = kernel
+    result = run({"debugfs": "disallowed"})
+    assert result["failed"] is True
+    assert "the next boot's command line is in neither /etc/kernel/cmdline nor /etc/default/grub" in result["msg"]
+    assert calls == [] and not os.path.lexists(tmp_path / MASK)
+
+
+GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX="console=ttyS0"  # serial\n'
+
+
+@pytest.fixture
+def grub(host, tmp_path, monkeypatch):
+    """/etc/default/grub and an update-grub that records its runs (and fails on request)."""
+    path = tmp_path / "etc/default/grub"
+    path.parent.mkdir(parents=True)
+    path.write_text(GRUB)
+    runs = tmp_path / "update-grub.runs"
+    script = tmp_path / "bin/update-grub"
+    script.parent.mkdir()
+    script.write_text(
+        '#!/bin/sh\necho run >> %s\n[ ! -e %s.fail ] || { echo "grub.cfg: no space" >&2; exit 1; }\n' % (runs, runs)
+    )
+    script.chmod(0o755)
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda name, *a, **k: str(script) if name == "update-grub" else real_which(name, *a, **k)
+    )
+    return path, runs
+
+
+def test_disallowed_on_grub_edits_the_value_and_runs_update_grub(run, kernel, host, tmp_path, grub):
+    path, runs = grub
+    result = run({"debugfs": "disallowed"})
+    assert result["changed"] is True and result["reboot_required"] is True
+    assert path.read_text() == 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX="console=ttyS0 debugfs=off"  # serial\n'
+    assert runs.read_text() == "run\n"
+    assert run({"debugfs": "disallowed"})["changed"] is False and runs.read_text() == "run\n"
+    run({"debugfs": "unmounted"})
+    assert path.read_text() == GRUB and runs.read_text() == "run\nrun\n"
+
+
+def test_a_failing_update_grub_puts_the_file_back(run, kernel, host, tmp_path, grub):
+    path, runs = grub
+    (tmp_path / "update-grub.runs.fail").write_text("")
+    result = run({"debugfs": "disallowed"})
+    assert result["failed"] is True
+    assert "update-grub failed (exit 1): grub.cfg: no space; the files it needed were put back" in result["msg"]
+    assert path.read_text() == GRUB
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        "{not json",
+        '{"format": 1, "cmdline": {"bootloader": "grub", "file": "/etc/kernel/cmdline", "words": ["debugfs=off"]}}',
+        '{"format": 1, "cmdline": {"bootloader": "kernel-cmdline", "file": "/etc/kernel/cmdline", "words": ["quiet"]}}',
+        '{"format": 1, "cmdline": {"bootloader": "kernel-cmdline", "file": "/etc/kernel/cmdline", "words": '
+        '["debugfs=off"], "update_command": "rm -rf /"}}',
+        '{"format": 2}',
+    ],
+)
+def test_a_damaged_or_foreign_record_is_refused_before_anything(run, kernel, host, tmp_path, kernel_cmdline, record):
+    calls, _busy = kernel
+    (tmp_path / STATE).parent.mkdir(parents=True)
+    (tmp_path / STATE).write_text(record)
+    before = boot_files(tmp_path)
+    for policy in ("disallowed", "unmounted"):
+        result = run({"debugfs": policy})
+        assert result["failed"] is True and "exception" not in result
+        assert result["msg"].startswith("debugfs=%s: /etc/tracefleet/debugfs.json is " % policy), result["msg"]
+        assert result["msg"].endswith("fix or remove it; nothing was changed")
+    assert calls == [] and boot_files(tmp_path) == before
