@@ -380,8 +380,9 @@ def check_debugfs_disallowed(facts: dict, policy: dict) -> dict | None:
         FAIL,
         expected,
         "on",
-        "debugfs may be mounted (%s); boot with debugfs=off or debugfs=no-mount, "
-        "or build with CONFIG_DEBUG_FS_DISALLOW_MOUNT" % evidence,
+        "debugfs may be mounted (%s); boot with debugfs=off or debugfs=no-mount (tracefleet.ftrace.tracefs "
+        "with debugfs=disallowed puts debugfs=off on the next boot's command line), or build with "
+        "CONFIG_DEBUG_FS_DISALLOW_MOUNT" % evidence,
     )
 
 
