@@ -8,7 +8,8 @@
 before making it, applies the plan, writes the fstab, and reads the host again for
 the result. With `debugfs: unmounted` it also refuses a debugfs that processes hold
 (naming them), unmounts debugfs, comments out the fstab's debugfs lines and masks
-systemd's unit (`_debugfs_boot`); none of that is recorded for teardown to undo.
+systemd's unit (`_debugfs_boot`); `debugfs: disallowed` adds `debugfs=off` to the next
+boot's command line. None of that is recorded for teardown to undo.
 
 The ledger's `mount` entry kind belongs here too: recorded by `record_mounts`,
 dropped by `forget_unmounts` when the module unmounts it itself, and undone for
@@ -307,8 +308,10 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
 
     Everything that can refuse does so before the first change: the plan (path,
     mount point, debugfs policy), processes holding a debugfs to unmount, the systemd
-    unit to mask, the fstab (readable regular file, no other filesystem's entry for
-    the mount point, a writable directory), then the ledger. The fstab is edited under
+    unit to mask, the next boot's command line and its record (`debugfs=off`), the
+    fstab (readable regular file, no other filesystem's entry for the mount point, a
+    writable directory), then the ledger. The boot-time edits (the mask, the command
+    line) come last. The fstab is edited under
     its lock, read again under it, so a concurrent editor's change is neither lost nor
     duplicated."""
     host = read_host()
