@@ -108,14 +108,17 @@ class Window:
             _capture.clear(buffer)
         before = _capture.stats(buffer, self.captured)
         first = next(iter(before.values()), None)
-        self._update(
-            before={str(cpu): stats for cpu, stats in before.items()},
-            trace_now=first.get("now ts") if first else None,
-        )
         keeper = _capture_keeper.detach(lambda: self._keep(opens, duration))
         # Late: the keeper started after the time the window was to open.
         late = start_at is not None and time.time() > start_at
-        self._update(keeper=keeper, late=late)
+        # One ledger write for the counters and the keeper (the keeper adds its own
+        # fields to the same entry, under the ledger's lock, whichever comes first).
+        self._update(
+            before={str(cpu): stats for cpu, stats in before.items()},
+            trace_now=first.get("now ts") if first else None,
+            keeper=keeper,
+            late=late,
+        )
         return dict(start_at=start_at, late=late, keeper=keeper)
 
     def _keep(self, opens: float, duration: float | None) -> None:  # pragma: no cover - runs in the keeper
