@@ -208,7 +208,7 @@ class BootParameter:
         known = {"kernel-cmdline": boot.KERNEL_CMDLINE, "grub": boot.GRUB_DEFAULT}
         if (
             not isinstance(section, dict)
-            or known.get(section.get("bootloader")) != section.get("file")
+            or known.get(str(section.get("bootloader"))) != section.get("file")
             or not isinstance(section.get("words"), list)
             or any(word != PARAMETER for word in section["words"])
             or not isinstance(section.get("replaced", []), list)
@@ -246,7 +246,10 @@ class BootParameter:
         )
 
     def _work_out(self, old: dict | None) -> None:
-        target = self._target() if self.wanted else (old["bootloader"], old["file"], old.get("update_command"))
+        if self.wanted or old is None:
+            target = self._target()
+        else:
+            target = (old["bootloader"], old["file"], old.get("update_command"))
         bootloader, path, _update = target
         text = self.host.read(path)
         owned = list((old or {}).get("words") or [])

@@ -332,7 +332,7 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
     # The edits that are needed, None when not.
     fstab_edit = fstab if fstab is not None and fstab.changed else None
     boot_edits = [edit for edit in (mask, parameter) if edit is not None and edit.changed]
-    extra = {}
+    extra: dict[str, object] = {}
     if managing_debugfs:
         result.before["debugfs"] = _debugfs_view(host, fstab.commented if fstab else [], mask.before if mask else None)
         result.after["debugfs"] = dict(result.after["debugfs"], fstab=[], systemd_unit=mask.after if mask else None)
