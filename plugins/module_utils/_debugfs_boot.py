@@ -87,6 +87,15 @@ def unit_state(root: str = "/") -> str | None:
     return UNMASKED if systemd else None
 
 
+def _nearest_directory(path: str) -> str:
+    """`path`'s directory, or the nearest ancestor of it that exists (what a write
+    would create the missing directories in)."""
+    directory = os.path.dirname(path)
+    while not os.path.lexists(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    return directory
+
+
 class Mask:
     """Masking `sys-kernel-debug.mount`, worked out before anything is applied.
     Refuses (DebugfsBootError) a unit file of the admin's own in UNIT_DIR."""
@@ -109,9 +118,7 @@ class Mask:
 
     def check_writable(self) -> None:
         """Refuse before any change when the mask cannot be made."""
-        directory = os.path.dirname(self.path)
-        while not os.path.lexists(directory) and os.path.dirname(directory) != directory:
-            directory = os.path.dirname(directory)
+        directory = _nearest_directory(self.path)
         if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
             raise DebugfsBootError(
                 "debugfs=%s: cannot mask %s: %s is not a writable directory" % (self.option, UNIT, directory)
@@ -173,9 +180,10 @@ class BootParameter:
     file is read. `reboot_required`: the running kernel's debugfs mode (`running`, from
     /proc/cmdline or its build) is not what the next boot's command line says."""
 
-    def __init__(self, root: str, release: str, running: str, wanted: bool) -> None:
+    def __init__(self, root: str, release: str, running: str, option: str) -> None:
         self.host = boot.Host(root=root, release=release)
-        self.wanted = wanted
+        self.option = option
+        self.wanted = wanted = option == "disallowed"
         self.plan = boot.Plan(self.host)
         self.path: str | None = None
         # The next boot's debugfs= word before and after this task (None: there is none).
@@ -188,13 +196,10 @@ class BootParameter:
             if wanted or old is not None:
                 self._work_out(old)
         except PersistError as exc:
-            raise DebugfsBootError("debugfs=%s: %s; nothing was changed" % (self._option(), exc)) from None
+            raise DebugfsBootError("debugfs=%s: %s; nothing was changed" % (option, exc)) from None
         self.changed = bool(self.plan.steps)
         running_off = running == "off"
         self.reboot_required = (self.path is not None) and (self.next_boot == PARAMETER) != running_off
-
-    def _option(self) -> str:
-        return "disallowed" if self.wanted else "unmounted"
 
     def _read_state(self) -> dict | None:
         text = self.host.read(STATE_FILE)
@@ -229,21 +234,22 @@ class BootParameter:
             )
 
     def _target(self) -> tuple[str, str, list | None]:
-        if self.host.exists(boot.KERNEL_CMDLINE):
-            return "kernel-cmdline", boot.KERNEL_CMDLINE, None
-        if self.host.exists(boot.GRUB_DEFAULT):
-            for command, arguments in boot.GRUB_UPDATERS:
-                found = self.host.which(command)
-                if found:
-                    return "grub", boot.GRUB_DEFAULT, [found] + list(arguments)
+        found = boot.found_bootloader(self.host)
+        if found is None:
+            raise PersistError(
+                "the next boot's command line is in neither %s nor %s, so %s cannot be put on it"
+                % (boot.KERNEL_CMDLINE, boot.GRUB_DEFAULT, PARAMETER)
+            )
+        bootloader, path = found
+        if bootloader != "grub":
+            return bootloader, path, None
+        update = boot.grub_updater(self.host)
+        if update is None:
             raise PersistError(
                 "%s needs one of %s to write grub.cfg, and none is installed"
-                % (boot.GRUB_DEFAULT, ", ".join(command for command, _arguments in boot.GRUB_UPDATERS))
+                % (path, ", ".join(command for command, _arguments in boot.GRUB_UPDATERS))
             )
-        raise PersistError(
-            "the next boot's command line is in neither %s nor %s, so %s cannot be put on it"
-            % (boot.KERNEL_CMDLINE, boot.GRUB_DEFAULT, PARAMETER)
-        )
+        return bootloader, path, update
 
     def _work_out(self, old: dict | None) -> None:
         if self.wanted or old is None:
@@ -273,7 +279,9 @@ class BootParameter:
         self.path = path
         words = _debugfs_words(present)
         self.before = words[-1] if words else None
-        after = cmdline.CmdlineFile(bootloader, path, edits.diffs[-1]["after"]).words() if edits.diffs else present
+        # The target's own diff (a record of another file adds that file's diff too).
+        edited = [diff["after"] for diff in edits.diffs if diff["after_header"] == path]
+        after = cmdline.CmdlineFile(bootloader, path, edited[0]).words() if edited else present
         words = _debugfs_words(after)
         self.next_boot = words[-1] if words else None
 
@@ -296,15 +304,13 @@ class BootParameter:
     def check_writable(self) -> None:
         """Refuse before any change when the files cannot be written."""
         for absolute in [STATE_FILE] + [diff["after_header"] for diff in self.plan.diffs]:
-            directory = os.path.dirname(self.host.path(absolute))
-            while not os.path.lexists(directory) and os.path.dirname(directory) != directory:
-                directory = os.path.dirname(directory)
             path = self.host.path(absolute)
+            directory = _nearest_directory(path)
             if not os.access(directory, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-                raise DebugfsBootError("debugfs=%s: cannot write %s; nothing was changed" % (self._option(), absolute))
+                raise DebugfsBootError("debugfs=%s: cannot write %s; nothing was changed" % (self.option, absolute))
 
     def apply(self) -> None:
         try:
             self.plan.apply()
         except PersistError as exc:
-            raise DebugfsBootError("debugfs=%s: %s" % (self._option(), exc)) from None
+            raise DebugfsBootError("debugfs=%s: %s" % (self.option, exc)) from None

@@ -322,9 +322,7 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
     # debugfs=off on the next boot's command line: put there by `disallowed`; taken off
     # by `unmounted` where tracefleet put it (read only where it has a record of that).
     parameter = (
-        _debugfs_boot.BootParameter(
-            host.root, host.release, host.debugfs_policy["mode"], request.policy.debugfs == "disallowed"
-        )
+        _debugfs_boot.BootParameter(host.root, host.release, host.debugfs_policy["mode"], request.policy.debugfs)
         if managing_debugfs
         else None
     )
@@ -332,13 +330,16 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
     # The edits that are needed, None when not.
     fstab_edit = fstab if fstab is not None and fstab.changed else None
     boot_edits = [edit for edit in (mask, parameter) if edit is not None and edit.changed]
-    extra: dict[str, object] = {}
+    # The diff shows the next boot's debugfs= word where a command line was read.
+    next_boot = parameter if parameter is not None and parameter.path is not None else None
+    pending = parameter if parameter is not None and parameter.reboot_required else None
+    extra: dict[str, object] = {"msg": pending.message} if pending is not None else {}
     if managing_debugfs:
         result.before["debugfs"] = _debugfs_view(host, fstab.commented if fstab else [], mask.before if mask else None)
         result.after["debugfs"] = dict(result.after["debugfs"], fstab=[], systemd_unit=mask.after if mask else None)
-        if parameter is not None and parameter.path is not None:
-            result.before["debugfs"]["next_boot"] = parameter.before
-            result.after["debugfs"]["next_boot"] = parameter.next_boot
+        if next_boot is not None:
+            result.before["debugfs"]["next_boot"] = next_boot.before
+            result.after["debugfs"]["next_boot"] = next_boot.next_boot
     changed = result.changed or fstab_edit is not None or bool(boot_edits)
     if changed and not check_mode:
         for edit in boot_edits:
@@ -373,17 +374,13 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
             done.extend(fstab_edit.describe())
         for edit in boot_edits:
             done.extend(edit.describe())
-    if parameter is not None and parameter.reboot_required:
-        extra["reboot_required"] = True
-        extra["msg"] = parameter.message
     if request.persistent and fstab is not None:
         result.before["fstab"] = fstab.before
         result.after["fstab"] = fstab.line
     after_host = host if check_mode else read_host()
     after, report_warnings = _report(after_host, result, check_mode)
     warnings += report_warnings
-    output = dict(changed=changed, **after, actions=done, reboot_required=False)
-    output.update(extra)
+    output = dict(changed=changed, **after, actions=done, reboot_required=pending is not None, **extra)
     if request.persistent and fstab is not None:
         output["fstab"] = fstab.line
         if not check_mode:
@@ -393,8 +390,8 @@ def ensure(request: Request, check_mode: bool, diff: bool, backup: Callable[[str
         result.after["debugfs"] = _debugfs_view(
             after_host, [entry.render() for entry in left], _debugfs_boot.unit_state(host.root)
         )
-        if parameter is not None and parameter.path is not None:
-            result.after["debugfs"]["next_boot"] = parameter.next_boot
+        if next_boot is not None:
+            result.after["debugfs"]["next_boot"] = next_boot.next_boot
     if diff:
         output["diff"] = {"before": result.before, "after": result.after}
     return output, warnings

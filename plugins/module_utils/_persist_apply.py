@@ -240,9 +240,31 @@ class Plan:
 # -- the command line ---------------------------------------------------------------
 
 
+def found_bootloader(host: Host) -> tuple[str, str] | None:
+    """(bootloader, the file that holds the next boot's command line) as found on the
+    host: /etc/kernel/cmdline if it exists, else /etc/default/grub; None with neither."""
+    if host.exists(KERNEL_CMDLINE):
+        return "kernel-cmdline", KERNEL_CMDLINE
+    if host.exists(GRUB_DEFAULT):
+        return "grub", GRUB_DEFAULT
+    return None
+
+
+def grub_updater(host: Host) -> list | None:
+    """The command that writes grub.cfg (the first of GRUB_UPDATERS installed), or None."""
+    for command, arguments in GRUB_UPDATERS:
+        found = host.which(command)
+        if found:
+            return [found] + list(arguments)
+    return None
+
+
 def resolve_bootloader(host: Host, wanted: str) -> tuple[str, str]:
     """(bootloader, the file that holds the next boot's command line)."""
-    if wanted in ("auto", "kernel-cmdline") and host.exists(KERNEL_CMDLINE):
+    found = found_bootloader(host) if wanted == "auto" else None
+    if found is not None:
+        return found
+    if wanted == "kernel-cmdline" and host.exists(KERNEL_CMDLINE):
         return "kernel-cmdline", KERNEL_CMDLINE
     if wanted == "kernel-cmdline":
         raise PersistError(
@@ -264,10 +286,9 @@ def update_command(host: Host, bootloader: str, given: list | None) -> list | No
         return [str(word) for word in given] or None
     if bootloader != "grub":
         return None
-    for command, arguments in GRUB_UPDATERS:
-        found = host.which(command)
-        if found:
-            return [found] + list(arguments)
+    found = grub_updater(host)
+    if found:
+        return found
     raise PersistError(
         "bootloader=grub: none of %s is installed to write grub.cfg; set boot_update_command"
         % ", ".join(command for command, _arguments in GRUB_UPDATERS)

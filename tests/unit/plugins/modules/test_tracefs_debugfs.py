@@ -491,3 +491,23 @@ def test_a_damaged_or_foreign_record_is_refused_before_anything(run, kernel, hos
         assert result["msg"].startswith("debugfs=%s: /etc/tracefleet/debugfs.json is " % policy), result["msg"]
         assert result["msg"].endswith("fix or remove it; nothing was changed")
     assert calls == [] and boot_files(tmp_path) == before
+
+
+def test_a_record_of_another_file_is_taken_back_and_the_next_boot_read_from_the_target(
+    run, kernel, host, tmp_path, grub, kernel_cmdline
+):
+    """The word was added to GRUB's value; /etc/kernel/cmdline has appeared since, with a
+    debugfs=off of its own. The word goes from GRUB's file, the target is left as it is,
+    and the next boot (the target's word) still disallows debugfs."""
+    path, runs = grub
+    path.write_text(GRUB.replace('"console=ttyS0"', '"console=ttyS0 debugfs=off"'))
+    kernel_cmdline.write_text("debugfs=off root=UUID=1234\n")
+    (tmp_path / STATE).parent.mkdir(parents=True)
+    record = {"bootloader": "grub", "file": "/etc/default/grub", "update_command": None, "words": ["debugfs=off"]}
+    (tmp_path / STATE).write_text(json.dumps({"format": 1, "cmdline": dict(record, replaced=[])}))
+    result = run({"debugfs": "disallowed"})
+    assert result["changed"] is True
+    assert path.read_text() == GRUB and kernel_cmdline.read_text() == "debugfs=off root=UUID=1234\n"
+    assert not os.path.lexists(tmp_path / STATE)
+    assert result["diff"]["after"]["debugfs"]["next_boot"] == "debugfs=off"
+    assert result["reboot_required"] is True  # the running kernel was booted without it
